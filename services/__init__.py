@@ -1,0 +1,1 @@
+"""Event Manager services: each a small FastAPI app plus its worker loop."""

@@ -1,0 +1,43 @@
+"""The api service: configuration and reporting REST API (OpenAPI at /docs)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.api.routes import (
+    admin,
+    delivery_configurations,
+    events,
+    monitored_numbers,
+    subscriptions,
+    topics,
+)
+from shared.db import Database
+from shared.kafka import kafka_ready, make_producer
+from shared.service import Runtime, create_service_app
+from shared.settings import get_settings
+
+
+async def start(app: FastAPI, runtime: Runtime) -> None:
+    settings = get_settings()
+    settings.require_runtime()
+    app.state.settings = settings
+    app.state.db = db = Database(settings.database_url)
+    runtime.on_shutdown(db.close)
+    app.state.producer = producer = make_producer(settings)
+    await producer.start()
+    runtime.on_shutdown(producer.stop)
+    runtime.checks["database"] = db.ping
+    runtime.checks["kafka"] = lambda: kafka_ready(producer)
+
+
+app = create_service_app(
+    "api",
+    start,
+    description="Configure event delivery (delivery configurations, subscriptions, monitored numbers) and "
+    "see what happened to every event. Company calls use `Authorization: Bearer <api_key>`; operator calls "
+    "under `/v1/admin` use the operator token.",
+    version="1.0.0",
+)
+for module in (admin, topics, delivery_configurations, subscriptions, monitored_numbers, events):
+    app.include_router(module.router)

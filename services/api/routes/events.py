@@ -1,0 +1,204 @@
+"""Event reporting: search, the event viewer, tracking, republish and mark-as-handled."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from sqlalchemy import and_, exists, or_, select
+
+from services.api.delivery_actions import handle_deliveries, requeue_deliveries
+from services.api.deps import CompanyDep, SessionDep
+from services.api.pagination import decode_cursor, encode_cursor
+from shared.errors import InvalidInput, NotFound
+from shared.models import Delivery, DeliveryAttempt, Event
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+DeliveryStatus = Literal["queued", "pending_retry", "delivered", "failed", "handled", "buffered"]
+
+
+class DeliveryView(BaseModel):
+    id: str
+    subscription_id: str
+    delivery_configuration_id: str
+    status: str
+    attempt_count: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None
+    last_error: str | None
+    buffer_file_id: str | None
+
+
+class EventView(BaseModel):
+    id: str
+    topic: str
+    event_type: str
+    company_id: str
+    subject: str | None
+    occurred_at: datetime
+    received_at: datetime
+    data: dict
+    status: str
+    deliveries: list[DeliveryView] | None = None
+
+
+class EventPage(BaseModel):
+    data: list[EventView]
+    next_cursor: str | None
+
+
+class AttemptView(BaseModel):
+    delivery_id: str
+    endpoint_url: str
+    started_at: datetime
+    duration_ms: float
+    http_status: int | None
+    error: str | None
+    outcome: str
+    response_excerpt: str | None
+
+
+class RepublishRequest(BaseModel):
+    delivery_configuration_id: str | None = None
+
+
+class ActionResult(BaseModel):
+    event_id: str
+    deliveries: int
+
+
+# Most pressing first: an event's status is that of its least settled delivery.
+STATUS_ORDER = ["failed", "pending_retry", "queued", "buffered", "delivered", "handled"]
+
+
+def event_status(statuses: list[str]) -> str:
+    if not statuses:
+        return "unmatched"
+    return min(statuses, key=STATUS_ORDER.index)
+
+
+def _view(event: Event, deliveries: list[Delivery], include_deliveries: bool) -> EventView:
+    return EventView(
+        id=event.id, topic=event.topic, event_type=event.event_type, company_id=event.company_id,
+        subject=event.subject, occurred_at=event.occurred_at, received_at=event.received_at, data=event.data,
+        status=event_status([d.status for d in deliveries]),
+        deliveries=[DeliveryView.model_validate(d, from_attributes=True) for d in deliveries]
+        if include_deliveries else None,
+    )
+
+
+async def _deliveries_of(session, company_id: str, event_ids: list[str]) -> dict[str, list[Delivery]]:
+    rows = await session.scalars(
+        select(Delivery).where(Delivery.company_id == company_id, Delivery.event_id.in_(event_ids))
+        .order_by(Delivery.id)
+    )
+    grouped: dict[str, list[Delivery]] = {}
+    for row in rows:
+        grouped.setdefault(row.event_id, []).append(row)
+    return grouped
+
+
+@router.get("", response_model=EventPage, summary="Search events",
+            description="Newest first. Filters combine with AND; `status`, `delivery_configuration_id` and "
+                        "`subscription_id` select events having such a delivery. Pass `next_cursor` back as "
+                        "`cursor` for the next page.")
+async def search(
+    session: SessionDep,
+    caller: CompanyDep,
+    id: str | None = None,
+    topic: str | None = None,
+    event_type: str | None = None,
+    status: DeliveryStatus | None = None,
+    delivery_configuration_id: str | None = None,
+    subscription_id: str | None = None,
+    subject: str | None = None,
+    from_: datetime | None = Query(None, alias="from"),
+    to: datetime | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
+):
+    query = select(Event).where(Event.company_id == caller.company_id)
+    for column, value in ((Event.id, id), (Event.topic, topic), (Event.event_type, event_type),
+                          (Event.subject, subject)):
+        if value is not None:
+            query = query.where(column == value)
+    if from_ is not None:
+        query = query.where(Event.received_at >= from_)
+    if to is not None:
+        query = query.where(Event.received_at < to)
+    delivery_filters = [
+        condition for condition, value in (
+            (Delivery.status == status, status),
+            (Delivery.delivery_configuration_id == delivery_configuration_id, delivery_configuration_id),
+            (Delivery.subscription_id == subscription_id, subscription_id),
+        ) if value is not None
+    ]
+    if delivery_filters:
+        query = query.where(exists().where(
+            Delivery.company_id == Event.company_id, Delivery.event_id == Event.id, *delivery_filters
+        ))
+    if cursor:
+        try:
+            received_at, last_id = decode_cursor(cursor)
+            received = datetime.fromisoformat(received_at)
+        except (ValueError, TypeError):
+            raise InvalidInput.at(["query", "cursor"], "not a cursor this API issued") from None
+        query = query.where(or_(Event.received_at < received,
+                                and_(Event.received_at == received, Event.id < last_id)))
+    query = query.order_by(Event.received_at.desc(), Event.id.desc()).limit(limit + 1)
+    events = (await session.scalars(query)).all()
+    more = len(events) > limit
+    events = events[:limit]
+    deliveries = await _deliveries_of(session, caller.company_id, [e.id for e in events])
+    next_cursor = encode_cursor(events[-1].received_at.isoformat(), events[-1].id) if more else None
+    return EventPage(data=[_view(e, deliveries.get(e.id, []), False) for e in events], next_cursor=next_cursor)
+
+
+async def _event(session, company_id: str, event_id: str) -> Event:
+    event = await session.get(Event, (company_id, event_id))
+    if event is None:
+        raise NotFound(f"event {event_id} does not exist")
+    return event
+
+
+@router.get("/{event_id}", response_model=EventView, summary="View an event and its deliveries")
+async def view(event_id: str, session: SessionDep, caller: CompanyDep):
+    event = await _event(session, caller.company_id, event_id)
+    deliveries = await _deliveries_of(session, caller.company_id, [event_id])
+    return _view(event, deliveries.get(event_id, []), True)
+
+
+@router.get("/{event_id}/attempts", response_model=list[AttemptView], summary="Tracking: every delivery attempt")
+async def attempts(event_id: str, session: SessionDep, caller: CompanyDep):
+    await _event(session, caller.company_id, event_id)
+    rows = await session.scalars(
+        select(DeliveryAttempt)
+        .where(DeliveryAttempt.company_id == caller.company_id, DeliveryAttempt.event_id == event_id)
+        .order_by(DeliveryAttempt.started_at, DeliveryAttempt.id)
+    )
+    return [AttemptView.model_validate(row, from_attributes=True) for row in rows]
+
+
+@router.post("/{event_id}/republish", status_code=202, response_model=ActionResult, summary="Republish an event",
+             description="Delivers the event again to every matched subscription, or only through one "
+                         "delivery configuration. New attempts appear in tracking.")
+async def republish(event_id: str, session: SessionDep, caller: CompanyDep, body: RepublishRequest | None = None):
+    await _event(session, caller.company_id, event_id)
+    count = await requeue_deliveries(session, caller.company_id, [Delivery.event_id == event_id],
+                                     body.delivery_configuration_id if body else None)
+    if count == 0:
+        raise InvalidInput.at(["delivery_configuration_id"], "the event has no delivery through that configuration")
+    await session.commit()
+    return ActionResult(event_id=event_id, deliveries=count)
+
+
+@router.post("/{event_id}/handled", response_model=ActionResult, summary="Mark an event as handled")
+async def mark_handled(event_id: str, session: SessionDep, caller: CompanyDep):
+    await _event(session, caller.company_id, event_id)
+    count = await handle_deliveries(session, caller.company_id, [Delivery.event_id == event_id])
+    await session.commit()
+    return ActionResult(event_id=event_id, deliveries=count)

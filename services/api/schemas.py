@@ -1,0 +1,272 @@
+"""Request and response bodies. `XCreate` / `XUpdate` are what callers send, `XPublic` what
+they get back; secrets only ever travel inwards (responses say `password_set: true`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- operator -----------------------------------------------------------------------------
+
+class CompanyCreate(Strict):
+    name: Name
+
+
+class CompanyPublic(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class ApplicationCreate(Strict):
+    name: Name
+    event_manager_enabled: bool = True
+
+
+class ApplicationUpdate(Strict):
+    event_manager_enabled: bool
+
+
+class ApplicationPublic(BaseModel):
+    id: str
+    company_id: str
+    name: str
+    event_manager_enabled: bool
+    api_key: str | None = Field(None, description="Shown only when the key is created or rotated")
+
+
+class ApiKey(BaseModel):
+    api_key: str
+
+
+class SourceCreate(Strict):
+    name: Name
+    topics: list[str] = Field(min_length=1)
+
+
+class SourcePublic(BaseModel):
+    id: str
+    name: str
+    topics: list[str]
+    token: str | None = Field(None, description="Shown only when the source is created")
+
+
+class EventTypeIn(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    description: str = ""
+
+
+class TopicCreate(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")]
+    service: Name
+    description: str = ""
+    requires_event_type: bool = False
+    broadcast: bool = False
+    event_types: list[EventTypeIn] = []
+
+
+class EventTypePublic(BaseModel):
+    name: str
+    description: str
+
+
+class TopicPublic(BaseModel):
+    name: str
+    service: str
+    description: str
+    requires_event_type: bool
+    broadcast: bool
+    event_types: list[EventTypePublic]
+
+
+# --- delivery configurations --------------------------------------------------------------
+
+class Endpoint(Strict):
+    url: Annotated[str, Field(min_length=1, max_length=2048)]
+    active: bool = True
+
+
+class EndpointPublic(BaseModel):
+    id: str
+    url: str
+    active: bool
+
+
+class Throttle(Strict):
+    max_requests: int = Field(ge=1, le=100_000)
+    per_seconds: float = Field(gt=0, le=86_400)
+
+
+class Schedule(Strict):
+    simple: Literal["hourly", "daily", "weekly", "monthly"] | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if (self.simple is None) == (self.cron is None):
+            raise ValueError("give exactly one of simple or cron")
+        return self
+
+
+class NoAuth(Strict):
+    type: Literal["none"]
+
+
+class BasicAuth(Strict):
+    type: Literal["basic"]
+    username: Annotated[str, Field(min_length=1, max_length=500)]
+    password: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class OAuth2Auth(Strict):
+    type: Literal["oauth2"]
+    token_url: Annotated[str, Field(min_length=1, max_length=2048)]
+    client_id: Annotated[str, Field(min_length=1, max_length=500)]
+    client_secret: Annotated[str, Field(min_length=1, max_length=2000)]
+    scope: str | None = None
+    grant_type: Literal["client_credentials", "password", "refresh_token"]
+    username: str | None = None
+    password: str | None = None
+    refresh_token: str | None = None
+    refresh_token_expires_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _grant_needs(self):
+        if self.grant_type == "password" and not (self.username and self.password):
+            raise ValueError("the password grant needs username and password")
+        if self.grant_type == "refresh_token" and not self.refresh_token:
+            raise ValueError("the refresh_token grant needs refresh_token")
+        return self
+
+
+Authentication = Annotated[NoAuth | BasicAuth | OAuth2Auth, Field(discriminator="type")]
+SECRET_FIELDS = ("password", "client_secret", "refresh_token")
+
+
+class DeliveryConfigurationCreate(Strict):
+    name: Name
+    mode: Literal["realtime", "scheduled"]
+    active: bool = False
+    endpoints: list[Endpoint] = Field(default=[], max_length=20)
+    format: Literal["json", "xml"] = "json"
+    throttle: Throttle | None = None
+    schedule: Schedule | None = None
+    authentication: Authentication = NoAuth(type="none")
+    signing_secret: Annotated[str, Field(min_length=16, max_length=500)] | None = None
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{
+            "name": "crm-realtime", "mode": "realtime", "active": True,
+            "endpoints": [{"url": "https://crm.example.com/hooks", "active": True}],
+            "format": "json", "throttle": {"max_requests": 20, "per_seconds": 1},
+            "authentication": {"type": "basic", "username": "em", "password": "s3cret"},
+        }]},
+    )
+
+
+class DeliveryConfigurationUpdate(Strict):
+    name: Name | None = None
+    active: bool | None = None
+    endpoints: list[Endpoint] | None = Field(default=None, max_length=20)
+    format: Literal["json", "xml"] | None = None
+    throttle: Throttle | None = None
+    schedule: Schedule | None = None
+    authentication: Authentication | None = None
+    signing_secret: Annotated[str, Field(min_length=16, max_length=500)] | None = None
+
+
+class DeliveryConfigurationPublic(BaseModel):
+    id: str
+    name: str
+    mode: str
+    active: bool
+    endpoints: list[EndpointPublic]
+    format: str
+    throttle: dict | None
+    schedule: dict | None
+    next_fire_times: list[datetime] | None = None
+    authentication: dict[str, Any]
+    signing_secret_set: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- subscriptions ------------------------------------------------------------------------
+
+class SubscriptionCreate(Strict):
+    topic: Name
+    event_types: list[str] = []
+    delivery_configuration_id: Name
+    matching_criteria: dict[str, Any] | None = None
+    start_at: datetime
+    end_at: datetime | None = None
+    active: bool = True
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{
+            "topic": "SCG-Message", "event_types": ["message.delivered"],
+            "delivery_configuration_id": "dc_01J...",
+            "matching_criteria": {"data": {"keyword": ["STOP"]}},
+            "start_at": "2026-12-01T00:00:00Z", "end_at": None, "active": True,
+        }]},
+    )
+
+
+class SubscriptionUpdate(Strict):
+    event_types: list[str] | None = None
+    delivery_configuration_id: Name | None = None
+    matching_criteria: dict[str, Any] | None = None
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    active: bool | None = None
+
+
+class SubscriptionPublic(BaseModel):
+    id: str
+    topic: str
+    event_types: list[str]
+    delivery_configuration_id: str
+    matching_criteria: dict[str, Any] | None
+    start_at: datetime
+    end_at: datetime | None
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- monitored numbers --------------------------------------------------------------------
+
+E164 = r"^\+[1-9][0-9]{6,14}$"
+
+
+class MonitoredNumbers(Strict):
+    numbers: list[str] = Field(min_length=1, max_length=200_000)
+
+    @field_validator("numbers")
+    @classmethod
+    def _e164(cls, numbers: list[str]) -> list[str]:
+        import re
+
+        pattern = re.compile(E164)
+        bad = [i for i, n in enumerate(numbers) if not isinstance(n, str) or not pattern.match(n)]
+        if bad:
+            shown = ", ".join(f"[{i}] {numbers[i]!r}" for i in bad[:10])
+            raise ValueError(f"not E.164 numbers (+ and 7-15 digits): {shown}{' ...' if len(bad) > 10 else ''}")
+        return numbers
+
+
+class Page(BaseModel):
+    data: list[Any]
+    next_cursor: str | None

@@ -1,0 +1,70 @@
+"""The dispatcher service: throttled, authenticated REST delivery with durable retries."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from fastapi import FastAPI
+
+from services.dispatcher.auth import Credentials
+from services.dispatcher.breaker import Breakers
+from services.dispatcher.configs import TargetCache
+from services.dispatcher.poller import poll_forever
+from services.dispatcher.recorder import Recorder
+from services.dispatcher.worker import Dispatcher
+from shared.db import create_pool
+from shared.kafka import ChangeFeed, Topics, kafka_ready, make_consumer, make_producer
+from shared.service import Runtime, create_service_app
+from shared.settings import get_settings
+
+
+async def follow_changes(feed: ChangeFeed, targets: TargetCache, credentials: Credentials) -> None:
+    async for change in feed.changes():
+        if change["kind"] == "delivery_configurations":
+            credentials.forget_all(targets.forget_company(change["company_id"]))
+
+
+async def start(app: FastAPI, runtime: Runtime) -> None:
+    settings = get_settings()
+    settings.require_runtime()
+    topics = Topics.of(settings)
+    pool = await create_pool(settings.database_url, size=6)
+    runtime.on_shutdown(pool.close)
+    feed = ChangeFeed(settings)
+    await feed.start()
+    runtime.on_shutdown(feed.stop)
+    targets = TargetCache(pool, settings.secret_key)
+    credentials = Credentials(targets, settings.private_networks, settings.request_timeout_seconds)
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=settings.dispatcher_concurrency,
+                                                                limit_per_host=0, ttl_dns_cache=60))
+    runtime.on_shutdown(http.close)
+    producer = make_producer(settings)
+    await producer.start()
+    runtime.on_shutdown(producer.stop)
+    recorder = Recorder(pool)
+    consumer = make_consumer(settings, "em-dispatcher", max_poll_records=1000)
+    breakers = Breakers(settings.circuit_failure_threshold, settings.circuit_open_seconds)
+    dispatcher = Dispatcher(settings, consumer, targets, credentials, recorder, http, breakers)
+    consumer.subscribe([topics.deliveries], listener=dispatcher.rebalance_listener())
+    await consumer.start()
+    runtime.on_shutdown(consumer.stop)
+    runtime.checks["database"] = lambda: pool.execute("SELECT 1")
+    runtime.checks["kafka"] = lambda: kafka_ready(producer)
+    app.state.dispatcher = dispatcher
+    runtime.run_forever("changes", follow_changes(feed, targets, credentials))
+    runtime.run_forever("retry-poller", poll_forever(pool, producer, topics.deliveries, settings.retry_poll_seconds))
+    # The recorder must outlive the dispatcher loop, which waits on it while draining.
+    dispatcher_done = asyncio.Event()
+
+    async def dispatch() -> None:
+        try:
+            await dispatcher.run(runtime.stopping)
+        finally:
+            dispatcher_done.set()
+
+    runtime.run_forever("dispatcher", dispatch(), drains=True)
+    runtime.run_forever("recorder", recorder.run(dispatcher_done), drains=True)
+
+
+app = create_service_app("dispatcher", start, version="1.0.0")

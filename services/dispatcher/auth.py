@@ -1,0 +1,124 @@
+"""Credentials for the customer's endpoint: Basic, or an OAuth 2.0 access token fetched with
+authlib. Tokens are cached per delivery configuration until shortly before they expire, and
+one lock per configuration makes concurrent deliveries share a single token request."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+from authlib.integrations.base_client.errors import OAuthError
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+from services.dispatcher.configs import Target, TargetCache
+from shared.netguard import UrlRefused, check_url
+
+EXPIRY_MARGIN_SECONDS = 30.0
+DEFAULT_TOKEN_SECONDS = 300.0
+
+
+class TokenError(Exception):
+    """Getting a token failed. `retryable` is False when only a configuration change can help."""
+
+    def __init__(self, message: str, retryable: bool):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(slots=True)
+class CachedToken:
+    access_token: str
+    expires_at: float
+
+
+class Credentials:
+    def __init__(self, targets: TargetCache, allowed_networks, timeout: float):
+        self.targets = targets
+        self.allowed_networks = allowed_networks
+        self.timeout = timeout
+        self._tokens: dict[str, CachedToken] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.token_requests = 0  # for metrics and tests: how many times we asked a token server
+
+    async def authorization(self, target: Target) -> str | None:
+        kind = target.authentication.get("type", "none")
+        if kind == "basic":
+            raw = f"{target.authentication['username']}:{target.secrets.get('password', '')}".encode()
+            return "Basic " + base64.b64encode(raw).decode()
+        if kind == "oauth2":
+            return "Bearer " + await self._access_token(target)
+        return None
+
+    def forget(self, target: Target, authorization: str | None) -> None:
+        """The endpoint refused this token (401): the next call fetches a new one."""
+        cached = self._tokens.get(target.id)
+        if cached and authorization == "Bearer " + cached.access_token:
+            del self._tokens[target.id]
+
+    def forget_all(self, configuration_ids) -> None:
+        for configuration_id in configuration_ids:
+            self._tokens.pop(configuration_id, None)
+
+    async def _access_token(self, target: Target) -> str:
+        cached = self._tokens.get(target.id)
+        if cached and cached.expires_at > time.time():
+            return cached.access_token
+        lock = self._locks.setdefault(target.id, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(target.id)  # another delivery may have fetched it meanwhile
+            if cached and cached.expires_at > time.time():
+                return cached.access_token
+            token = await self._fetch(target)
+            lifetime = float(token.get("expires_in") or DEFAULT_TOKEN_SECONDS)
+            cached = CachedToken(token["access_token"], time.time() + max(lifetime - EXPIRY_MARGIN_SECONDS,
+                                                                          lifetime / 2))
+            self._tokens[target.id] = cached
+            return cached.access_token
+
+    async def _fetch(self, target: Target) -> dict:
+        settings = target.authentication
+        grant = settings["grant_type"]
+        token_url = settings["token_url"]
+        try:
+            await check_url(token_url, self.allowed_networks)
+        except UrlRefused as exc:
+            raise TokenError(f"token URL refused: {exc}", retryable=False) from None
+        if grant == "refresh_token":
+            expires = settings.get("refresh_token_expires_at")
+            if expires and datetime.fromisoformat(expires) <= datetime.now(UTC):
+                raise TokenError(f"the stored refresh token timed out at {expires}; set a new one", retryable=False)
+        self.token_requests += 1
+        client = AsyncOAuth2Client(
+            client_id=settings["client_id"],
+            client_secret=target.secrets.get("client_secret"),
+            scope=settings.get("scope"),
+            timeout=self.timeout,
+            follow_redirects=False,
+        )
+        try:
+            async with client:
+                if grant == "refresh_token":
+                    token = await client.refresh_token(token_url, refresh_token=target.secrets.get("refresh_token"))
+                elif grant == "password":
+                    token = await client.fetch_token(token_url, grant_type="password",
+                                                     username=settings.get("username"),
+                                                     password=target.secrets.get("password"))
+                else:
+                    token = await client.fetch_token(token_url, grant_type="client_credentials")
+        except OAuthError as exc:
+            raise TokenError(f"token endpoint refused: {exc.error}", retryable=False) from None
+        except httpx.HTTPStatusError as exc:
+            status = exc.response.status_code
+            raise TokenError(f"token endpoint answered {status}", retryable=status >= 500 or status == 429) from None
+        except (httpx.HTTPError, ValueError) as exc:
+            raise TokenError(f"token endpoint unreachable: {type(exc).__name__}", retryable=True) from None
+        if not token.get("access_token"):
+            raise TokenError("token endpoint answered without an access_token", retryable=False)
+        rotated = token.get("refresh_token")
+        if grant == "refresh_token" and rotated and rotated != target.secrets.get("refresh_token"):
+            await self.targets.store_refresh_token(target, rotated)
+        return token

@@ -1,0 +1,77 @@
+"""Delivery configurations as the dispatcher needs them, decrypted once and cached until a
+change notification for their company arrives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import asyncpg
+import orjson
+
+from shared.security import decrypt_json, encrypt_json
+
+
+@dataclass(slots=True)
+class Target:
+    id: str
+    company_id: str
+    active: bool
+    mode: str
+    endpoints: list[dict]
+    format: str
+    throttle: dict | None
+    authentication: dict
+    secrets: dict = field(repr=False)
+
+    @property
+    def signing_secret(self) -> str | None:
+        return self.secrets.get("signing_secret")
+
+
+class TargetCache:
+    def __init__(self, pool: asyncpg.Pool, secret_key: str):
+        self.pool = pool
+        self.secret_key = secret_key
+        self._targets: dict[str, Target | None] = {}
+
+    async def get(self, configuration_id: str) -> Target | None:
+        if configuration_id not in self._targets:
+            row = await self.pool.fetchrow(
+                "SELECT id, company_id, active, mode, endpoints, format, throttle, authentication, "
+                "secrets_encrypted FROM delivery_configurations WHERE id = $1",
+                configuration_id,
+            )
+            self._targets[configuration_id] = self._target(row) if row else None
+        return self._targets[configuration_id]
+
+    def _target(self, row) -> Target:
+        return Target(
+            id=row["id"],
+            company_id=row["company_id"],
+            active=row["active"],
+            mode=row["mode"],
+            endpoints=_json(row["endpoints"]),
+            format=row["format"],
+            throttle=_json(row["throttle"]),
+            authentication=_json(row["authentication"]),
+            secrets=decrypt_json(self.secret_key, row["secrets_encrypted"]),
+        )
+
+    def forget_company(self, company_id: str) -> list[str]:
+        """Drop the company's cached configurations (and unknown ids); return the dropped ids."""
+        stale = [k for k, t in self._targets.items() if t is None or t.company_id == company_id]
+        for key in stale:
+            del self._targets[key]
+        return stale
+
+    async def store_refresh_token(self, target: Target, refresh_token: str) -> None:
+        """The token server rotated the refresh token: keep the new one, or the next refresh fails."""
+        target.secrets["refresh_token"] = refresh_token
+        await self.pool.execute(
+            "UPDATE delivery_configurations SET secrets_encrypted = $2 WHERE id = $1",
+            target.id, encrypt_json(self.secret_key, target.secrets),
+        )
+
+
+def _json(value):
+    return orjson.loads(value) if isinstance(value, str | bytes) else value

@@ -1,0 +1,67 @@
+"""One HTTP attempt against one endpoint, with aiohttp (measured several times faster than
+httpx on this path; see the benchmark). Redirects are not followed: a 3xx is a failure."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+
+from services.dispatcher.retry import is_retryable_status, parse_retry_after
+
+EXCERPT_BYTES = 512
+
+
+@dataclass(slots=True)
+class Attempt:
+    endpoint_id: str
+    url: str
+    started_at: datetime
+    duration_ms: float
+    http_status: int | None
+    error: str | None
+    outcome: str  # success | retryable | failed
+    response_excerpt: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome == "success"
+
+
+def failed_attempt(endpoint: dict, error: str, retryable: bool) -> Attempt:
+    """An attempt that never reached the endpoint (token or URL problem)."""
+    return Attempt(endpoint["id"], endpoint["url"], datetime.now(UTC), 0.0, None, error,
+                   "retryable" if retryable else "failed")
+
+
+async def post(session: aiohttp.ClientSession, endpoint: dict, body: bytes, headers: dict,
+               timeout_seconds: float) -> Attempt:
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    try:
+        async with session.post(endpoint["url"], data=body, headers=headers, allow_redirects=False,
+                                timeout=aiohttp.ClientTimeout(total=timeout_seconds)) as response:
+            excerpt = (await response.content.read(EXCERPT_BYTES)).decode("utf-8", "replace")
+            status = response.status
+            retry_after = parse_retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
+    except TimeoutError:
+        return Attempt(endpoint["id"], endpoint["url"], started_at, _ms(started), None,
+                       f"timeout after {timeout_seconds:g}s", "retryable")
+    except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
+        return Attempt(endpoint["id"], endpoint["url"], started_at, _ms(started), None,
+                       f"{type(exc).__name__}: {exc}"[:300], "retryable")
+    if 200 <= status < 300:
+        outcome, error = "success", None
+    else:
+        outcome = "retryable" if is_retryable_status(status) else "failed"
+        error = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
+    return Attempt(endpoint["id"], endpoint["url"], started_at, _ms(started), status, error, outcome,
+                   excerpt or None, retry_after)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

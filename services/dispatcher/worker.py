@@ -1,0 +1,261 @@
+"""The dispatcher's pipeline for one delivery message:
+`prepare` (configuration, throttle lane, endpoints still to do) -> `attempt` each endpoint
+(circuit breaker, throttle, credentials, HTTP) -> `settle` (delivered, pending_retry or failed)
+-> the recorder writes it -> the offset may move.
+
+Messages are handled concurrently; a throttled configuration waits in its own ThrottleBucket
+and, when its backlog grows past a couple of seconds' worth, the excess is parked in the
+database with a due time instead of holding memory or the partition."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from prometheus_client import Counter, Histogram
+
+from services.dispatcher.auth import Credentials, TokenError
+from services.dispatcher.breaker import Breakers
+from services.dispatcher.configs import Target, TargetCache
+from services.dispatcher.formats import render, webhook_headers
+from services.dispatcher.offsets import OffsetTracker
+from services.dispatcher.recorder import DeliveryState, Recorder
+from services.dispatcher.retry import RetrySchedule
+from services.dispatcher.sender import Attempt, failed_attempt, post
+from services.dispatcher.throttle import ThrottleBucket
+from shared.messages import decode
+from shared.netguard import UrlRefused, check_url
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = Counter("em_dispatcher_attempts_total", "HTTP attempts", ["outcome"])
+DELIVERIES = Counter("em_dispatcher_deliveries_total", "Deliveries settled", ["status"])
+LATENCY = Histogram("em_dispatcher_request_seconds", "Endpoint response time")
+
+MAX_IN_FLIGHT = 5000
+THROTTLE_BACKLOG_SECONDS = 2.0
+URL_CHECK_SECONDS = 60.0
+USER_AGENT = "EventManager/1.0 (+webhooks)"
+
+
+class Dispatcher:
+    def __init__(self, settings, consumer: AIOKafkaConsumer, targets: TargetCache, credentials: Credentials,
+                 recorder: Recorder, http: aiohttp.ClientSession, breakers: Breakers):
+        self.settings = settings
+        self.consumer = consumer
+        self.targets = targets
+        self.credentials = credentials
+        self.recorder = recorder
+        self.http = http
+        self.breakers = breakers
+        self.schedule = RetrySchedule(settings.retry_schedule, settings.retry_jitter)
+        self.offsets = OffsetTracker()
+        self.buckets: dict[str, ThrottleBucket] = {}
+        self.requests = asyncio.Semaphore(settings.dispatcher_concurrency)
+        self._tasks: set[asyncio.Task] = set()
+        self._checked_urls: dict[str, float] = {}
+
+    # --- the consumer loop ----------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        last_commit = time.monotonic()
+        while not stopping.is_set():
+            if len(self._tasks) >= MAX_IN_FLIGHT:
+                await asyncio.sleep(0.01)
+            else:
+                batches = await self.consumer.getmany(timeout_ms=100, max_records=1000)
+                for partition, records in batches.items():
+                    for record in records:
+                        self.offsets.begin(partition, record.offset)
+                        task = asyncio.create_task(self._handle(partition, record.offset, record.value))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+            if time.monotonic() - last_commit > 0.5:
+                await self.commit()
+                last_commit = time.monotonic()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+        await self.commit()
+
+    async def commit(self, partitions=None) -> None:
+        offsets = self.offsets.committable(partitions)
+        if offsets:
+            await self.consumer.commit(offsets)
+            self.offsets.committed(offsets)
+
+    def rebalance_listener(self) -> ConsumerRebalanceListener:
+        dispatcher = self
+
+        class Listener(ConsumerRebalanceListener):
+            async def on_partitions_revoked(self, revoked):
+                # Let in-flight deliveries of these partitions finish and commit them, so the
+                # next owner does not send them again.
+                deadline = time.monotonic() + 8
+                while dispatcher.offsets.in_flight(revoked) and time.monotonic() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+                try:
+                    await dispatcher.commit(revoked)
+                except Exception as exc:
+                    log.warning("commit on revoke failed: %s", exc)
+                dispatcher.offsets.forget(revoked)
+
+            async def on_partitions_assigned(self, assigned):
+                pass
+
+        return Listener()
+
+    async def _handle(self, partition, offset: int, raw: bytes) -> None:
+        try:
+            await self.deliver(decode(raw))
+        except Exception:
+            log.exception("delivery message at %s/%s could not be handled", partition, offset)
+        finally:
+            self.offsets.done(partition, offset)
+
+    # --- one delivery ---------------------------------------------------------------------
+
+    async def deliver(self, message: dict) -> None:
+        target = await self.targets.get(message["delivery_configuration_id"])
+        if target is None or not target.active or target.mode != "realtime":
+            reason = "the delivery configuration was deleted" if target is None else \
+                "the delivery configuration is not active"
+            await self._settle(message, [], "failed", error=reason)
+            return
+        bucket = self._bucket(target)
+        if bucket is not None and bucket.waiting >= max(bucket.rate * THROTTLE_BACKLOG_SECONDS, 1):
+            await self._park(message, bucket)
+            return
+        done = set(message["succeeded_endpoints"])
+        endpoints = [e for e in target.endpoints if e["active"] and e["id"] not in done]
+        if not endpoints:
+            status = "delivered" if done else "failed"
+            await self._settle(message, [], status, error=None if done else "no active endpoint")
+            return
+        body, content_type = render(message["event"], target.format)
+        results = await asyncio.gather(*(
+            self.attempt(target, endpoint, body, content_type, message["delivery_id"], bucket)
+            for endpoint in endpoints
+        ))
+        attempts = [a for result in results for a in result if isinstance(a, Attempt)]
+        held_until = [r for result in results for r in result if isinstance(r, float)]
+        await self._conclude(message, endpoints, attempts, held_until, done)
+
+    async def attempt(self, target: Target, endpoint: dict, body: bytes, content_type: str, delivery_id: str,
+                      bucket: ThrottleBucket | None) -> list[Attempt | float]:
+        """Attempts made against one endpoint (two after a 401 with a refreshed token), or the
+        time its open circuit breaker holds the delivery until."""
+        breaker = self.breakers.of(endpoint["id"])
+        if not breaker.allows():
+            return [breaker.open_until]
+        try:
+            await self._check_url(endpoint["url"])
+        except UrlRefused as exc:
+            breaker.record(True)  # not the endpoint's fault; release a half-open probe
+            return [failed_attempt(endpoint, f"endpoint URL refused: {exc}", retryable=False)]
+        attempts = []
+        for _ in range(2):
+            try:
+                authorization = await self.credentials.authorization(target)
+            except TokenError as exc:
+                breaker.record(True)
+                attempts.append(failed_attempt(endpoint, str(exc), exc.retryable))
+                break
+            headers = {"content-type": content_type, "user-agent": USER_AGENT,
+                       **webhook_headers(delivery_id, body, target.signing_secret)}
+            if authorization:
+                headers["authorization"] = authorization
+            if bucket is not None:
+                await bucket.acquire()
+            async with self.requests:
+                attempt = await post(self.http, endpoint, body, headers, self.settings.request_timeout_seconds)
+            ATTEMPTS.labels(attempt.outcome).inc()
+            LATENCY.observe(attempt.duration_ms / 1000)
+            attempts.append(attempt)
+            breaker.record(attempt.outcome != "retryable")
+            is_oauth = target.authentication.get("type") == "oauth2"
+            if attempt.http_status == 401 and is_oauth and len(attempts) == 1:
+                self.credentials.forget(target, authorization)  # refresh once, then try again
+                continue
+            break
+        return attempts
+
+    async def _conclude(self, message: dict, endpoints: list[dict], attempts: list[Attempt],
+                        held_until: list[float], done: set[str]) -> None:
+        succeeded = done | {a.endpoint_id for a in attempts if a.succeeded}
+        remaining = [e for e in endpoints if e["id"] not in succeeded]
+        made = message["attempt"] + (1 if attempts else 0)
+        if not remaining:
+            await self._settle(message, attempts, "delivered", succeeded=succeeded, attempts_made=made)
+            return
+        last_failure = next((a for a in reversed(attempts) if not a.succeeded), None)
+        error = last_failure.error if last_failure else "endpoint circuit breaker is open"
+        permanent = last_failure is not None and all(
+            a.outcome == "failed" for a in attempts if a.endpoint_id in {e["id"] for e in remaining}
+        ) and not held_until
+        if permanent:
+            await self._settle(message, attempts, "failed", error=error, succeeded=succeeded, attempts_made=made)
+            return
+        if attempts:
+            retry_after = max((a.retry_after for a in attempts if a.retry_after), default=None)
+            delay = self.schedule.delay_after(made, retry_after)
+            if delay is not None and held_until:
+                delay = max(delay, max(held_until) - time.time())
+        else:  # every endpoint left was held by its open breaker: no attempt was used up
+            delay = max(held_until) - time.time()
+        if delay is None:
+            await self._settle(message, attempts, "failed", error=error, succeeded=succeeded, attempts_made=made)
+            return
+        next_at = datetime.now(UTC) + timedelta(seconds=max(delay, 0))
+        await self._settle(message, attempts, "pending_retry", error=error, succeeded=succeeded,
+                           attempts_made=made, next_attempt_at=next_at)
+
+    async def _settle(self, message: dict, attempts: list[Attempt], status: str, error: str | None = None,
+                      succeeded: set[str] | None = None, attempts_made: int | None = None,
+                      next_attempt_at: datetime | None = None) -> None:
+        now = datetime.now(UTC)
+        DELIVERIES.labels(status).inc()
+        await self.recorder.record(DeliveryState(
+            delivery_id=message["delivery_id"],
+            company_id=message["company_id"],
+            event_id=message["event"]["id"],
+            status=status,
+            attempt_count=message["attempt"] if attempts_made is None else attempts_made,
+            next_attempt_at=next_attempt_at,
+            succeeded_endpoints=sorted(succeeded or message["succeeded_endpoints"]),
+            last_error=error,
+            last_attempt_at=attempts[-1].started_at if attempts else None,
+            delivered_at=now if status == "delivered" else None,
+        ), attempts)
+
+    async def _park(self, message: dict, bucket: ThrottleBucket) -> None:
+        """Too much waiting behind this throttle: come back when the queue ahead has drained."""
+        due = datetime.now(UTC) + timedelta(seconds=bucket.waiting / bucket.rate)
+        await self.recorder.record(DeliveryState(
+            delivery_id=message["delivery_id"], company_id=message["company_id"], event_id=message["event"]["id"],
+            status="queued" if message["attempt"] == 0 else "pending_retry", attempt_count=message["attempt"],
+            next_attempt_at=due, succeeded_endpoints=list(message["succeeded_endpoints"]), last_error=None,
+            last_attempt_at=None, delivered_at=None,
+        ), [])
+
+    def _bucket(self, target: Target) -> ThrottleBucket | None:
+        throttle = target.throttle
+        if not throttle:
+            self.buckets.pop(target.id, None)
+            return None
+        bucket = self.buckets.get(target.id)
+        if bucket is None or (bucket.max_requests, bucket.per_seconds) != (
+            throttle["max_requests"], throttle["per_seconds"]
+        ):
+            bucket = self.buckets[target.id] = ThrottleBucket(throttle["max_requests"], throttle["per_seconds"])
+        return bucket
+
+    async def _check_url(self, url: str) -> None:
+        """Re-check the endpoint's address (DNS may have changed since it was saved), at most once a minute."""
+        if self._checked_urls.get(url, 0) > time.monotonic():
+            return
+        await check_url(url, self.settings.private_networks)
+        self._checked_urls[url] = time.monotonic() + URL_CHECK_SECONDS

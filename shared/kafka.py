@@ -1,0 +1,122 @@
+"""Kafka plumbing shared by the services: topic names, topic creation, producer and consumer
+factories, and the change feed. Delivery semantics are at-least-once everywhere: offsets are
+committed only after the work they stand for is durable, and consumers are idempotent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from shared.messages import ChangeKind, decode, encode
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: str
+    deliveries: str
+    changes: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> Topics:
+        prefix = settings.kafka_topic_prefix
+        return cls(f"{prefix}.events.v1", f"{prefix}.deliveries.v1", f"{prefix}.changes.v1")
+
+
+async def ensure_topics(settings: Settings) -> None:
+    topics = Topics.of(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=settings.kafka_partitions, replication_factor=1)
+            for name in (topics.events, topics.deliveries)
+            if name not in existing
+        ]
+        if topics.changes not in existing:
+            wanted.append(NewTopic(topics.changes, num_partitions=1, replication_factor=1))
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+def make_producer(settings: Settings) -> AIOKafkaProducer:
+    # acks=all: a 202 from ingest means the broker has the event. No idempotent producer:
+    # Tansu does not support it, and consumers dedupe by id anyway.
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        linger_ms=2,
+        max_batch_size=256 * 1024,
+        max_request_size=4 * 1024 * 1024,
+    )
+
+
+def make_consumer(settings: Settings, group_id: str | None, *topics: str, **overrides) -> AIOKafkaConsumer:
+    options = dict(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=2000,
+        max_poll_records=1000,
+        fetch_max_wait_ms=50,
+    )
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)
+
+
+async def kafka_ready(producer: AIOKafkaProducer) -> None:
+    """Raises unless the broker answers a metadata request within two seconds."""
+    await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=2)
+
+
+async def publish_change(producer: AIOKafkaProducer, settings: Settings, kind: ChangeKind, company_id: str) -> None:
+    message = {"v": 1, "kind": kind, "company_id": company_id}
+    await producer.send_and_wait(Topics.of(settings).changes, encode(message), key=company_id.encode())
+
+
+class ChangeFeed:
+    """Every replica reads every change (no consumer group). Start it *before* the full load:
+    it pins the current end of the topic first, so a change made during the load is replayed
+    afterwards rather than lost."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.topic = Topics.of(settings).changes
+        self.consumer = make_consumer(settings, None, auto_offset_reset="latest")
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        partitions = self.consumer.partitions_for_topic(self.topic) or {0}
+        assignment = [TopicPartition(self.topic, p) for p in partitions]
+        self.consumer.assign(assignment)
+        await self.consumer.seek_to_end(*assignment)
+        for tp in assignment:  # resolve the position now, before the caller's full load
+            await self.consumer.position(tp)
+
+    async def changes(self):
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=500, max_records=500)
+            for records in batch.values():
+                for record in records:
+                    try:
+                        yield decode(record.value)
+                    except ValueError:
+                        log.warning("ignoring undecodable change message at offset %s", record.offset)
+
+    async def stop(self) -> None:
+        await self.consumer.stop()

@@ -1,0 +1,103 @@
+"""What travels on Kafka between the services. Plain dicts encoded with orjson (pydantic per
+message costs too much on the hot path); every message carries `v`, its schema version, and
+readers refuse versions they do not know instead of guessing.
+
+Topics (prefix `em.` by default):
+- `events.v1`      ingest -> matcher. Key: company id (broadcast events: the event id).
+- `deliveries.v1`  matcher/retry poller -> dispatcher. Key: delivery configuration id, so one
+                   configuration's traffic stays on one partition and one dispatcher replica
+                   (that is what makes its throttle exact across replicas).
+- `changes.v1`     api -> every matcher and dispatcher replica: "company X changed its Y".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, TypedDict
+
+import orjson
+
+SCHEMA_VERSION = 1
+
+
+class EventMessage(TypedDict):
+    v: int
+    id: str
+    topic: str
+    event_type: str
+    company_id: str | None
+    subject: str | None
+    occurred_at: str
+    received_at: str
+    data: dict[str, Any]
+
+
+class DeliveryMessage(TypedDict):
+    v: int
+    delivery_id: str
+    delivery_configuration_id: str
+    company_id: str
+    attempt: int  # attempts already made before this one
+    succeeded_endpoints: list[str]
+    event: dict[str, Any]  # the document exactly as the endpoint receives it
+
+
+ChangeKind = Literal["subscriptions", "delivery_configurations", "monitored_numbers"]
+
+
+class ChangeMessage(TypedDict):
+    v: int
+    kind: ChangeKind
+    company_id: str
+
+
+class UnknownSchemaVersion(ValueError):
+    pass
+
+
+def encode(message: dict) -> bytes:
+    return orjson.dumps(message)
+
+
+def decode(raw: bytes) -> dict:
+    message = orjson.loads(raw)
+    if message.get("v") != SCHEMA_VERSION:
+        raise UnknownSchemaVersion(f"message schema version {message.get('v')!r} is not {SCHEMA_VERSION}")
+    return message
+
+
+def event_message(event_id: str, topic: str, event_type: str, company_id: str | None, subject: str | None,
+                  occurred_at: str, received_at: str, data: dict) -> EventMessage:
+    return {"v": SCHEMA_VERSION, "id": event_id, "topic": topic, "event_type": event_type, "company_id": company_id,
+            "subject": subject, "occurred_at": occurred_at, "received_at": received_at, "data": data}
+
+
+def delivered_document(event: EventMessage | dict, company_id: str, subscription_id: str) -> dict:
+    """The body an endpoint receives (the contract's "Delivered request")."""
+    return {
+        "id": event["id"],
+        "topic": event["topic"],
+        "event_type": event["event_type"],
+        "company_id": company_id,
+        "subject": event["subject"],
+        "occurred_at": event["occurred_at"],
+        "data": event["data"],
+        "subscription_id": subscription_id,
+    }
+
+
+def delivery_message(delivery_id: str, configuration_id: str, company_id: str, document: dict,
+                     attempt: int = 0, succeeded_endpoints: list[str] | None = None) -> dict:
+    return {
+        "v": SCHEMA_VERSION,
+        "delivery_id": delivery_id,
+        "delivery_configuration_id": configuration_id,
+        "company_id": company_id,
+        "attempt": attempt,
+        "succeeded_endpoints": succeeded_endpoints or [],
+        "event": document,
+    }
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,221 @@
+"""Database tables. Every company-owned row carries `company_id`, and every query for a
+company filters on it (see `services/api/deps.py`), so a tenant cannot reach another's data."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Company(Base):
+    __tablename__ = "companies"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    name: Mapped[str] = mapped_column(String, nullable=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class Application(Base):
+    __tablename__ = "applications"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String, nullable=False)
+    event_manager_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    api_key_digest: Mapped[str] = mapped_column(String, nullable=False, unique=True)
+    created_at: Mapped[datetime] = _created()
+
+
+class Source(Base):
+    __tablename__ = "sources"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    name: Mapped[str] = mapped_column(String, nullable=False)
+    topics: Mapped[list[str]] = mapped_column(ARRAY(String), nullable=False)
+    token_digest: Mapped[str] = mapped_column(String, nullable=False, unique=True)
+    created_at: Mapped[datetime] = _created()
+
+
+class Topic(Base):
+    __tablename__ = "topics"
+    name: Mapped[str] = mapped_column(String, primary_key=True)
+    service: Mapped[str] = mapped_column(String, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    requires_event_type: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Broadcast topics carry no company: they fan out to every company that subscribes
+    # (NIS-Events, filtered by monitored numbers).
+    broadcast: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class EventType(Base):
+    __tablename__ = "event_types"
+    topic: Mapped[str] = mapped_column(ForeignKey("topics.name", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String, primary_key=True)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+
+class DeliveryConfiguration(Base):
+    __tablename__ = "delivery_configurations"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String, nullable=False)
+    mode: Mapped[str] = mapped_column(String, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    endpoints: Mapped[list[dict]] = mapped_column(JSONB, nullable=False, default=list)
+    format: Mapped[str] = mapped_column(String, nullable=False, default="json")
+    throttle: Mapped[dict | None] = mapped_column(JSONB)
+    schedule: Mapped[dict | None] = mapped_column(JSONB)
+    # `authentication` holds the non-secret part ({"type", "username", "token_url", ...});
+    # `secrets_encrypted` the passwords, client secret, refresh token and signing secret.
+    authentication: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
+    secrets_encrypted: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), index=True)
+    topic: Mapped[str] = mapped_column(ForeignKey("topics.name"), nullable=False)
+    event_types: Mapped[list[str]] = mapped_column(ARRAY(String), nullable=False, default=list)
+    delivery_configuration_id: Mapped[str] = mapped_column(
+        ForeignKey("delivery_configurations.id", ondelete="CASCADE"), index=True
+    )
+    matching_criteria: Mapped[dict | None] = mapped_column(JSONB)
+    start_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    end_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+class MonitoredNumber(Base):
+    __tablename__ = "monitored_numbers"
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[str] = mapped_column(String, primary_key=True)
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (Index("ix_monitored_numbers_number", "number"),)
+
+
+class Event(Base):
+    """An event as one company sees it. A broadcast event is stored once per recipient company,
+    so every read is a single-company query on `(company_id, ...)` indexes."""
+
+    __tablename__ = "events"
+    company_id: Mapped[str] = mapped_column(String, primary_key=True)
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    topic: Mapped[str] = mapped_column(String, nullable=False)
+    event_type: Mapped[str] = mapped_column(String, nullable=False)
+    subject: Mapped[str | None] = mapped_column(String)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    data: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    # Set once the event's realtime deliveries are on Kafka: a replayed event whose flag is
+    # still false had its fan-out interrupted, so the matcher publishes it again.
+    fanned_out: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    __table_args__ = (
+        Index("ix_events_company_received", "company_id", "received_at", "id"),
+        Index("ix_events_company_topic_received", "company_id", "topic", "received_at"),
+        Index("ix_events_company_subject", "company_id", "subject"),
+    )
+
+
+class Delivery(Base):
+    """One matched (event, subscription) pair and where it stands."""
+
+    __tablename__ = "deliveries"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    company_id: Mapped[str] = mapped_column(String, nullable=False)
+    event_id: Mapped[str] = mapped_column(String, nullable=False)
+    subscription_id: Mapped[str] = mapped_column(String, nullable=False)
+    delivery_configuration_id: Mapped[str] = mapped_column(String, nullable=False)
+    status: Mapped[str] = mapped_column(String, nullable=False)
+    attempt_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Non-null while the delivery waits in the database (a retry, or throttled overflow);
+    # the dispatcher's retry poller puts it back on Kafka when it is due.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Endpoints that already answered 2xx, so a retry only goes to the ones that did not.
+    succeeded_endpoints: Mapped[list[str]] = mapped_column(ARRAY(String), nullable=False, default=list)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    buffer_file_id: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    __table_args__ = (
+        UniqueConstraint("company_id", "event_id", "subscription_id", name="uq_delivery_event_subscription"),
+        Index("ix_deliveries_company_event", "company_id", "event_id"),
+        Index("ix_deliveries_config_status", "delivery_configuration_id", "status"),
+        Index(
+            "ix_deliveries_due",
+            "next_attempt_at",
+            postgresql_where="next_attempt_at IS NOT NULL",
+        ),
+        Index(
+            "ix_deliveries_buffered",
+            "delivery_configuration_id",
+            "created_at",
+            postgresql_where="status = 'buffered' AND buffer_file_id IS NULL",
+        ),
+    )
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(String, nullable=False, index=True)
+    company_id: Mapped[str] = mapped_column(String, nullable=False)
+    event_id: Mapped[str] = mapped_column(String, nullable=False)
+    endpoint_url: Mapped[str] = mapped_column(Text, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    duration_ms: Mapped[float] = mapped_column(nullable=False)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String, nullable=False)
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (Index("ix_attempts_company_event", "company_id", "event_id", "started_at"),)
+
+
+class BufferFile(Base):
+    __tablename__ = "buffer_files"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    company_id: Mapped[str] = mapped_column(String, nullable=False, index=True)
+    delivery_configuration_id: Mapped[str] = mapped_column(String, nullable=False)
+    window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    status: Mapped[str] = mapped_column(String, nullable=False)
+    event_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    object_key: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    attempted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A window is written exactly once, whichever scheduler replica gets there first.
+    __table_args__ = (
+        UniqueConstraint("delivery_configuration_id", "window_end", name="uq_buffer_window"),
+        Index("ix_buffer_files_unfinished", "attempted_at", postgresql_where="status IN ('failed', 'writing')"),
+    )

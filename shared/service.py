@@ -1,0 +1,107 @@
+"""The frame every service shares: a FastAPI app with `/healthz`, `/readyz`, `/metrics`,
+problem+json errors, and a lifespan that starts the service's resources and worker loops and
+drains them on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.errors import install_problem_handlers
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+class Runtime:
+    """What a service registers while starting: readiness checks, background loops, and
+    cleanups run in reverse order on shutdown."""
+
+    def __init__(self) -> None:
+        self.checks: dict[str, ReadinessCheck] = {}
+        self.tasks: list[asyncio.Task] = []
+        self.draining: list[asyncio.Task] = []
+        self.cleanups: list[Callable[[], Awaitable[None]]] = []
+        # Loops that hold work in flight watch this and return once they have finished it.
+        self.stopping = asyncio.Event()
+
+    def run_forever(self, name: str, coroutine: Awaitable[None], drains: bool = False) -> None:
+        """Run a loop for the life of the service. A loop that `drains` is given time to finish
+        its in-flight work after `stopping` is set; the others are cancelled at once."""
+        task = asyncio.create_task(coroutine, name=name)
+        task.add_done_callback(_exit_if_crashed)
+        (self.draining if drains else self.tasks).append(task)
+
+    def on_shutdown(self, cleanup: Callable[[], Awaitable[None]]) -> None:
+        self.cleanups.append(cleanup)
+
+    async def shutdown(self, drain_seconds: float = 12) -> None:
+        self.stopping.set()
+        if self.draining:
+            await asyncio.wait(self.draining, timeout=drain_seconds)
+        for task in self.tasks + self.draining:
+            task.cancel()
+        await asyncio.gather(*self.tasks, *self.draining, return_exceptions=True)
+        for cleanup in reversed(self.cleanups):
+            try:
+                await cleanup()
+            except Exception:
+                log.exception("cleanup failed")
+
+
+def _exit_if_crashed(task: asyncio.Task) -> None:
+    # A worker loop that dies leaves a service that looks alive but does nothing; better to
+    # exit and let the supervisor (Kubernetes, or `eventmgr dev`) restart the process.
+    if not task.cancelled() and task.exception() is not None and not isinstance(task.exception(), SystemExit):
+        log.critical("worker %s crashed; exiting", task.get_name(), exc_info=task.exception())
+        import os
+
+        os._exit(70)
+
+
+def create_service_app(
+    name: str,
+    start: Callable[[FastAPI, Runtime], Awaitable[None]],
+    **fastapi_options,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        runtime = Runtime()
+        app.state.runtime = runtime
+        try:
+            await start(app, runtime)
+            yield
+        finally:
+            await runtime.shutdown()
+
+    app = FastAPI(title=f"Event Manager {name}", lifespan=lifespan, **fastapi_options)
+    install_problem_handlers(app)
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    async def healthz():
+        return {"status": "ok", "service": name}
+
+    @app.get("/readyz", tags=["operations"], summary="Kafka and the database answer")
+    async def readyz():
+        failures = {}
+        for check_name, check in app.state.runtime.checks.items():
+            try:
+                await asyncio.wait_for(check(), timeout=3)
+            except Exception as exc:
+                failures[check_name] = type(exc).__name__
+        if failures:
+            return JSONResponse({"status": "unavailable", "failing": failures}, status_code=503)
+        return {"status": "ready", "service": name}
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics():
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

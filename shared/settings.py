@@ -1,0 +1,89 @@
+"""One typed configuration for every service, read from `EM_*` environment variables.
+
+Unset `EM_DATABASE_URL` / `EM_KAFKA_BOOTSTRAP` mean "dev mode": `eventmgr dev` (or the test
+session) starts embedded servers and passes their addresses down to the services it runs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SERVICE_PORTS = {"api": 8000, "ingest": 8001, "matcher": 8002, "dispatcher": 8003, "scheduler": 8004}
+
+# Svix-style default: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_RETRY_SCHEDULE = [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EM_", extra="ignore")
+
+    database_url: str | None = None
+    kafka_bootstrap: str | None = None
+    media_url: str | None = None
+    admin_token: str | None = None
+    secret_key: str | None = None
+    data_dir: Path = Path(".data")
+    allowed_private_networks: str = ""
+
+    host: str = "127.0.0.1"
+    api_port: int = SERVICE_PORTS["api"]
+    ingest_port: int = SERVICE_PORTS["ingest"]
+    matcher_port: int = SERVICE_PORTS["matcher"]
+    dispatcher_port: int = SERVICE_PORTS["dispatcher"]
+    scheduler_port: int = SERVICE_PORTS["scheduler"]
+    # The public base URL of the api service, used in buffer-file download links.
+    public_api_url: str | None = None
+
+    kafka_partitions: int = 12
+    kafka_topic_prefix: str = "em"
+
+    # Comma-separated seconds, e.g. EM_RETRY_SCHEDULE=0,5,300
+    retry_schedule: Annotated[list[float], NoDecode] = Field(default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE))
+    retry_jitter: float = 0.2
+    request_timeout_seconds: float = 10.0
+    dispatcher_concurrency: int = 128
+    circuit_failure_threshold: int = 5
+    circuit_open_seconds: float = 30.0
+    retry_poll_seconds: float = 1.0
+    config_reconcile_seconds: float = 60.0
+    scheduler_tick_seconds: float = 5.0
+
+    @field_validator("retry_schedule", mode="before")
+    @classmethod
+    def _split_schedule(cls, value):
+        if isinstance(value, str):
+            return [float(part) for part in value.split(",") if part.strip()]
+        return value
+
+    def port_of(self, service: str) -> int:
+        return getattr(self, f"{service}_port")
+
+    @property
+    def private_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [
+            ipaddress.ip_network(part.strip(), strict=False)
+            for part in self.allowed_private_networks.split(",")
+            if part.strip()
+        ]
+
+    @property
+    def api_base_url(self) -> str:
+        return (self.public_api_url or f"http://{self.host}:{self.api_port}").rstrip("/")
+
+    def require_runtime(self) -> None:
+        """Services need real addresses; dev mode fills them in before starting them."""
+        missing = [name for name in ("database_url", "kafka_bootstrap", "secret_key") if not getattr(self, name)]
+        if missing:
+            env = ", ".join(f"EM_{name.upper()}" for name in missing)
+            raise SystemExit(f"{env} must be set (or run `eventmgr dev`, which starts embedded servers)")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,149 @@
+"""One stack per test session: embedded PostgreSQL and broker (or those named by EM_DATABASE_URL /
+EM_KAFKA_BOOTSTRAP), migrated, and the five services as real processes on free ports. Tests
+isolate themselves by creating their own companies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from shared.devstack import SERVICES, Stack, free_port
+from tests.receiver import Receiver
+
+# Short retry delays and breaker pauses so retry behaviour is observable within seconds.
+TEST_SERVICE_ENV = {
+    "EM_RETRY_SCHEDULE": "0,1,1",
+    "EM_RETRY_JITTER": "0",
+    "EM_RETRY_POLL_SECONDS": "0.2",
+    "EM_CIRCUIT_FAILURE_THRESHOLD": "3",
+    "EM_CIRCUIT_OPEN_SECONDS": "2",
+    "EM_REQUEST_TIMEOUT_SECONDS": "2",
+    "EM_SCHEDULER_TICK_SECONDS": "3600",  # scheduler tests drive the clock themselves
+}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    for key, value in TEST_SERVICE_ENV.items():
+        os.environ.setdefault(key, value)
+    stack = Stack(data_dir=tmp_path_factory.mktemp("em"), ports={name: free_port() for name in SERVICES})
+    stack.start_infrastructure(broker_port=free_port(), pg_cleanup="delete")
+    try:
+        stack.prepare()
+        stack.start_services()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@dataclass
+class Urls:
+    api: str
+    ingest: str
+
+
+@pytest.fixture(scope="session")
+def urls(stack) -> Urls:
+    return Urls(f"http://127.0.0.1:{stack.ports['api']}", f"http://127.0.0.1:{stack.ports['ingest']}")
+
+
+@pytest.fixture(scope="session")
+async def admin(stack, urls):
+    async with httpx.AsyncClient(base_url=urls.api, timeout=30,
+                                 headers={"authorization": f"Bearer {stack.env['EM_ADMIN_TOKEN']}"}) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def source(admin, urls):
+    """A source service allowed to publish every catalog topic."""
+    response = await admin.post("/v1/admin/sources", json={"name": "test-source", "topics": ALL_TOPICS})
+    assert response.status_code == 201, response.text
+    async with httpx.AsyncClient(base_url=urls.ingest, timeout=30,
+                                 headers={"authorization": f"Bearer {response.json()['token']}"}) as client:
+        yield client
+
+
+ALL_TOPICS = ["SCG-Keyword", "SCG-Sender ID", "SCG-Voice-Call", "SCG-Contact", "SCG-Message",
+              "SCG-Communication-Assistant", "NIS-Events", "MSS-Messages", "ABA-Messages"]
+
+
+@dataclass
+class Tenant:
+    id: str
+    application_id: str
+    api_key: str
+    client: httpx.AsyncClient
+
+
+async def make_tenant(admin, urls) -> Tenant:
+    company = (await admin.post("/v1/admin/companies", json={"name": f"co-{uuid.uuid4().hex[:8]}"})).json()
+    application = (await admin.post(f"/v1/admin/companies/{company['id']}/applications",
+                                    json={"name": "crm", "event_manager_enabled": True})).json()
+    client = httpx.AsyncClient(base_url=urls.api, timeout=30,
+                               headers={"authorization": f"Bearer {application['api_key']}"})
+    return Tenant(company["id"], application["id"], application["api_key"], client)
+
+
+@pytest.fixture
+async def tenant(admin, urls):
+    tenant = await make_tenant(admin, urls)
+    yield tenant
+    await tenant.client.aclose()
+
+
+@pytest.fixture
+async def other_tenant(admin, urls):
+    tenant = await make_tenant(admin, urls)
+    yield tenant
+    await tenant.client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def receiver():
+    receiver = Receiver()
+    await receiver.start()
+    yield receiver
+    await receiver.stop()
+
+
+def unique_path(name: str = "hook") -> str:
+    return f"/{name}/{uuid.uuid4().hex[:10]}"
+
+
+async def realtime_configuration(tenant: Tenant, url: str, **extra) -> dict:
+    body = {"name": "crm-realtime", "mode": "realtime", "active": True,
+            "endpoints": [{"url": url, "active": True}], "format": "json", **extra}
+    response = await tenant.client.post("/v1/delivery-configurations", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def subscribe(tenant: Tenant, configuration_id: str, topic: str = "SCG-Message", **extra) -> dict:
+    body = {"topic": topic, "delivery_configuration_id": configuration_id, "start_at": "2020-01-01T00:00:00Z",
+            **extra}
+    response = await tenant.client.post("/v1/subscriptions", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def settle(seconds: float = 1.5) -> None:
+    """Let configuration changes reach the matcher and dispatcher (they apply within 2 s)."""
+    await asyncio.sleep(seconds)
+
+
+async def eventually(check, timeout: float = 20, interval: float = 0.2):
+    """Poll `check()` (async, returns a truthy value when satisfied) until it holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")

@@ -1,0 +1,86 @@
+"""A real HTTP receiver on 127.0.0.1 for delivery tests: records every request and answers as
+each test scripts it (status sequences, delays, headers)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from shared.devstack import free_port
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict
+    body: bytes
+    at: float
+
+    def json(self):
+        import orjson
+
+        return orjson.loads(self.body)
+
+
+@dataclass
+class Script:
+    statuses: list[int] = field(default_factory=list)  # answered in order, then `default`
+    default: int = 200
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.requests: dict[str, list[Received]] = defaultdict(list)
+        self.scripts: dict[str, Script] = {}
+        self._arrived = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def script(self, path: str, **options) -> Script:
+        self.scripts[path] = Script(**options)
+        return self.scripts[path]
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        path = request.path
+        self.requests[path].append(Received(path, dict(request.headers), body, time.monotonic()))
+        async with self._arrived:
+            self._arrived.notify_all()
+        script = self.scripts.get(path, Script())
+        if script.delay:
+            await asyncio.sleep(script.delay)
+        status = script.statuses.pop(0) if script.statuses else script.default
+        return web.Response(status=status, text="ok" if status < 300 else "nope", headers=script.headers)
+
+    async def wait_for(self, path: str, count: int, timeout: float = 20) -> list[Received]:
+        async def enough():
+            async with self._arrived:
+                await self._arrived.wait_for(lambda: len(self.requests[path]) >= count)
+
+        try:
+            await asyncio.wait_for(enough(), timeout)
+        except TimeoutError:
+            raise AssertionError(
+                f"{path}: expected {count} requests within {timeout}s, got {len(self.requests[path])}"
+            ) from None
+        return self.requests[path]
