@@ -72,6 +72,7 @@ def _env(name: str, default: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="eventmgr", description="Event Manager")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("dev", help="run everything locally with embedded servers")

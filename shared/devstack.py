@@ -188,6 +188,9 @@ class Stack:
                 service.start()
 
     def stop(self) -> None:
+        for service in self.services.values():  # all at once: each drains its in-flight work
+            if service.alive():
+                service.process.send_signal(signal.SIGTERM)
         for service in self.services.values():
             service.stop()
         if self.broker:
