@@ -1,0 +1,143 @@
+"""Authentication of deliveries against real servers: Basic, and OAuth 2.0 with each grant type
+against an authlib token endpoint whose protected resource accepts only tokens it issued."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
+from tests.oauth_server import TokenServer
+
+
+@pytest.fixture
+async def token_server():
+    server = TokenServer()
+    server.add_client("em-client", "em-client-secret")
+    server.users["crm-user"] = "crm-password"
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def publish(source, tenant, count: int = 1) -> list[str]:
+    ids = [f"auth-{uuid.uuid4().hex}" for _ in range(count)]
+    response = await source.post("/v1/events", json={"events": [
+        {"id": i, "topic": "SCG-Message", "event_type": "message.sent", "company_id": tenant.id, "data": {}}
+        for i in ids
+    ]})
+    assert response.status_code == 202, response.text
+    return ids
+
+
+async def deliveries_of(tenant, event_id: str) -> list[dict]:
+    response = await tenant.client.get(f"/v1/events/{event_id}")
+    return response.json()["deliveries"] if response.status_code == 200 else []
+
+
+async def status_of(tenant, event_id: str, wanted: str):
+    seen = []
+
+    async def check():
+        deliveries = await deliveries_of(tenant, event_id)
+        seen[:] = deliveries
+        return deliveries if deliveries and deliveries[0]["status"] == wanted else None
+
+    try:
+        return (await eventually(check))[0]
+    except AssertionError:
+        raise AssertionError(f"{event_id} never became {wanted}: {seen}") from None
+
+
+async def test_basic_authentication_is_sent_and_never_shown(tenant, source, receiver):
+    path = unique_path()
+    configuration = await realtime_configuration(
+        tenant, receiver.url(path), authentication={"type": "basic", "username": "crm", "password": "pa:ss"})
+    assert configuration["authentication"] == {"type": "basic", "username": "crm", "password_set": True}
+    assert "pa:ss" not in str(configuration)
+    await subscribe(tenant, configuration["id"])
+    await settle()
+    await publish(source, tenant)
+    [request] = await receiver.wait_for(path, 1)
+    assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"crm:pa:ss").decode()
+    fetched = (await tenant.client.get(f"/v1/delivery-configurations/{configuration['id']}")).text
+    assert "pa:ss" not in fetched
+
+
+async def oauth_configuration(tenant, token_server, path, **authentication):
+    auth = {"type": "oauth2", "token_url": token_server.token_url, "client_id": "em-client",
+            "client_secret": "em-client-secret", **authentication}
+    configuration = await realtime_configuration(tenant, token_server.resource_url(path), authentication=auth)
+    await subscribe(tenant, configuration["id"])
+    await settle()
+    return configuration
+
+
+async def test_client_credentials_token_is_fetched_once_and_shared(tenant, source, token_server):
+    path = "/cc-" + uuid.uuid4().hex[:6]
+    configuration = await oauth_configuration(tenant, token_server, path, grant_type="client_credentials",
+                                              scope="Reporting")
+    assert configuration["authentication"]["client_secret_set"] is True
+    assert "em-client-secret" not in str(configuration)
+    ids = await publish(source, tenant, count=20)
+    for event_id in ids:
+        await status_of(tenant, event_id, "delivered")
+    assert len(token_server.resource_calls[f"/resource{path}"]) == 20
+    assert len(token_server.requests) == 1, "concurrent deliveries must share one token request"
+    assert token_server.requests[0]["grant_type"] == "client_credentials"
+    assert token_server.requests[0]["scope"] == "Reporting"
+
+
+async def test_password_grant(tenant, source, token_server):
+    path = "/pw-" + uuid.uuid4().hex[:6]
+    await oauth_configuration(tenant, token_server, path, grant_type="password", username="crm-user",
+                              password="crm-password")
+    [event_id] = await publish(source, tenant)
+    await status_of(tenant, event_id, "delivered")
+    assert token_server.requests[0]["grant_type"] == "password"
+    assert token_server.requests[0]["username"] == "crm-user"
+
+
+async def test_refresh_token_rotation_is_stored_and_a_401_refreshes_once(tenant, source, token_server):
+    path = "/rt-" + uuid.uuid4().hex[:6]
+    refresh_token = token_server.issue_refresh_token("em-client")
+    await oauth_configuration(tenant, token_server, path, grant_type="refresh_token", refresh_token=refresh_token)
+    [first] = await publish(source, tenant)
+    await status_of(tenant, first, "delivered")
+    assert token_server.refresh_tokens[refresh_token].revoked, "the server rotated the refresh token"
+
+    # The resource server forgets every access token: the next delivery gets a 401, the
+    # dispatcher refreshes with the *rotated* refresh token, and the retry succeeds.
+    token_server.revoke_access_tokens()
+    [second] = await publish(source, tenant)
+    delivery = await status_of(tenant, second, "delivered")
+    assert delivery["attempt_count"] == 1
+    attempts = (await tenant.client.get(f"/v1/events/{second}/attempts")).json()
+    assert [a["http_status"] for a in attempts] == [401, 200]
+    assert len(token_server.requests) == 2
+    assert token_server.requests[1]["refresh_token"] != refresh_token
+
+
+async def test_expired_refresh_token_fails_with_a_clear_error(tenant, source, token_server):
+    path = "/exp-" + uuid.uuid4().hex[:6]
+    expired = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    await oauth_configuration(tenant, token_server, path, grant_type="refresh_token",
+                              refresh_token=token_server.issue_refresh_token("em-client"),
+                              refresh_token_expires_at=expired)
+    [event_id] = await publish(source, tenant)
+    delivery = await status_of(tenant, event_id, "failed")
+    assert "refresh token timed out" in delivery["last_error"]
+    assert token_server.requests == []
+    assert token_server.resource_calls[f"/resource{path}"] == []
+
+
+async def test_wrong_client_secret_fails_without_retrying(tenant, source, token_server):
+    path = "/bad-" + uuid.uuid4().hex[:6]
+    await oauth_configuration(tenant, token_server, path, grant_type="client_credentials")
+    token_server.clients["em-client"].client_secret = "changed"
+    [event_id] = await publish(source, tenant)
+    delivery = await status_of(tenant, event_id, "failed")
+    assert "invalid_client" in delivery["last_error"]
