@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
+from tests.conftest import realtime_configuration, settle, subscribe, unique_path
+from tests.delivery_helpers import publish, wait_for_status
 from tests.oauth_server import TokenServer
 
 
@@ -21,35 +22,6 @@ async def token_server():
     await server.start()
     yield server
     await server.stop()
-
-
-async def publish(source, tenant, count: int = 1) -> list[str]:
-    ids = [f"auth-{uuid.uuid4().hex}" for _ in range(count)]
-    response = await source.post("/v1/events", json={"events": [
-        {"id": i, "topic": "SCG-Message", "event_type": "message.sent", "company_id": tenant.id, "data": {}}
-        for i in ids
-    ]})
-    assert response.status_code == 202, response.text
-    return ids
-
-
-async def deliveries_of(tenant, event_id: str) -> list[dict]:
-    response = await tenant.client.get(f"/v1/events/{event_id}")
-    return response.json()["deliveries"] if response.status_code == 200 else []
-
-
-async def status_of(tenant, event_id: str, wanted: str):
-    seen = []
-
-    async def check():
-        deliveries = await deliveries_of(tenant, event_id)
-        seen[:] = deliveries
-        return deliveries if deliveries and deliveries[0]["status"] == wanted else None
-
-    try:
-        return (await eventually(check))[0]
-    except AssertionError:
-        raise AssertionError(f"{event_id} never became {wanted}: {seen}") from None
 
 
 async def test_basic_authentication_is_sent_and_never_shown(tenant, source, receiver):
@@ -84,7 +56,7 @@ async def test_client_credentials_token_is_fetched_once_and_shared(tenant, sourc
     assert "em-client-secret" not in str(configuration)
     ids = await publish(source, tenant, count=20)
     for event_id in ids:
-        await status_of(tenant, event_id, "delivered")
+        await wait_for_status(tenant, event_id, "delivered")
     assert len(token_server.resource_calls[f"/resource{path}"]) == 20
     assert len(token_server.requests) == 1, "concurrent deliveries must share one token request"
     assert token_server.requests[0]["grant_type"] == "client_credentials"
@@ -96,7 +68,7 @@ async def test_password_grant(tenant, source, token_server):
     await oauth_configuration(tenant, token_server, path, grant_type="password", username="crm-user",
                               password="crm-password")
     [event_id] = await publish(source, tenant)
-    await status_of(tenant, event_id, "delivered")
+    await wait_for_status(tenant, event_id, "delivered")
     assert token_server.requests[0]["grant_type"] == "password"
     assert token_server.requests[0]["username"] == "crm-user"
 
@@ -106,14 +78,14 @@ async def test_refresh_token_rotation_is_stored_and_a_401_refreshes_once(tenant,
     refresh_token = token_server.issue_refresh_token("em-client")
     await oauth_configuration(tenant, token_server, path, grant_type="refresh_token", refresh_token=refresh_token)
     [first] = await publish(source, tenant)
-    await status_of(tenant, first, "delivered")
+    await wait_for_status(tenant, first, "delivered")
     assert token_server.refresh_tokens[refresh_token].revoked, "the server rotated the refresh token"
 
     # The resource server forgets every access token: the next delivery gets a 401, the
     # dispatcher refreshes with the *rotated* refresh token, and the retry succeeds.
     token_server.revoke_access_tokens()
     [second] = await publish(source, tenant)
-    delivery = await status_of(tenant, second, "delivered")
+    delivery = await wait_for_status(tenant, second, "delivered")
     assert delivery["attempt_count"] == 1
     attempts = (await tenant.client.get(f"/v1/events/{second}/attempts")).json()
     assert [a["http_status"] for a in attempts] == [401, 200]
@@ -128,7 +100,7 @@ async def test_expired_refresh_token_fails_with_a_clear_error(tenant, source, to
                               refresh_token=token_server.issue_refresh_token("em-client"),
                               refresh_token_expires_at=expired)
     [event_id] = await publish(source, tenant)
-    delivery = await status_of(tenant, event_id, "failed")
+    delivery = await wait_for_status(tenant, event_id, "failed")
     assert "refresh token timed out" in delivery["last_error"]
     assert token_server.requests == []
     assert token_server.resource_calls[f"/resource{path}"] == []
@@ -139,5 +111,5 @@ async def test_wrong_client_secret_fails_without_retrying(tenant, source, token_
     await oauth_configuration(tenant, token_server, path, grant_type="client_credentials")
     token_server.clients["em-client"].client_secret = "changed"
     [event_id] = await publish(source, tenant)
-    delivery = await status_of(tenant, event_id, "failed")
+    delivery = await wait_for_status(tenant, event_id, "failed")
     assert "invalid_client" in delivery["last_error"]

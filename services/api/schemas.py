@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -150,6 +150,25 @@ class OAuth2Auth(Strict):
 
 
 Authentication = Annotated[NoAuth | BasicAuth | OAuth2Auth, Field(discriminator="type")]
+
+
+def _standard_webhooks_secret(secret: str | None) -> str | None:
+    """`whsec_` + base64 of 24 to 64 random bytes, as the Standard Webhooks libraries expect."""
+    import base64
+    import binascii
+
+    if secret is None:
+        return None
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not secret.startswith("whsec_") or not 24 <= len(key) <= 64:
+        raise ValueError("signing_secret must be 'whsec_' followed by base64 of 24 to 64 bytes")
+    return secret
+
+
+SigningSecret = Annotated[str | None, AfterValidator(_standard_webhooks_secret)]
 SECRET_FIELDS = ("password", "client_secret", "refresh_token")
 
 
@@ -162,7 +181,7 @@ class DeliveryConfigurationCreate(Strict):
     throttle: Throttle | None = None
     schedule: Schedule | None = None
     authentication: Authentication = NoAuth(type="none")
-    signing_secret: Annotated[str, Field(min_length=16, max_length=500)] | None = None
+    signing_secret: SigningSecret = None
 
     model_config = ConfigDict(
         extra="forbid",
@@ -183,7 +202,7 @@ class DeliveryConfigurationUpdate(Strict):
     throttle: Throttle | None = None
     schedule: Schedule | None = None
     authentication: Authentication | None = None
-    signing_secret: Annotated[str, Field(min_length=16, max_length=500)] | None = None
+    signing_secret: SigningSecret = None
 
 
 class DeliveryConfigurationPublic(BaseModel):
