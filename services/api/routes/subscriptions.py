@@ -52,8 +52,8 @@ async def _owned(session, company_id: str, subscription_id: str) -> Subscription
                          "[start_at, end_at) are delivered through the delivery configuration.")
 async def create(body: SubscriptionCreate, request: Request, session: SessionDep, caller: CompanyDep):
     values = body.model_dump()
-    values["event_types"] = sorted(set(values["event_types"]))
     await _validate(session, caller.company_id, values)
+    values["event_types"] = sorted(set(values["event_types"]))
     subscription = Subscription(id=new_id("sub"), company_id=caller.company_id, **values)
     session.add(subscription)
     await session.commit()
@@ -92,8 +92,8 @@ async def update(subscription_id: str, body: SubscriptionUpdate, request: Reques
                       "end_at", "active")
     }
     values.update(changes)
-    values["event_types"] = sorted(set(values["event_types"]))
     await _validate(session, caller.company_id, values)
+    values["event_types"] = sorted(set(values["event_types"]))
     for field, value in values.items():
         setattr(subscription, field, value)
     await session.commit()
