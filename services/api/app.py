@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.api.routes import (
     admin,
+    buffer_files,
     delivery_configurations,
     events,
     monitored_numbers,
@@ -14,6 +15,7 @@ from services.api.routes import (
 )
 from shared.db import Database
 from shared.kafka import kafka_ready, make_producer
+from shared.media import MediaStore
 from shared.service import Runtime, create_service_app
 from shared.settings import get_settings
 
@@ -23,6 +25,7 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
     settings.require_runtime()
     app.state.settings = settings
     app.state.db = db = Database(settings.database_url)
+    app.state.media = MediaStore(settings)
     runtime.on_shutdown(db.close)
     app.state.producer = producer = make_producer(settings)
     await producer.start()
@@ -39,5 +42,5 @@ app = create_service_app(
     "under `/v1/admin` use the operator token.",
     version="1.0.0",
 )
-for module in (admin, topics, delivery_configurations, subscriptions, monitored_numbers, events):
+for module in (admin, topics, delivery_configurations, subscriptions, monitored_numbers, events, buffer_files):
     app.include_router(module.router)

@@ -1,0 +1,162 @@
+"""Scheduled delivery: windows, buffer files in media storage, the MSS-Messages announcement,
+two replicas at once, catching up missed windows. The test drives the clock: it runs the
+scheduler's WindowRunner with chosen `now` values against the session's real database, broker
+and media folder (the running scheduler service ticks only hourly in tests)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from services.scheduler.windows import WindowRunner, due_windows
+from shared.db import create_pool
+from shared.kafka import Topics, make_producer
+from shared.media import MediaStore
+from shared.settings import Settings
+from tests.conftest import realtime_configuration, settle, subscribe, unique_path
+from tests.delivery_helpers import publish, wait_for_status
+
+
+@pytest.fixture
+async def runner_factory(stack):
+    settings = Settings(**{k[3:].lower(): v for k, v in stack.env.items()
+                           if k.startswith("EM_") and k[3:].lower() in Settings.model_fields})
+    pool = await create_pool(settings.database_url, size=4)
+    producer = make_producer(settings)
+    await producer.start()
+
+    def make() -> WindowRunner:
+        return WindowRunner(pool, MediaStore(settings), producer, Topics.of(settings), settings.api_base_url)
+
+    yield make
+    await producer.stop()
+    await pool.close()
+
+
+async def scheduled_configuration(tenant, schedule=None, active=True) -> dict:
+    response = await tenant.client.post("/v1/delivery-configurations", json={
+        "name": "nightly-files", "mode": "scheduled", "active": active,
+        "schedule": schedule or {"simple": "hourly"}})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_windows_follow_the_schedule_and_never_overlap():
+    hourly = {"simple": "hourly"}
+    start = datetime(2026, 3, 1, 10, 20, tzinfo=UTC)
+    windows = due_windows(hourly, start, datetime(2026, 3, 1, 13, 0, tzinfo=UTC))
+    assert [(s.hour, s.minute, e.hour) for s, e in windows] == [(10, 20, 11), (11, 0, 12), (12, 0, 13)]
+    assert due_windows(hourly, start, datetime(2026, 3, 1, 10, 59, 59, tzinfo=UTC)) == []
+    berlin = {"cron": "30 2 * * *", "timezone": "Europe/Berlin"}
+    [(_, end)] = due_windows(berlin, datetime(2026, 7, 1, tzinfo=UTC), datetime(2026, 7, 2, tzinfo=UTC))
+    assert end.astimezone(ZoneInfo("Europe/Berlin")).hour == 2 and end.astimezone(UTC).hour == 0
+    monthly = due_windows({"simple": "monthly"}, datetime(2026, 1, 15, tzinfo=UTC), datetime(2026, 4, 2, tzinfo=UTC))
+    assert [e.month for _, e in monthly] == [2, 3, 4]
+
+
+async def test_schedule_validation_and_next_fire_times(tenant):
+    configuration = await scheduled_configuration(tenant, {"cron": "*/15 * * * *", "timezone": "Europe/Berlin"},
+                                                  active=False)
+    times = [datetime.fromisoformat(t) for t in configuration["next_fire_times"]]
+    assert len(times) == 5 and all(t.minute % 15 == 0 for t in times) and times == sorted(times)
+    for schedule, loc in (({"cron": "61 * * * *"}, ["schedule", "cron"]),
+                          ({"cron": "* * *"}, ["schedule", "cron"]),
+                          ({"cron": "0 * * * *", "timezone": "Mars/Olympus"}, ["schedule", "timezone"]),
+                          ({"simple": "fortnightly"}, ["schedule", "simple"])):
+        response = await tenant.client.post("/v1/delivery-configurations", json={
+            "name": "x", "mode": "scheduled", "schedule": schedule})
+        assert response.status_code == 422, schedule
+        assert response.json()["errors"][0]["loc"] == loc, response.json()
+    xml = await tenant.client.post("/v1/delivery-configurations", json={
+        "name": "x", "mode": "scheduled", "schedule": {"simple": "daily"}, "format": "xml"})
+    assert xml.status_code == 422 and xml.json()["errors"][0]["loc"] == ["format"]
+
+
+async def test_window_file_download_and_mss_announcement(tenant, source, receiver, runner_factory):
+    configuration = await scheduled_configuration(tenant)
+    await subscribe(tenant, configuration["id"])
+    mss_path = unique_path("mss")
+    mss = await realtime_configuration(tenant, receiver.url(mss_path))
+    await subscribe(tenant, mss["id"], topic="MSS-Messages", event_types=["file.stored"])
+    await settle()
+    ids = await publish(source, tenant, count=3, data={"text": "window one"})
+    for event_id in ids:
+        await wait_for_status(tenant, event_id, "buffered", configuration_id=configuration["id"])
+
+    created = datetime.fromisoformat(configuration["created_at"])
+    first_fire = created.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    runner = runner_factory()
+    handled = await runner.run_due_windows(first_fire + timedelta(minutes=1))
+
+    listed = (await tenant.client.get("/v1/buffer-files",
+                                      params={"delivery_configuration_id": configuration["id"]})).json()["data"]
+    [row] = listed
+    file_id = row["id"]
+    assert file_id in handled and row["status"] == "stored" and row["event_count"] == 3
+    assert datetime.fromisoformat(row["window_end"]) == first_fire
+    assert row["url"].endswith(f"/v1/buffer-files/{file_id}/download")
+    download = await tenant.client.get(f"/v1/buffer-files/{file_id}/download")
+    assert download.status_code == 200 and len(download.content) == row["size_bytes"]
+    document = orjson.loads(download.content)
+    assert document["delivery_configuration_id"] == configuration["id"]
+    assert document["event_count"] == 3
+    assert sorted(e["id"] for e in document["events"]) == sorted(ids)
+    assert document["events"][0]["data"] == {"text": "window one"}
+    for event_id in ids:
+        delivery = await wait_for_status(tenant, event_id, "delivered", configuration_id=configuration["id"])
+        assert delivery["buffer_file_id"] == file_id
+
+    [announcement] = await receiver.wait_for(mss_path, 1)
+    body = announcement.json()
+    assert body["topic"] == "MSS-Messages" and body["event_type"] == "file.stored"
+    assert body["data"] == {"buffer_file_id": file_id, "url": row["url"], "event_count": 3,
+                            "size_bytes": row["size_bytes"], "delivery_configuration_id": configuration["id"]}
+
+
+async def test_missed_windows_are_caught_up_each_event_in_exactly_one_file(tenant, source, runner_factory):
+    configuration = await scheduled_configuration(tenant)
+    await subscribe(tenant, configuration["id"])
+    await settle()
+    ids = await publish(source, tenant, count=4)
+    for event_id in ids:
+        await wait_for_status(tenant, event_id, "buffered")
+    created = datetime.fromisoformat(configuration["created_at"])
+    first_fire = created.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    # The scheduler was "down" for three fire times: all three windows are written on start.
+    handled = await runner_factory().run_due_windows(first_fire + timedelta(hours=2, minutes=5))
+    rows = (await tenant.client.get("/v1/buffer-files", params={
+        "delivery_configuration_id": configuration["id"]})).json()["data"]
+    assert len(rows) == 3 and {r["id"] for r in rows} <= set(handled)
+    by_end = sorted(rows, key=lambda r: r["window_end"])
+    assert [r["status"] for r in by_end] == ["stored", "empty", "empty"]
+    assert [r["event_count"] for r in by_end] == [4, 0, 0]
+    for earlier, later in zip(by_end, by_end[1:], strict=False):
+        assert earlier["window_end"] == later["window_start"]
+    # Running again at the same moment writes nothing new.
+    again = await runner_factory().run_due_windows(first_fire + timedelta(hours=2, minutes=5))
+    assert not {r["id"] for r in rows} & set(again)
+    assert len((await tenant.client.get("/v1/buffer-files", params={
+        "delivery_configuration_id": configuration["id"]})).json()["data"]) == 3
+
+
+async def test_two_replicas_firing_at_once_write_each_window_once(tenant, source, runner_factory):
+    configuration = await scheduled_configuration(tenant)
+    await subscribe(tenant, configuration["id"])
+    await settle()
+    ids = await publish(source, tenant, count=50)
+    for event_id in ids:
+        await wait_for_status(tenant, event_id, "buffered")
+    created = datetime.fromisoformat(configuration["created_at"])
+    now = created.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1, minutes=1)
+    first, second = await asyncio.gather(runner_factory().run_due_windows(now),
+                                         runner_factory().run_due_windows(now))
+    rows = (await tenant.client.get("/v1/buffer-files", params={
+        "delivery_configuration_id": configuration["id"]})).json()["data"]
+    assert len(rows) == 1
+    claimed_by = [run for run in (first, second) if rows[0]["id"] in run]
+    assert len(claimed_by) == 1, "exactly one replica wrote the window"
+    assert rows[0]["event_count"] == 50
