@@ -141,6 +141,7 @@ class Event(Base):
         Index("ix_events_company_received", "company_id", "received_at", "id"),
         Index("ix_events_company_topic_received", "company_id", "topic", "received_at"),
         Index("ix_events_company_subject", "company_id", "subject"),
+        Index("ix_events_received", "received_at"),
     )
 
 
@@ -170,6 +171,7 @@ class Delivery(Base):
         UniqueConstraint("company_id", "event_id", "subscription_id", name="uq_delivery_event_subscription"),
         Index("ix_deliveries_company_event", "company_id", "event_id"),
         Index("ix_deliveries_config_status", "delivery_configuration_id", "status"),
+        Index("ix_deliveries_company_status", "company_id", "status", "event_id"),
         Index(
             "ix_deliveries_due",
             "next_attempt_at",
@@ -197,7 +199,11 @@ class DeliveryAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String, nullable=False)
     response_excerpt: Mapped[str | None] = mapped_column(Text)
-    __table_args__ = (Index("ix_attempts_company_event", "company_id", "event_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_attempts_company_event", "company_id", "event_id", "started_at"),
+        Index("ix_attempts_endpoint_health", "company_id", "endpoint_url", "started_at"),
+        Index("ix_attempts_started", "started_at"),
+    )
 
 
 class BufferFile(Base):
@@ -219,3 +225,36 @@ class BufferFile(Base):
         UniqueConstraint("delivery_configuration_id", "window_end", name="uq_buffer_window"),
         Index("ix_buffer_files_unfinished", "attempted_at", postgresql_where="status IN ('failed', 'writing')"),
     )
+
+
+class DeliveryStatusCount(Base):
+    """Kept by database triggers on `deliveries` (migration 0004); never written by the code."""
+
+    __tablename__ = "delivery_status_counts"
+    delivery_configuration_id: Mapped[str] = mapped_column(String, primary_key=True)
+    status: Mapped[str] = mapped_column(String, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+
+
+class DeliveryConfigurationActivity(Base):
+    """Kept by the same triggers: the latest success and failure of each configuration."""
+
+    __tablename__ = "delivery_configuration_activity"
+    delivery_configuration_id: Mapped[str] = mapped_column(String, primary_key=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_failure_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BulkAction(Base):
+    __tablename__ = "bulk_actions"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    company_id: Mapped[str] = mapped_column(String, nullable=False, index=True)
+    action: Mapped[str] = mapped_column(String, nullable=False)
+    filter: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    status: Mapped[str] = mapped_column(String, nullable=False)
+    total: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    processed: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    cursor: Mapped[str | None] = mapped_column(String)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

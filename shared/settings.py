@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     retry_poll_seconds: float = 1.0
     config_reconcile_seconds: float = 60.0
     scheduler_tick_seconds: float = 5.0
+    retention_days: int = 30
+    retention_interval_seconds: float = 3600.0
 
     @field_validator("retry_schedule", mode="before")
     @classmethod

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.api import bulk
 from services.api.routes import (
     admin,
     buffer_files,
+    bulk_actions,
+    dashboard,
     delivery_configurations,
     events,
     monitored_numbers,
@@ -33,6 +36,12 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
     runtime.checks["database"] = db.ping
     runtime.checks["kafka"] = lambda: kafka_ready(producer)
 
+    def start_bulk_job(job_id: str) -> None:
+        runtime.run_forever(f"bulk-{job_id}", bulk.run_job(db, job_id), drains=True)
+
+    app.state.start_bulk_job = start_bulk_job
+    await bulk.resume_jobs(db, start_bulk_job)
+
 
 app = create_service_app(
     "api",
@@ -42,5 +51,6 @@ app = create_service_app(
     "under `/v1/admin` use the operator token.",
     version="1.0.0",
 )
-for module in (admin, topics, delivery_configurations, subscriptions, monitored_numbers, events, buffer_files):
+for module in (admin, topics, delivery_configurations, subscriptions, monitored_numbers, events, dashboard,
+               bulk_actions, buffer_files):
     app.include_router(module.router)

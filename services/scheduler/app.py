@@ -1,10 +1,12 @@
 """The scheduler service: at each fire time of a scheduled configuration, writes the window's
-events into one JSON file in media storage and announces it on MSS-Messages."""
+events into one JSON file in media storage and announces it on MSS-Messages; also runs the
+retention purge."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.scheduler.retention import purge_forever
 from services.scheduler.windows import WindowRunner, tick_forever
 from shared.db import create_pool
 from shared.kafka import Topics, kafka_ready, make_producer
@@ -26,6 +28,7 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
     runner = WindowRunner(pool, MediaStore(settings), producer, Topics.of(settings), settings.api_base_url)
     app.state.runner = runner
     runtime.run_forever("windows", tick_forever(runner, settings.scheduler_tick_seconds))
+    runtime.run_forever("retention", purge_forever(pool, settings.retention_days, settings.retention_interval_seconds))
 
 
 app = create_service_app("scheduler", start, version="1.0.0")

@@ -169,9 +169,10 @@ async def update(configuration_id: str, body: DeliveryConfigurationUpdate, reque
         "schedule": configuration.schedule,
         "authentication": {**configuration.authentication, **{k: v for k, v in secrets.items() if k in SECRET_FIELDS}},
     }
+    full = body.model_dump()  # nested objects with their defaults filled in
     for key in ("endpoints", "format", "throttle", "schedule", "authentication"):
         if key in changes:
-            merged[key] = changes[key]
+            merged[key] = full[key]
     await _validate(merged, settings)
     if "name" in changes and changes["name"] is not None:
         configuration.name = changes["name"]

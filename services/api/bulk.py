@@ -1,0 +1,84 @@
+"""Bulk actions as jobs: republish or mark handled every delivery that matches a filter, in
+batches of 1000 by delivery id, with progress in the `bulk_actions` row. A job survives an api
+restart (running jobs are resumed on start) and each batch locks the job row, so two replicas
+never apply the same batch."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import exists, func, select
+
+from services.api.delivery_actions import handle_deliveries, requeue_deliveries
+from shared.db import Database
+from shared.models import BulkAction, Delivery, Event
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000
+
+
+def delivery_conditions(company_id: str, selection: dict) -> list:
+    conditions = [Delivery.company_id == company_id]
+    for field in ("status", "delivery_configuration_id", "subscription_id"):
+        if selection.get(field):
+            conditions.append(getattr(Delivery, field) == selection[field])
+    event_conditions = []
+    if selection.get("topic"):
+        event_conditions.append(Event.topic == selection["topic"])
+    if selection.get("event_type"):
+        event_conditions.append(Event.event_type == selection["event_type"])
+    if selection.get("from"):
+        event_conditions.append(Event.received_at >= datetime.fromisoformat(selection["from"]))
+    if selection.get("to"):
+        event_conditions.append(Event.received_at < datetime.fromisoformat(selection["to"]))
+    if event_conditions:
+        conditions.append(exists().where(Event.company_id == Delivery.company_id, Event.id == Delivery.event_id,
+                                         *event_conditions))
+    return conditions
+
+
+async def run_job(db: Database, job_id: str) -> None:
+    try:
+        while await _step(db, job_id):
+            pass
+    except Exception as exc:
+        log.exception("bulk action %s failed", job_id)
+        async with db.transaction() as session:
+            job = await session.get(BulkAction, job_id)
+            job.status, job.error, job.finished_at = "failed", f"{type(exc).__name__}", datetime.now(UTC)
+
+
+async def _step(db: Database, job_id: str) -> bool:
+    """Apply one batch; False when the job is finished (or another replica holds it)."""
+    async with db.transaction() as session:
+        job = await session.scalar(select(BulkAction).where(BulkAction.id == job_id).with_for_update(skip_locked=True))
+        if job is None or job.status != "running":
+            return False
+        conditions = delivery_conditions(job.company_id, job.filter)
+        if job.cursor is None and job.processed == 0:
+            job.total = await session.scalar(select(func.count()).select_from(Delivery).where(*conditions))
+        query = select(Delivery.id).where(*conditions)
+        if job.cursor:
+            query = query.where(Delivery.id > job.cursor)
+        ids = (await session.scalars(query.order_by(Delivery.id).limit(BATCH))).all()
+        if not ids:
+            job.status = "completed"
+            job.finished_at = datetime.now(UTC)
+            return False
+        chosen = [Delivery.id.in_(ids)]
+        if job.action == "republish":
+            await requeue_deliveries(session, job.company_id, chosen)
+        else:
+            await handle_deliveries(session, job.company_id, chosen)
+        job.processed += len(ids)
+        job.cursor = ids[-1]
+        return True
+
+
+async def resume_jobs(db: Database, start) -> None:
+    async with db.sessions() as session:
+        running = (await session.scalars(select(BulkAction.id).where(BulkAction.status == "running"))).all()
+    for job_id in running:
+        start(job_id)

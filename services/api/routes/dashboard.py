@@ -1,0 +1,98 @@
+"""The delivery dashboard: per delivery configuration, counts by status, last success and
+failure, and each endpoint's health. Counts come from trigger-kept counters, so the answer
+costs a few index lookups whatever the size of the deliveries table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from sqlalchemy import select, text
+
+from services.api.deps import CompanyDep, SessionDep
+from shared.models import DeliveryConfiguration, DeliveryConfigurationActivity, DeliveryStatusCount
+
+router = APIRouter(prefix="/v1/dashboard", tags=["dashboard"])
+
+STATUSES = ("queued", "pending_retry", "failed", "delivered", "handled", "buffered")
+HEALTH_SAMPLE = 20
+
+# The last few attempts of each endpoint, newest first (index ix_attempts_endpoint_health).
+ENDPOINT_HEALTH = text("""
+SELECT recent.outcome, recent.started_at, recent.http_status, recent.error
+FROM (SELECT outcome, started_at, http_status, error FROM delivery_attempts
+      WHERE company_id = :company AND endpoint_url = :url
+      ORDER BY started_at DESC LIMIT :sample) AS recent
+""")
+
+
+class EndpointHealth(BaseModel):
+    id: str
+    url: str
+    active: bool
+    health: str  # healthy | degraded | failing | unknown
+    success_rate: float | None
+    last_attempt_at: datetime | None
+    last_error: str | None
+
+
+class ConfigurationStatus(BaseModel):
+    delivery_configuration_id: str
+    name: str
+    mode: str
+    active: bool
+    counts: dict[str, int]
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    endpoints: list[EndpointHealth]
+
+
+class Dashboard(BaseModel):
+    data: list[ConfigurationStatus]
+
+
+def _health(attempts) -> tuple[str, float | None]:
+    if not attempts:
+        return "unknown", None
+    rate = sum(1 for a in attempts if a.outcome == "success") / len(attempts)
+    if attempts[0].outcome == "success":
+        return ("healthy" if rate >= 0.9 else "degraded"), rate
+    return ("failing" if rate < 0.5 else "degraded"), rate
+
+
+@router.get("", response_model=Dashboard, summary="Delivery dashboard",
+            description="For each delivery configuration: deliveries by status (`queued`, `pending_retry`, "
+                        "`failed`, `delivered`, `handled`, `buffered`), last success and failure, and the health "
+                        f"of each endpoint judged from its last {HEALTH_SAMPLE} attempts.")
+async def dashboard(session: SessionDep, caller: CompanyDep):
+    configurations = (await session.scalars(
+        select(DeliveryConfiguration).where(DeliveryConfiguration.company_id == caller.company_id)
+        .order_by(DeliveryConfiguration.id))).all()
+    ids = [c.id for c in configurations]
+    counts: dict[str, dict[str, int]] = {i: dict.fromkeys(STATUSES, 0) for i in ids}
+    for row in (await session.scalars(
+            select(DeliveryStatusCount).where(DeliveryStatusCount.delivery_configuration_id.in_(ids)))).all():
+        counts[row.delivery_configuration_id][row.status] = row.count
+    activity = {row.delivery_configuration_id: row for row in (await session.scalars(
+        select(DeliveryConfigurationActivity)
+        .where(DeliveryConfigurationActivity.delivery_configuration_id.in_(ids)))).all()}
+    result = []
+    for configuration in configurations:
+        endpoints = []
+        for endpoint in configuration.endpoints:
+            attempts = (await session.execute(ENDPOINT_HEALTH, {
+                "company": caller.company_id, "url": endpoint["url"], "sample": HEALTH_SAMPLE})).all()
+            health, rate = _health(attempts)
+            last_error = next((a.error for a in attempts if a.outcome != "success"), None)
+            endpoints.append(EndpointHealth(
+                id=endpoint["id"], url=endpoint["url"], active=endpoint["active"], health=health,
+                success_rate=rate, last_attempt_at=attempts[0].started_at if attempts else None,
+                last_error=last_error))
+        seen = activity.get(configuration.id)
+        result.append(ConfigurationStatus(
+            delivery_configuration_id=configuration.id, name=configuration.name, mode=configuration.mode,
+            active=configuration.active, counts=counts[configuration.id],
+            last_success_at=seen.last_success_at if seen else None,
+            last_failure_at=seen.last_failure_at if seen else None, endpoints=endpoints))
+    return Dashboard(data=result)

@@ -1,0 +1,61 @@
+"""Retention: events (with their deliveries) and attempts older than `EM_RETENTION_DAYS` are
+purged in batches, so the purge never holds long locks or one huge transaction. Events whose
+deliveries are still waiting (queued, pending_retry, buffered) are kept until they settle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from prometheus_client import Counter
+
+log = logging.getLogger(__name__)
+
+PURGED = Counter("em_retention_purged_total", "Rows removed by retention", ["table"])
+BATCH = 5000
+
+PURGE_ATTEMPTS = """
+DELETE FROM delivery_attempts WHERE id IN (
+    SELECT id FROM delivery_attempts WHERE started_at < $1 LIMIT $2)
+"""
+
+PURGE_EVENTS = """
+WITH doomed AS (
+    SELECT e.company_id, e.id FROM events e
+    WHERE e.received_at < $1 AND NOT EXISTS (
+        SELECT 1 FROM deliveries d WHERE d.company_id = e.company_id AND d.event_id = e.id
+          AND d.status IN ('queued', 'pending_retry', 'buffered'))
+    LIMIT $2
+), gone_deliveries AS (
+    DELETE FROM deliveries d USING doomed
+    WHERE d.company_id = doomed.company_id AND d.event_id = doomed.id
+)
+DELETE FROM events e USING doomed WHERE e.company_id = doomed.company_id AND e.id = doomed.id
+"""
+
+
+async def purge_older_than(pool: asyncpg.Pool, cutoff: datetime) -> dict[str, int]:
+    totals = {"delivery_attempts": 0, "events": 0}
+    for table, statement in (("delivery_attempts", PURGE_ATTEMPTS), ("events", PURGE_EVENTS)):
+        while True:
+            result = await pool.execute(statement, cutoff, BATCH)
+            removed = int(result.split()[-1])
+            totals[table] += removed
+            PURGED.labels(table).inc(removed)
+            if removed < BATCH:
+                break
+    return totals
+
+
+async def purge_forever(pool: asyncpg.Pool, retention_days: int, every: float) -> None:
+    while True:
+        try:
+            cutoff = datetime.now(UTC) - timedelta(days=retention_days)
+            totals = await purge_older_than(pool, cutoff)
+            if any(totals.values()):
+                log.info("retention purged %s", totals)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("retention purge failed: %s", exc)
+        await asyncio.sleep(every)
