@@ -89,3 +89,16 @@ async def test_a_second_company_never_sees_the_first_ones_data(tenant, other_ten
     assert (await other.get("/v1/events", params={"id": event_id})).json()["data"] == []
     listed = (await other.get("/v1/delivery-configurations")).json()
     assert [c["id"] for c in listed] == [other_configuration["id"]]
+
+
+async def test_repeated_id_within_one_batch_is_delivered_once(tenant, source, receiver):
+    path = unique_path()
+    configuration = await realtime_configuration(tenant, receiver.url(path))
+    await subscribe(tenant, configuration["id"])
+    await settle()
+    event = {"id": f"dup-{uuid.uuid4().hex}", "topic": "SCG-Message", "event_type": "message.sent",
+             "company_id": tenant.id, "data": {}}
+    assert (await source.post("/v1/events", json={"events": [event, event, event]})).status_code == 202
+    await receiver.wait_for(path, 1)
+    await settle(2)
+    assert len(receiver.requests[path]) == 1

@@ -80,12 +80,19 @@ class Matcher:
             await self.consumer.commit({tp: part[-1].offset + 1 for tp, part in batches.items()})
 
     async def process(self, raw_messages: list[bytes]) -> None:
-        events = []
+        events, seen = [], set()
         for raw in raw_messages:
             try:
-                events.append(decode(raw))
+                event = decode(raw)
             except (UnknownSchemaVersion, orjson.JSONDecodeError):
                 log.error("skipping an undecodable event message")
+                continue
+            # A repeated id in the same batch: the database would keep one row, but both copies
+            # would be published. The first one wins, as it does across batches.
+            key = (event["company_id"], event["id"])
+            if key not in seen:
+                seen.add(key)
+                events.append(event)
         EVENTS_IN.inc(len(events))
         event_rows, delivery_rows, outgoing = self._plan(events)
         if not event_rows[0]:
