@@ -36,8 +36,9 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
     runtime.on_shutdown(feed.stop)
     targets = TargetCache(pool, settings.secret_key)
     credentials = Credentials(targets, settings.private_networks, settings.request_timeout_seconds)
-    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=settings.dispatcher_concurrency,
-                                                                limit_per_host=0, ttl_dns_cache=60))
+    # No connection limit here: the worker's semaphore and the throttle buckets bound concurrency,
+    # and a shared pool limit would make a throttled request queue behind the unthrottled ones.
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60))
     runtime.on_shutdown(http.close)
     producer = make_producer(settings)
     await producer.start()

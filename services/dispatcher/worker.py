@@ -168,10 +168,7 @@ class Dispatcher:
                        **webhook_headers(delivery_id, body, target.signing_secret)}
             if authorization:
                 headers["authorization"] = authorization
-            if bucket is not None:
-                await bucket.acquire()
-            async with self.requests:
-                attempt = await post(self.http, endpoint, body, headers, self.settings.request_timeout_seconds)
+            attempt = await self._send(endpoint, body, headers, bucket)
             ATTEMPTS.labels(attempt.outcome).inc()
             LATENCY.observe(attempt.duration_ms / 1000)
             attempts.append(attempt)
@@ -182,6 +179,16 @@ class Dispatcher:
                 continue
             break
         return attempts
+
+    async def _send(self, endpoint: dict, body: bytes, headers: dict, bucket: ThrottleBucket | None) -> Attempt:
+        """Throttled requests go out the moment their bucket lets them, without waiting for a
+        shared concurrency slot: the bucket bounds them anyway."""
+        timeout = self.settings.request_timeout_seconds
+        if bucket is not None:
+            async with bucket.slot():
+                return await post(self.http, endpoint, body, headers, timeout)
+        async with self.requests:
+            return await post(self.http, endpoint, body, headers, timeout)
 
     async def _conclude(self, message: dict, endpoints: list[dict], attempts: list[Attempt],
                         held_until: list[float], done: set[str]) -> None:
@@ -232,8 +239,9 @@ class Dispatcher:
         ), attempts)
 
     async def _park(self, message: dict, bucket: ThrottleBucket) -> None:
-        """Too much waiting behind this throttle: come back when the queue ahead has drained."""
-        due = datetime.now(UTC) + timedelta(seconds=bucket.waiting / bucket.rate)
+        """Too much waiting behind this throttle: come back when the queue ahead is half drained,
+        so the bucket never runs dry while parked deliveries are on their way back."""
+        due = datetime.now(UTC) + timedelta(seconds=bucket.waiting / bucket.rate / 2)
         await self.recorder.record(DeliveryState(
             delivery_id=message["delivery_id"], company_id=message["company_id"], event_id=message["event"]["id"],
             status="queued" if message["attempt"] == 0 else "pending_retry", attempt_count=message["attempt"],

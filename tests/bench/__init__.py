@@ -1,0 +1,1 @@
+"""`make bench`: throughput and latency figures, each next to the bare-pipeline baseline."""

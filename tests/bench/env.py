@@ -1,0 +1,102 @@
+"""The benchmark's world: embedded PostgreSQL and broker in a fresh folder, a receiver process,
+and helpers that create companies, configurations and subscriptions straight in the database."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+
+from shared.db import create_pool
+from shared.devstack import SERVICES, Stack, free_port, wait_for_port
+from shared.ids import new_id
+from shared.kafka import Topics, make_producer
+from shared.settings import Settings
+
+
+class BenchEnv:
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="em-bench-"))
+        self.stack = Stack(data_dir=self.folder, ports={name: free_port() for name in SERVICES})
+        self.receiver_port = free_port()
+        self.receiver: subprocess.Popen | None = None
+        # A second, separate endpoint: a throttled customer system is not the flooded one.
+        self.second_receiver_port = free_port()
+        self.second_receiver: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.stack.start_infrastructure(broker_port=free_port(), pg_cleanup="delete")
+        self.stack.prepare()
+        self.receiver = subprocess.Popen([sys.executable, "-m", "tests.bench.receiver", str(self.receiver_port)])
+        self.second_receiver = subprocess.Popen([sys.executable, "-m", "tests.bench.receiver",
+                                                 str(self.second_receiver_port)])
+        wait_for_port("127.0.0.1", self.receiver_port)
+        wait_for_port("127.0.0.1", self.second_receiver_port)
+        self.settings = Settings(database_url=self.stack.env["EM_DATABASE_URL"],
+                                 kafka_bootstrap=self.stack.env["EM_KAFKA_BOOTSTRAP"],
+                                 secret_key=self.stack.env["EM_SECRET_KEY"], data_dir=self.folder)
+        self.topics = Topics.of(self.settings)
+
+    def stop(self) -> None:
+        for receiver in (self.receiver, self.second_receiver):
+            if receiver:
+                receiver.terminate()
+        self.stack.stop()
+
+    def receiver_url(self, path: str, second: bool = False) -> str:
+        return f"http://127.0.0.1:{self.second_receiver_port if second else self.receiver_port}{path}"
+
+    def arrivals(self, second: bool = False) -> dict[str, list[float]]:
+        return httpx.get(self.receiver_url("/stats", second), timeout=30).json()
+
+    async def pool(self):
+        return await create_pool(self.settings.database_url, size=4)
+
+    async def producer(self):
+        producer = make_producer(self.settings)
+        await producer.start()
+        return producer
+
+
+async def create_company(pool) -> str:
+    company_id = new_id("cmp")
+    await pool.execute("INSERT INTO companies (id, name, created_at) VALUES ($1, 'bench', now())", company_id)
+    return company_id
+
+
+async def create_configuration(pool, company_id: str, mode: str = "realtime", url: str | None = None,
+                               throttle: dict | None = None, schedule: dict | None = None) -> str:
+    configuration_id = new_id("dc")
+    endpoints = [{"id": new_id("ep"), "url": url, "active": True}] if url else []
+    await pool.execute(
+        "INSERT INTO delivery_configurations (id, company_id, name, mode, active, endpoints, format, throttle, "
+        "schedule, authentication, created_at, updated_at) VALUES ($1, $2, 'bench', $3, true, $4, 'json', $5, $6, "
+        "'{\"type\": \"none\"}', now() - interval '2 hours', now())",
+        configuration_id, company_id, mode, orjson.dumps(endpoints).decode(),
+        orjson.dumps(throttle).decode() if throttle else None, orjson.dumps(schedule).decode() if schedule else None)
+    return configuration_id
+
+
+async def create_subscription(pool, company_id: str, configuration_id: str, topic: str = "SCG-Message") -> str:
+    subscription_id = new_id("sub")
+    await pool.execute(
+        "INSERT INTO subscriptions (id, company_id, topic, event_types, delivery_configuration_id, start_at, "
+        "active, created_at, updated_at) VALUES ($1, $2, $3, '{}', $4, '2020-01-01', true, now(), now())",
+        subscription_id, company_id, topic, configuration_id)
+    return subscription_id
+
+
+async def wait_until(check, timeout: float, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    raise TimeoutError("benchmark condition not reached")
