@@ -1,0 +1,55 @@
+"""Fault runs (`make chaos`): services killed with -9 while events flow. Nothing accepted may be
+lost; duplicates are allowed (at-least-once) and counted."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from tests.conftest import realtime_configuration, settle, subscribe, unique_path
+
+pytestmark = pytest.mark.chaos
+
+EVENTS = 3000
+
+
+async def kill_and_restart(stack, name: str, after: float) -> None:
+    await asyncio.sleep(after)
+    service = stack.services[name]
+    service.process.kill()
+    await asyncio.to_thread(service.process.wait)
+    await asyncio.sleep(1)
+    service.start()
+
+
+@pytest.mark.timeout(600)
+async def test_killing_matcher_and_dispatcher_loses_nothing(stack, tenant, source, receiver):
+    path = unique_path("chaos")
+    configuration = await realtime_configuration(tenant, receiver.url(path))
+    await subscribe(tenant, configuration["id"])
+    await settle()
+    ids = [f"chaos-{uuid.uuid4().hex}" for _ in range(EVENTS)]
+
+    async def publish_slowly():
+        for start in range(0, EVENTS, 100):
+            batch = [{"id": i, "topic": "SCG-Message", "event_type": "message.sent", "company_id": tenant.id,
+                      "data": {}} for i in ids[start:start + 100]]
+            response = await source.post("/v1/events", json={"events": batch})
+            assert response.status_code == 202
+            await asyncio.sleep(0.1)
+
+    await asyncio.gather(publish_slowly(), kill_and_restart(stack, "matcher", 1.0),
+                         kill_and_restart(stack, "dispatcher", 2.0))
+    deadline = asyncio.get_running_loop().time() + 180
+    while asyncio.get_running_loop().time() < deadline:
+        received = {r.json()["id"] for r in receiver.requests[path]}
+        if received >= set(ids):
+            break
+        await asyncio.sleep(1)
+    received_ids = [r.json()["id"] for r in receiver.requests[path]]
+    missing = set(ids) - set(received_ids)
+    assert not missing, f"{len(missing)} accepted events never arrived"
+    duplicates = len(received_ids) - len(set(received_ids))
+    print(f"chaos: {EVENTS} events, {duplicates} duplicate deliveries after two kill -9")
