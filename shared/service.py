@@ -9,11 +9,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.db import Database, create_pool
 from shared.errors import install_problem_handlers
+from shared.kafka import ChangeFeed, kafka_ready, make_consumer, make_producer
+from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +29,8 @@ class Runtime:
     """What a service registers while starting: readiness checks, background loops, and
     cleanups run in reverse order on shutdown."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.checks: dict[str, ReadinessCheck] = {}
         self.tasks: list[asyncio.Task] = []
         self.draining: list[asyncio.Task] = []
@@ -41,6 +47,42 @@ class Runtime:
 
     def on_shutdown(self, cleanup: Callable[[], Awaitable[None]]) -> None:
         self.cleanups.append(cleanup)
+
+    async def kafka_producer(self) -> AIOKafkaProducer:
+        """A started producer, stopped on shutdown, whose broker connection `/readyz` checks."""
+        producer = make_producer(self.settings)
+        await producer.start()
+        self.on_shutdown(producer.stop)
+        self.checks["kafka"] = lambda: kafka_ready(producer)
+        return producer
+
+    async def kafka_consumer(self, group_id: str, topic: str, listener=None) -> AIOKafkaConsumer:
+        """A started consumer-group member (manual commits), stopped on shutdown."""
+        consumer = make_consumer(self.settings, group_id)
+        consumer.subscribe([topic], listener=listener)
+        await consumer.start()
+        self.on_shutdown(consumer.stop)
+        return consumer
+
+    async def change_feed(self) -> ChangeFeed:
+        feed = ChangeFeed(self.settings)
+        await feed.start()
+        self.on_shutdown(feed.stop)
+        return feed
+
+    async def database_pool(self, size: int) -> asyncpg.Pool:
+        """A raw asyncpg pool, closed on shutdown, checked by `/readyz`."""
+        pool = await create_pool(self.settings.database_url, size=size)
+        self.on_shutdown(pool.close)
+        self.checks["database"] = lambda: pool.execute("SELECT 1")
+        return pool
+
+    def database(self, size: int) -> Database:
+        """The SQLAlchemy engine (api and ingest), disposed on shutdown, checked by `/readyz`."""
+        db = Database(self.settings.database_url, pool_size=size)
+        self.on_shutdown(db.close)
+        self.checks["database"] = db.ping
+        return db
 
     async def shutdown(self, drain_seconds: float = 12) -> None:
         self.stopping.set()
@@ -73,8 +115,11 @@ def create_service_app(
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        runtime = Runtime()
+        settings = get_settings()
+        settings.require_runtime()
+        runtime = Runtime(settings)
         app.state.runtime = runtime
+        app.state.settings = settings
         try:
             await start(app, runtime)
             yield

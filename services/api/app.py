@@ -16,25 +16,14 @@ from services.api.routes import (
     subscriptions,
     topics,
 )
-from shared.db import Database
-from shared.kafka import kafka_ready, make_producer
 from shared.media import MediaStore
 from shared.service import Runtime, create_service_app
-from shared.settings import get_settings
 
 
 async def start(app: FastAPI, runtime: Runtime) -> None:
-    settings = get_settings()
-    settings.require_runtime()
-    app.state.settings = settings
-    app.state.db = db = Database(settings.database_url)
-    app.state.media = MediaStore(settings)
-    runtime.on_shutdown(db.close)
-    app.state.producer = producer = make_producer(settings)
-    await producer.start()
-    runtime.on_shutdown(producer.stop)
-    runtime.checks["database"] = db.ping
-    runtime.checks["kafka"] = lambda: kafka_ready(producer)
+    app.state.db = db = runtime.database(size=10)
+    app.state.producer = await runtime.kafka_producer()
+    app.state.media = MediaStore(runtime.settings)
 
     def start_bulk_job(job_id: str) -> None:
         runtime.run_forever(f"bulk-{job_id}", bulk.run_job(db, job_id), drains=True)

@@ -13,10 +13,8 @@ from services.dispatcher.configs import TargetCache
 from services.dispatcher.poller import poll_forever
 from services.dispatcher.recorder import Recorder
 from services.dispatcher.worker import Dispatcher
-from shared.db import create_pool
-from shared.kafka import ChangeFeed, Topics, kafka_ready, make_consumer, make_producer
+from shared.kafka import ChangeFeed, Topics
 from shared.service import Runtime, create_service_app
-from shared.settings import get_settings
 
 
 async def follow_changes(feed: ChangeFeed, targets: TargetCache, credentials: Credentials) -> None:
@@ -26,32 +24,22 @@ async def follow_changes(feed: ChangeFeed, targets: TargetCache, credentials: Cr
 
 
 async def start(app: FastAPI, runtime: Runtime) -> None:
-    settings = get_settings()
-    settings.require_runtime()
+    settings = runtime.settings
     topics = Topics.of(settings)
-    pool = await create_pool(settings.database_url, size=6)
-    runtime.on_shutdown(pool.close)
-    feed = ChangeFeed(settings)
-    await feed.start()
-    runtime.on_shutdown(feed.stop)
+    pool = await runtime.database_pool(size=6)
+    feed = await runtime.change_feed()
     targets = TargetCache(pool, settings.secret_key)
     credentials = Credentials(targets, settings.private_networks, settings.request_timeout_seconds)
     # No connection limit here: the worker's semaphore and the throttle buckets bound concurrency,
     # and a shared pool limit would make a throttled request queue behind the unthrottled ones.
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60))
     runtime.on_shutdown(http.close)
-    producer = make_producer(settings)
-    await producer.start()
-    runtime.on_shutdown(producer.stop)
+    producer = await runtime.kafka_producer()
     recorder = Recorder(pool)
-    consumer = make_consumer(settings, "em-dispatcher", max_poll_records=1000)
     breakers = Breakers(settings.circuit_failure_threshold, settings.circuit_open_seconds)
-    dispatcher = Dispatcher(settings, consumer, targets, credentials, recorder, http, breakers)
-    consumer.subscribe([topics.deliveries], listener=dispatcher.rebalance_listener())
-    await consumer.start()
-    runtime.on_shutdown(consumer.stop)
-    runtime.checks["database"] = lambda: pool.execute("SELECT 1")
-    runtime.checks["kafka"] = lambda: kafka_ready(producer)
+    dispatcher = Dispatcher(settings, targets, credentials, recorder, http, breakers)
+    dispatcher.consumer = await runtime.kafka_consumer("em-dispatcher", topics.deliveries,
+                                                       listener=dispatcher.rebalance_listener())
     app.state.dispatcher = dispatcher
     runtime.run_forever("changes", follow_changes(feed, targets, credentials))
     runtime.run_forever("retry-poller", poll_forever(pool, producer, topics.deliveries, settings.retry_poll_seconds))

@@ -43,10 +43,10 @@ USER_AGENT = "EventManager/1.0 (+webhooks)"
 
 
 class Dispatcher:
-    def __init__(self, settings, consumer: AIOKafkaConsumer, targets: TargetCache, credentials: Credentials,
-                 recorder: Recorder, http: aiohttp.ClientSession, breakers: Breakers):
+    def __init__(self, settings, targets: TargetCache, credentials: Credentials, recorder: Recorder,
+                 http: aiohttp.ClientSession, breakers: Breakers):
         self.settings = settings
-        self.consumer = consumer
+        self.consumer: AIOKafkaConsumer | None = None  # set once subscribed (it needs our rebalance listener)
         self.targets = targets
         self.credentials = credentials
         self.recorder = recorder

@@ -17,12 +17,11 @@ from sqlalchemy import select
 from shared.db import Database
 from shared.errors import Forbidden, InvalidInput, Unauthorized, validation_errors
 from shared.ids import new_id
-from shared.kafka import Topics, kafka_ready, make_producer
+from shared.kafka import Topics
 from shared.messages import encode, event_message, iso
 from shared.models import Company, EventType, Source, Topic
 from shared.security import digest
 from shared.service import Runtime, create_service_app
-from shared.settings import get_settings
 
 MAX_BATCH = 1000
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -168,18 +167,9 @@ async def _validate(raw_events: list[Any], batched: bool, source: Source, catalo
 
 
 async def start(app: FastAPI, runtime: Runtime) -> None:
-    settings = get_settings()
-    settings.require_runtime()
-    db = Database(settings.database_url, pool_size=4)
-    runtime.on_shutdown(db.close)
-    producer = make_producer(settings)
-    await producer.start()
-    runtime.on_shutdown(producer.stop)
-    runtime.checks["database"] = db.ping
-    runtime.checks["kafka"] = lambda: kafka_ready(producer)
-    app.state.catalog = Catalog(db)
-    app.state.producer = producer
-    app.state.topic = Topics.of(settings).events
+    app.state.catalog = Catalog(runtime.database(size=4))
+    app.state.producer = await runtime.kafka_producer()
+    app.state.topic = Topics.of(runtime.settings).events
 
 
 app = create_service_app(

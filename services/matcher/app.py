@@ -10,10 +10,8 @@ from fastapi import FastAPI
 from services.matcher import loader
 from services.matcher.index import SubscriptionIndex
 from services.matcher.worker import Matcher
-from shared.db import create_pool
-from shared.kafka import ChangeFeed, Topics, kafka_ready, make_consumer, make_producer
+from shared.kafka import ChangeFeed, Topics
 from shared.service import Runtime, create_service_app
-from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -35,26 +33,15 @@ async def reconcile(pool, index: SubscriptionIndex, every: float) -> None:
 
 
 async def start(app: FastAPI, runtime: Runtime) -> None:
-    settings = get_settings()
-    settings.require_runtime()
+    settings = runtime.settings
     topics = Topics.of(settings)
-    pool = await create_pool(settings.database_url, size=4)
-    runtime.on_shutdown(pool.close)
-    index = SubscriptionIndex()
-    feed = ChangeFeed(settings)
-    await feed.start()  # before the full load, so no change slips between the two
-    runtime.on_shutdown(feed.stop)
+    pool = await runtime.database_pool(size=4)
+    feed = await runtime.change_feed()  # before the full load, so no change slips between the two
+    app.state.index = index = SubscriptionIndex()
     await loader.load_all_routes(pool, index)
     await loader.load_all_numbers(pool, index)
-    producer = make_producer(settings)
-    await producer.start()
-    runtime.on_shutdown(producer.stop)
-    consumer = make_consumer(settings, "em-matcher", topics.events)
-    await consumer.start()
-    runtime.on_shutdown(consumer.stop)
-    runtime.checks["database"] = lambda: pool.execute("SELECT 1")
-    runtime.checks["kafka"] = lambda: kafka_ready(producer)
-    app.state.index = index
+    producer = await runtime.kafka_producer()
+    consumer = await runtime.kafka_consumer("em-matcher", topics.events)
     runtime.run_forever("changes", follow_changes(feed, pool, index))
     runtime.run_forever("reconcile", reconcile(pool, index, settings.config_reconcile_seconds))
     runtime.run_forever("matcher", Matcher(index, pool, consumer, producer, topics).run(runtime.stopping), drains=True)

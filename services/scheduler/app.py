@@ -8,23 +8,15 @@ from fastapi import FastAPI
 
 from services.scheduler.retention import purge_forever
 from services.scheduler.windows import WindowRunner, tick_forever
-from shared.db import create_pool
-from shared.kafka import Topics, kafka_ready, make_producer
+from shared.kafka import Topics
 from shared.media import MediaStore
 from shared.service import Runtime, create_service_app
-from shared.settings import get_settings
 
 
 async def start(app: FastAPI, runtime: Runtime) -> None:
-    settings = get_settings()
-    settings.require_runtime()
-    pool = await create_pool(settings.database_url, size=3)
-    runtime.on_shutdown(pool.close)
-    producer = make_producer(settings)
-    await producer.start()
-    runtime.on_shutdown(producer.stop)
-    runtime.checks["database"] = lambda: pool.execute("SELECT 1")
-    runtime.checks["kafka"] = lambda: kafka_ready(producer)
+    settings = runtime.settings
+    pool = await runtime.database_pool(size=3)
+    producer = await runtime.kafka_producer()
     runner = WindowRunner(pool, MediaStore(settings), producer, Topics.of(settings), settings.api_base_url)
     app.state.runner = runner
     runtime.run_forever("windows", tick_forever(runner, settings.scheduler_tick_seconds))
