@@ -28,7 +28,7 @@ bench: $(STAMP)  ## throughput and latency figures (minutes); prints a report
 	$(BIN)/python -m tests.bench.run
 
 chaos: $(STAMP)  ## long fault runs: killed services with work in flight
-	$(BIN)/pytest -m chaos -o addopts=""
+	$(BIN)/pytest -m chaos -o addopts="" -s
 
 clean:
 	rm -rf .data
