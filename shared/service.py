@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.db import Database, create_pool
-from shared.errors import install_problem_handlers
+from shared.errors import install_problem_handlers, problem_response
 from shared.kafka import ChangeFeed, kafka_ready, make_consumer, make_producer
 from shared.settings import Settings, get_settings
 
@@ -128,6 +128,17 @@ def create_service_app(
 
     app = FastAPI(title=f"Event Manager {name}", lifespan=lifespan, **fastapi_options)
     install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def require_json_bodies(request, call_next):
+        # Without this, `curl -d '{...}'` (form-encoded by default) gets a baffling validation error.
+        # A body without any Content-Type is read as JSON.
+        if request.method in ("POST", "PATCH", "PUT", "DELETE") and request.headers.get("content-length", "0") != "0":
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type and content_type != "application/json" and not content_type.endswith("+json"):
+                return problem_response(415, "Unsupported Media Type",
+                                        "send the body as JSON with Content-Type: application/json")
+        return await call_next(request)
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz():

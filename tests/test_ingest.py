@@ -64,3 +64,11 @@ async def test_generated_ids_are_returned(source, tenant):
                                                      "company_id": tenant.id, "data": {}})
     [generated] = response.json()["accepted"]
     assert generated.startswith("evt_") and generated not in ids
+
+
+async def test_non_json_bodies_get_a_clear_415(source, tenant):
+    form = await source.post("/v1/events", content=b'{"topic": "x"}',
+                             headers={"content-type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 415 and "application/json" in form.json()["detail"]
+    api = await tenant.client.post("/v1/subscriptions", content=b"{}", headers={"content-type": "text/plain"})
+    assert api.status_code == 415
