@@ -142,10 +142,12 @@ def create_service_app(
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz():
+        """Liveness: answers while the process runs; Kubernetes restarts the pod when it stops answering."""
         return {"status": "ok", "service": name}
 
     @app.get("/readyz", tags=["operations"], summary="Kafka and the database answer")
     async def readyz():
+        """Readiness: 200 when the service's Kafka and database connections work, 503 naming the failing one."""
         failures = {}
         for check_name, check in app.state.runtime.checks.items():
             try:
@@ -158,6 +160,7 @@ def create_service_app(
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics():
+        """Prometheus text format: request, delivery, matching and scheduler counters and histograms."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

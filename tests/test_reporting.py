@@ -187,4 +187,5 @@ async def test_openapi_documents_every_route(urls, service):
     for route, operations in spec["paths"].items():
         for method, operation in operations.items():
             assert operation.get("summary"), f"{method.upper()} {route} has no summary"
+            assert operation.get("description"), f"{method.upper()} {route} has no description"
             assert operation.get("tags"), f"{method.upper()} {route} has no tags"

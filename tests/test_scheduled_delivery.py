@@ -160,3 +160,37 @@ async def test_two_replicas_firing_at_once_write_each_window_once(tenant, source
     claimed_by = [run for run in (first, second) if rows[0]["id"] in run]
     assert len(claimed_by) == 1, "exactly one replica wrote the window"
     assert rows[0]["event_count"] == 50
+
+
+async def test_a_failed_write_is_recorded_and_retried(tenant, source, runner_factory, tmp_path):
+    configuration = await scheduled_configuration(tenant)
+    await subscribe(tenant, configuration["id"])
+    await settle()
+    ids = await publish(source, tenant, count=2)
+    for event_id in ids:
+        await wait_for_status(tenant, event_id, "buffered")
+    # The company's folder in this storage is a file: every write into it fails.
+    (tmp_path / tenant.id).write_text("not a folder")
+    broken = runner_factory()
+    broken.media = MediaStore(Settings(media_url=tmp_path.as_uri()))
+    created = datetime.fromisoformat(configuration["created_at"])
+    now = created.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1, minutes=1)
+    await broken.run_due_windows(now)
+
+    async def files():
+        return (await tenant.client.get("/v1/buffer-files", params={
+            "delivery_configuration_id": configuration["id"]})).json()["data"]
+
+    [failed] = await files()
+    assert failed["status"] == "failed" and "Not a directory" in failed["error"] and failed["url"] is None
+    for event_id in ids:  # still waiting for a file, not lost and not delivered
+        await wait_for_status(tenant, event_id, "buffered")
+
+    healthy = runner_factory()
+    healthy.retry_failed_after = 0
+    await asyncio.sleep(0.1)
+    assert failed["id"] in await healthy.run_due_windows(now)
+    [stored] = await files()
+    assert stored["id"] == failed["id"] and stored["status"] == "stored" and stored["event_count"] == 2
+    for event_id in ids:
+        await wait_for_status(tenant, event_id, "delivered")

@@ -52,8 +52,9 @@ def due_windows(schedule: dict, last_end: datetime, now: datetime) -> list[tuple
 
 class WindowRunner:
     def __init__(self, pool: asyncpg.Pool, media: MediaStore, producer: AIOKafkaProducer, topics: Topics,
-                 api_base_url: str):
+                 api_base_url: str, retry_failed_after: float = 30.0):
         self.pool = pool
+        self.retry_failed_after = retry_failed_after
         self.media = media
         self.producer = producer
         self.topics = topics
@@ -75,7 +76,7 @@ class WindowRunner:
                 if file_id:
                     await self.write(file_id)
                     handled.append(file_id)
-        while file_id := await buffer_files.retake_unfinished(self.pool):
+        while file_id := await buffer_files.retake_unfinished(self.pool, failed_after=self.retry_failed_after):
             await self.write(file_id)
             handled.append(file_id)
         return handled

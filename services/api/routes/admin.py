@@ -31,6 +31,7 @@ router = APIRouter(prefix="/v1/admin", tags=["operator"])
 
 @router.post("/companies", status_code=201, response_model=CompanyPublic, summary="Create a company")
 async def create_company(body: CompanyCreate, session: SessionDep, _: OperatorDep):
+    """A company owns applications, delivery configurations, subscriptions and its events."""
     company = Company(id=new_id("cmp"), name=body.name)
     session.add(company)
     await session.commit()
@@ -40,6 +41,7 @@ async def create_company(body: CompanyCreate, session: SessionDep, _: OperatorDe
 
 @router.get("/companies", response_model=list[CompanyPublic], summary="List companies")
 async def list_companies(session: SessionDep, _: OperatorDep):
+    """Every company, oldest first."""
     return (await session.scalars(select(Company).order_by(Company.id))).all()
 
 
@@ -84,6 +86,7 @@ async def _application(session, application_id: str) -> Application:
 
 @router.patch("/applications/{application_id}", response_model=ApplicationPublic, summary="Enable or disable")
 async def update_application(application_id: str, body: ApplicationUpdate, session: SessionDep, _: OperatorDep):
+    """A disabled application's key answers 403 on every company route until it is enabled again."""
     application = await _application(session, application_id)
     application.event_manager_enabled = body.event_manager_enabled
     await session.commit()
@@ -92,6 +95,7 @@ async def update_application(application_id: str, body: ApplicationUpdate, sessi
 
 @router.post("/applications/{application_id}/rotate-key", response_model=ApiKey, summary="Rotate the API key")
 async def rotate_key(application_id: str, session: SessionDep, _: OperatorDep):
+    """Issues a new API key (shown once) and invalidates the old one immediately."""
     application = await _application(session, application_id)
     api_key = new_secret("emk")
     application.api_key_digest = digest(api_key)
@@ -101,6 +105,8 @@ async def rotate_key(application_id: str, session: SessionDep, _: OperatorDep):
 
 @router.post("/sources", status_code=201, response_model=SourcePublic, summary="Register a source service")
 async def create_source(body: SourceCreate, session: SessionDep, _: OperatorDep):
+    """A source service (SMS, NIS, MSS, batch automation...) gets a token, shown once, that may publish only the
+    listed topics."""
     known = set((await session.scalars(select(Topic.name).where(Topic.name.in_(body.topics)))).all())
     for index, topic in enumerate(body.topics):
         if topic not in known:
@@ -114,6 +120,7 @@ async def create_source(body: SourceCreate, session: SessionDep, _: OperatorDep)
 
 @router.post("/topics", status_code=201, response_model=TopicPublic, summary="Add a topic to the catalog")
 async def create_topic(body: TopicCreate, session: SessionDep, _: OperatorDep):
+    """Adds a topic and its event types to the catalog companies subscribe from."""
     session.add(Topic(**body.model_dump(exclude={"event_types"})))
     session.add_all(EventType(topic=body.name, **t.model_dump()) for t in body.event_types)
     try:
@@ -127,6 +134,7 @@ async def create_topic(body: TopicCreate, session: SessionDep, _: OperatorDep):
     "/topics/{topic}/event-types", status_code=201, response_model=TopicPublic, summary="Add an event type"
 )
 async def add_event_type(topic: str, body: EventTypeIn, session: SessionDep, _: OperatorDep, response: Response):
+    """Adds one event type to an existing topic."""
     if await session.get(Topic, topic) is None:
         raise NotFound(f"topic {topic!r} does not exist")
     session.add(EventType(topic=topic, **body.model_dump()))

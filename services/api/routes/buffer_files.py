@@ -75,6 +75,7 @@ async def _owned(session, company_id: str, file_id: str) -> BufferFile:
 
 @router.get("/{file_id}", response_model=BufferFilePublic, summary="Get a buffer file's status")
 async def get_file(file_id: str, session: SessionDep, caller: CompanyDep, settings: SettingsDep):
+    """One buffer file: its window, status, event count, size and download URL."""
     return public(await _owned(session, caller.company_id, file_id), settings.api_base_url)
 
 

@@ -84,12 +84,14 @@ async def start(body: BulkActionCreate, request: Request, session: SessionDep, c
 
 @router.get("", response_model=list[BulkActionPublic], summary="List bulk actions")
 async def list_jobs(session: SessionDep, caller: CompanyDep):
+    """The company's last 100 bulk actions, newest first."""
     return (await session.scalars(select(BulkAction).where(BulkAction.company_id == caller.company_id)
                                   .order_by(BulkAction.id.desc()).limit(100))).all()
 
 
 @router.get("/{job_id}", response_model=BulkActionPublic, summary="A bulk action's progress")
 async def get_job(job_id: str, session: SessionDep, caller: CompanyDep):
+    """Status (`running`, `completed`, `failed`), how many deliveries matched and how many are done."""
     job = await session.get(BulkAction, job_id)
     if job is None or job.company_id != caller.company_id:
         raise NotFound(f"bulk action {job_id} does not exist")

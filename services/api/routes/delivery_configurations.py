@@ -140,6 +140,7 @@ async def create(body: DeliveryConfigurationCreate, request: Request, session: S
 
 @router.get("", response_model=list[DeliveryConfigurationPublic], summary="List configurations")
 async def list_configurations(session: SessionDep, caller: CompanyDep, settings: SettingsDep):
+    """The company's delivery configurations; secrets appear only as `*_set` flags."""
     rows = await session.scalars(
         select(DeliveryConfiguration)
         .where(DeliveryConfiguration.company_id == caller.company_id)
@@ -150,6 +151,7 @@ async def list_configurations(session: SessionDep, caller: CompanyDep, settings:
 
 @router.get("/{configuration_id}", response_model=DeliveryConfigurationPublic, summary="Get a configuration")
 async def get(configuration_id: str, session: SessionDep, caller: CompanyDep, settings: SettingsDep):
+    """One configuration, with the next five fire times when it is scheduled."""
     return public(await owned_configuration(session, caller.company_id, configuration_id), settings)
 
 
@@ -198,6 +200,7 @@ async def update(configuration_id: str, body: DeliveryConfigurationUpdate, reque
 
 @router.delete("/{configuration_id}", status_code=204, summary="Delete a configuration and its subscriptions")
 async def delete(configuration_id: str, request: Request, session: SessionDep, caller: CompanyDep):
+    """Deletes the configuration and the subscriptions that use it; past events and attempts stay visible."""
     configuration = await owned_configuration(session, caller.company_id, configuration_id)
     await session.delete(configuration)
     await session.commit()

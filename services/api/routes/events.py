@@ -167,6 +167,8 @@ async def _event(session, company_id: str, event_id: str) -> Event:
 
 @router.get("/{event_id}", response_model=EventView, summary="View an event and its deliveries")
 async def view(event_id: str, session: SessionDep, caller: CompanyDep):
+    """The event as delivered, its overall status, and one delivery per matched subscription with its status,
+    attempts and next attempt time."""
     event = await _event(session, caller.company_id, event_id)
     deliveries = await _deliveries_of(session, caller.company_id, [event_id])
     return _view(event, deliveries.get(event_id, []), True)
@@ -174,6 +176,8 @@ async def view(event_id: str, session: SessionDep, caller: CompanyDep):
 
 @router.get("/{event_id}/attempts", response_model=list[AttemptView], summary="Tracking: every delivery attempt")
 async def attempts(event_id: str, session: SessionDep, caller: CompanyDep):
+    """Tracking: every HTTP attempt of every delivery of the event, oldest first, with endpoint, time, duration,
+    HTTP status or error, outcome and a response excerpt."""
     await _event(session, caller.company_id, event_id)
     rows = await session.scalars(
         select(DeliveryAttempt)
@@ -198,6 +202,7 @@ async def republish(event_id: str, session: SessionDep, caller: CompanyDep, body
 
 @router.post("/{event_id}/handled", response_model=ActionResult, summary="Mark an event as handled")
 async def mark_handled(event_id: str, session: SessionDep, caller: CompanyDep):
+    """Every delivery of the event becomes `handled`; pending retries stop."""
     await _event(session, caller.company_id, event_id)
     count = await handle_deliveries(session, caller.company_id, [Delivery.event_id == event_id])
     await session.commit()

@@ -48,6 +48,7 @@ async def add(body: MonitoredNumbers, request: Request, session: SessionDep, cal
 
 @router.delete("", response_model=RemoveResult, summary="Stop monitoring numbers (bulk)")
 async def remove(body: MonitoredNumbers, request: Request, session: SessionDep, caller: CompanyDep):
+    """Numbers not monitored are counted in `not_present`. Takes effect within 2 seconds."""
     numbers = sorted(set(body.numbers))
     result = await session.execute(
         text("DELETE FROM monitored_numbers WHERE company_id = :company AND number = ANY(CAST(:numbers AS text[]))"),
@@ -61,6 +62,7 @@ async def remove(body: MonitoredNumbers, request: Request, session: SessionDep, 
 @router.get("", response_model=NumberPage, summary="List monitored numbers")
 async def list_numbers(session: SessionDep, caller: CompanyDep, limit: int = Query(1000, ge=1, le=10_000),
                        cursor: str | None = None):
+    """Monitored numbers in ascending order, paginated with `cursor`."""
     after = decode_cursor(cursor)[0] if cursor else ""
     rows = (await session.execute(
         text("SELECT number FROM monitored_numbers WHERE company_id = :company AND number > :after "

@@ -65,6 +65,7 @@ async def create(body: SubscriptionCreate, request: Request, session: SessionDep
 @router.get("", response_model=list[SubscriptionPublic], summary="List subscriptions")
 async def list_subscriptions(session: SessionDep, caller: CompanyDep, topic: str | None = None,
                              delivery_configuration_id: str | None = None):
+    """The company's subscriptions, optionally only one topic's or one configuration's."""
     query = select(Subscription).where(Subscription.company_id == caller.company_id).order_by(Subscription.id)
     if topic:
         query = query.where(Subscription.topic == topic)
@@ -75,12 +76,15 @@ async def list_subscriptions(session: SessionDep, caller: CompanyDep, topic: str
 
 @router.get("/{subscription_id}", response_model=SubscriptionPublic, summary="Get a subscription")
 async def get(subscription_id: str, session: SessionDep, caller: CompanyDep):
+    """One subscription."""
     return await _owned(session, caller.company_id, subscription_id)
 
 
 @router.patch("/{subscription_id}", response_model=SubscriptionPublic, summary="Change a subscription")
 async def update(subscription_id: str, body: SubscriptionUpdate, request: Request, session: SessionDep,
                  caller: CompanyDep):
+    """Fields left out keep their value; the result is validated as a whole. Matchers apply the change within 2
+    seconds."""
     subscription = await _owned(session, caller.company_id, subscription_id)
     changes = body.model_dump(exclude_unset=True)
     for required in ("start_at", "delivery_configuration_id", "event_types", "active"):
@@ -104,6 +108,7 @@ async def update(subscription_id: str, body: SubscriptionUpdate, request: Reques
 
 @router.delete("/{subscription_id}", status_code=204, summary="Delete a subscription")
 async def delete(subscription_id: str, request: Request, session: SessionDep, caller: CompanyDep):
+    """Stops matching for this subscription within 2 seconds; past deliveries stay visible."""
     await session.delete(await _owned(session, caller.company_id, subscription_id))
     await session.commit()
     await announce(request, "subscriptions", caller.company_id)

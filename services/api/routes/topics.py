@@ -34,6 +34,7 @@ def _public(topic: Topic, types) -> TopicPublic:
 
 @router.get("", response_model=list[TopicPublic], summary="List topics and their event types")
 async def list_topics(session: SessionDep, _: CompanyDep):
+    """The catalog: each topic with its service, whether subscriptions must name event types, and its event types."""
     topics = (await session.scalars(select(Topic).order_by(Topic.name))).all()
     types = (await session.scalars(select(EventType).order_by(EventType.name))).all()
     by_topic: dict[str, list] = {}
@@ -44,4 +45,5 @@ async def list_topics(session: SessionDep, _: CompanyDep):
 
 @router.get("/{name}", response_model=TopicPublic, summary="Topic info: a topic's event types")
 async def get_topic(name: str, session: SessionDep, _: CompanyDep):
+    """One topic's details and event types (the "topic info" menu)."""
     return await topic_public(session, name)

@@ -1,0 +1,27 @@
+"""Every service answers /healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from shared.devstack import SERVICES
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_health_readiness_and_metrics(stack, service):
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.ports[service]}") as client:
+        health = await client.get("/healthz")
+        assert health.status_code == 200 and health.json() == {"status": "ok", "service": service}
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        metrics = await client.get("/metrics")
+        assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+        assert "python_info" in metrics.text
+
+
+async def test_metrics_count_the_work(stack):
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.ports['dispatcher']}") as client:
+        assert "em_dispatcher_attempts_total" in (await client.get("/metrics")).text
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.ports['matcher']}") as client:
+        assert "em_matcher_events_total" in (await client.get("/metrics")).text
