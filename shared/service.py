@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -103,8 +104,6 @@ def _exit_if_crashed(task: asyncio.Task) -> None:
     # exit and let the supervisor (Kubernetes, or `eventmgr dev`) restart the process.
     if not task.cancelled() and task.exception() is not None and not isinstance(task.exception(), SystemExit):
         log.critical("worker %s crashed; exiting", task.get_name(), exc_info=task.exception())
-        import os
-
         os._exit(70)
 
 

@@ -80,22 +80,20 @@ class Catalog:
     async def source_for(self, token: str) -> Source:
         token_digest = digest(token)
         source = (await self.fresh()).sources.get(token_digest)
-        if source is None:  # a source created in the last few seconds
-            await self._reload_now()
-            source = self.sources.get(token_digest)
-        if source is None:
-            raise Unauthorized()
+        if source is None:  # perhaps created since the last load: one indexed lookup
+            async with self.db.sessions() as session:
+                source = await session.scalar(select(Source).where(Source.token_digest == token_digest))
+            if source is None:
+                raise Unauthorized()
+            self.sources[token_digest] = source
         return source
 
     async def knows_company(self, company_id: str) -> bool:
-        if company_id in self.companies:
-            return True
-        await self._reload_now()
+        if company_id not in self.companies:  # perhaps created since the last load
+            async with self.db.sessions() as session:
+                if await session.get(Company, company_id) is not None:
+                    self.companies.add(company_id)
         return company_id in self.companies
-
-    async def _reload_now(self) -> None:
-        async with self._lock:
-            await self._load()
 
 
 def _bearer(request: Request) -> str:

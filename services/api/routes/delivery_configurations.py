@@ -188,8 +188,6 @@ async def update(configuration_id: str, body: DeliveryConfigurationUpdate, reque
     signing_secret = changes.get("signing_secret", secrets.get("signing_secret"))
     if signing_secret:
         hidden["signing_secret"] = signing_secret
-    if "refresh_token" in secrets and "authentication" not in changes:
-        hidden["refresh_token"] = secrets["refresh_token"]
     configuration.authentication = visible
     configuration.secrets_encrypted = encrypt_json(settings.secret_key, hidden) if hidden else None
     await session.commit()
