@@ -38,13 +38,16 @@ def failed_attempt(endpoint: dict, error: str, retryable: bool) -> Attempt:
                    "retryable" if retryable else "failed")
 
 
+_timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+
 async def post(session: aiohttp.ClientSession, endpoint: dict, body: bytes, headers: dict,
                timeout_seconds: float) -> Attempt:
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     try:
         async with session.post(endpoint["url"], data=body, headers=headers, allow_redirects=False,
-                                timeout=aiohttp.ClientTimeout(total=timeout_seconds)) as response:
+                                timeout=_timeout(timeout_seconds)) as response:
             excerpt = (await response.content.read(EXCERPT_BYTES)).decode("utf-8", "replace")
             status = response.status
             retry_after = parse_retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
@@ -61,6 +64,13 @@ async def post(session: aiohttp.ClientSession, endpoint: dict, body: bytes, head
         error = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
     return Attempt(endpoint["id"], endpoint["url"], started_at, _ms(started), status, error, outcome,
                    excerpt or None, retry_after)
+
+
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    timeout = _timeouts.get(seconds)
+    if timeout is None:
+        timeout = _timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+    return timeout
 
 
 def _ms(started: float) -> float:

@@ -33,6 +33,7 @@ from shared.netguard import UrlRefused, check_url
 log = logging.getLogger(__name__)
 
 ATTEMPTS = Counter("em_dispatcher_attempts_total", "HTTP attempts", ["outcome"])
+ATTEMPT_OUTCOMES = {outcome: ATTEMPTS.labels(outcome) for outcome in ("success", "retryable", "failed")}
 DELIVERIES = Counter("em_dispatcher_deliveries_total", "Deliveries settled", ["status"])
 LATENCY = Histogram("em_dispatcher_request_seconds", "Endpoint response time")
 
@@ -136,10 +137,13 @@ class Dispatcher:
             await self._settle(message, [], status, error=None if done else "no active endpoint")
             return
         body, content_type = render(message["event"], target.format)
-        results = await asyncio.gather(*(
-            self.attempt(target, endpoint, body, content_type, message["delivery_id"], bucket)
-            for endpoint in endpoints
-        ))
+        if len(endpoints) == 1:  # the common case: no gather, no extra task
+            results = [await self.attempt(target, endpoints[0], body, content_type, message["delivery_id"], bucket)]
+        else:
+            results = await asyncio.gather(*(
+                self.attempt(target, endpoint, body, content_type, message["delivery_id"], bucket)
+                for endpoint in endpoints
+            ))
         attempts = [a for result in results for a in result if isinstance(a, Attempt)]
         held_until = [r for result in results for r in result if isinstance(r, float)]
         await self._conclude(message, endpoints, attempts, held_until, done)
@@ -169,7 +173,7 @@ class Dispatcher:
             if authorization:
                 headers["authorization"] = authorization
             attempt = await self._send(endpoint, body, headers, bucket)
-            ATTEMPTS.labels(attempt.outcome).inc()
+            ATTEMPT_OUTCOMES[attempt.outcome].inc()
             LATENCY.observe(attempt.duration_ms / 1000)
             attempts.append(attempt)
             breaker.record(attempt.outcome != "retryable")

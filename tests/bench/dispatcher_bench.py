@@ -12,7 +12,7 @@ import orjson
 
 from shared.ids import new_id
 from shared.messages import delivery_message, encode
-from tests.bench.env import create_company, create_configuration, create_subscription, wait_until
+from tests.bench.env import create_company, create_configuration, create_subscription, peak_rss_mb, wait_until
 
 DELIVERIES = 20_000
 
@@ -60,13 +60,14 @@ async def dispatcher_throughput(env) -> dict:
     finished = time.perf_counter()
     attempts = await pool.fetchval("SELECT count(*) FROM delivery_attempts WHERE company_id = $1", company)
     received = sorted(env.arrivals()["/dispatch"])
+    rss = peak_rss_mb(env.stack.services["dispatcher"].process)
     await producer.stop()
     await pool.close()
     seconds = finished - first
     return {"deliveries": DELIVERIES, "seconds": round(seconds, 2),
             "deliveries_per_second": round(DELIVERIES / seconds),  # first to last recorded as delivered
             "requests_per_second_at_receiver": round(len(received) / (received[-1] - received[0])),
-            "attempts_recorded": attempts}
+            "attempts_recorded": attempts, "dispatcher_peak_rss_mb": rss}
 
 
 async def _first_delivery_time(pool, configuration_id):

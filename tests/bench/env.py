@@ -100,3 +100,11 @@ async def wait_until(check, timeout: float, interval: float = 0.1):
             return value
         await asyncio.sleep(interval)
     raise TimeoutError("benchmark condition not reached")
+
+
+def peak_rss_mb(process) -> float:
+    """The high-water mark of a running process's resident memory (Linux)."""
+    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024)
+    return float("nan")

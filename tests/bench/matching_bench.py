@@ -4,6 +4,7 @@ PostgreSQL writes, Kafka out)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
 import tracemalloc
@@ -13,7 +14,7 @@ from services.matcher.index import Route, SubscriptionIndex
 from services.matcher.matching import recipients_of
 from shared.criteria import compile_pattern
 from shared.messages import encode, event_message
-from tests.bench.env import create_company, create_configuration, create_subscription, wait_until
+from tests.bench.env import create_company, create_configuration, create_subscription, peak_rss_mb, wait_until
 
 TOPICS = ["SCG-Keyword", "SCG-Sender ID", "SCG-Voice-Call", "SCG-Contact", "SCG-Message",
           "SCG-Communication-Assistant", "NIS-Events", "MSS-Messages", "ABA-Messages"]
@@ -68,9 +69,16 @@ def _events(count: int) -> list[dict]:
 
 
 def _rate(index: SubscriptionIndex, events: list[dict]) -> tuple[float, int]:
-    started = time.perf_counter()
-    matched = sum(len(r.routes) for event in events for r in recipients_of(index, event))
-    return len(events) / (time.perf_counter() - started), matched
+    """Best of three passes, with the collector quiet: we time matching, not garbage collection."""
+    gc.collect()
+    gc.freeze()
+    best = 0.0
+    for _ in range(3):
+        started = time.perf_counter()
+        matched = sum(len(r.routes) for event in events for r in recipients_of(index, event))
+        best = max(best, len(events) / (time.perf_counter() - started))
+    gc.unfreeze()
+    return best, matched
 
 
 def matching_core() -> dict:
@@ -123,8 +131,10 @@ async def matcher_service(env, events: int = 20_000, companies: int = 100) -> di
     await wait_until(done, timeout=300, interval=0.1)
     seconds = time.perf_counter() - started
     deliveries = await pool.fetchval("SELECT count(*) FROM deliveries WHERE event_id LIKE 'bench-%'")
+    rss = peak_rss_mb(env.stack.services["matcher"].process)
     await producer.stop()
     await pool.close()
     env.stack.services.pop("matcher").stop()
     return {"events": events, "seconds": round(seconds, 2), "events_per_second": round(events / seconds),
-            "deliveries_written_and_published": deliveries, "produce_seconds": round(produced, 2)}
+            "deliveries_written_and_published": deliveries, "produce_seconds": round(produced, 2),
+            "matcher_peak_rss_mb": rss}
