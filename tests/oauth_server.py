@@ -25,6 +25,7 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 
 from shared.devstack import free_port
+from tests.receiver import serve
 
 os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")  # plain http on loopback, for tests only
 
@@ -199,10 +200,7 @@ class TokenServer(AuthorizationServer):
         app = web.Application()
         app.router.add_post("/token", self._token)
         app.router.add_post("/resource/{tail:.*}", self._resource)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner = await serve(app, self.port)
 
     async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
+        await self._runner.cleanup()

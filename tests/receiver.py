@@ -13,6 +13,14 @@ from aiohttp import web
 from shared.devstack import free_port
 
 
+async def serve(app: web.Application, port: int) -> web.AppRunner:
+    """Serve an aiohttp app on 127.0.0.1:port in the test's event loop; cleanup() stops it."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
 @dataclass
 class Received:
     path: str
@@ -52,13 +60,10 @@ class Receiver:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner = await serve(app, self.port)
 
     async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
+        await self._runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()

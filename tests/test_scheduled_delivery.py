@@ -45,6 +45,24 @@ async def scheduled_configuration(tenant, schedule=None, active=True) -> dict:
     return response.json()
 
 
+async def buffered_events(tenant, source, count: int, **fields) -> tuple[dict, list[str], datetime]:
+    """An active hourly configuration with `count` events waiting for its first window, and the
+    time that window closes (the first full hour after the configuration was created)."""
+    configuration = await scheduled_configuration(tenant)
+    await subscribe(tenant, configuration["id"])
+    await settle()
+    ids = await publish(source, tenant, count=count, **fields)
+    for event_id in ids:
+        await wait_for_status(tenant, event_id, "buffered", configuration_id=configuration["id"])
+    created = datetime.fromisoformat(configuration["created_at"])
+    return configuration, ids, created.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+
+async def files_of(tenant, configuration: dict) -> list[dict]:
+    return (await tenant.client.get("/v1/buffer-files", params={
+        "delivery_configuration_id": configuration["id"]})).json()["data"]
+
+
 def test_windows_follow_the_schedule_and_never_overlap():
     hourly = {"simple": "hourly"}
     start = datetime(2026, 3, 1, 10, 20, tzinfo=UTC)
@@ -118,18 +136,10 @@ async def test_window_file_download_and_mss_announcement(tenant, source, receive
 
 
 async def test_missed_windows_are_caught_up_each_event_in_exactly_one_file(tenant, source, runner_factory):
-    configuration = await scheduled_configuration(tenant)
-    await subscribe(tenant, configuration["id"])
-    await settle()
-    ids = await publish(source, tenant, count=4)
-    for event_id in ids:
-        await wait_for_status(tenant, event_id, "buffered")
-    created = datetime.fromisoformat(configuration["created_at"])
-    first_fire = created.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    configuration, ids, first_fire = await buffered_events(tenant, source, 4)
     # The scheduler was "down" for three fire times: all three windows are written on start.
     handled = await runner_factory().run_due_windows(first_fire + timedelta(hours=2, minutes=5))
-    rows = (await tenant.client.get("/v1/buffer-files", params={
-        "delivery_configuration_id": configuration["id"]})).json()["data"]
+    rows = await files_of(tenant, configuration)
     assert len(rows) == 3 and {r["id"] for r in rows} <= set(handled)
     by_end = sorted(rows, key=lambda r: r["window_end"])
     assert [r["status"] for r in by_end] == ["stored", "empty", "empty"]
@@ -139,23 +149,15 @@ async def test_missed_windows_are_caught_up_each_event_in_exactly_one_file(tenan
     # Running again at the same moment writes nothing new.
     again = await runner_factory().run_due_windows(first_fire + timedelta(hours=2, minutes=5))
     assert not {r["id"] for r in rows} & set(again)
-    assert len((await tenant.client.get("/v1/buffer-files", params={
-        "delivery_configuration_id": configuration["id"]})).json()["data"]) == 3
+    assert len(await files_of(tenant, configuration)) == 3
 
 
 async def test_two_replicas_firing_at_once_write_each_window_once(tenant, source, runner_factory):
-    configuration = await scheduled_configuration(tenant)
-    await subscribe(tenant, configuration["id"])
-    await settle()
-    ids = await publish(source, tenant, count=50)
-    for event_id in ids:
-        await wait_for_status(tenant, event_id, "buffered")
-    created = datetime.fromisoformat(configuration["created_at"])
-    now = created.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1, minutes=1)
+    configuration, _, first_fire = await buffered_events(tenant, source, 50)
+    now = first_fire + timedelta(minutes=1)
     first, second = await asyncio.gather(runner_factory().run_due_windows(now),
                                          runner_factory().run_due_windows(now))
-    rows = (await tenant.client.get("/v1/buffer-files", params={
-        "delivery_configuration_id": configuration["id"]})).json()["data"]
+    rows = await files_of(tenant, configuration)
     assert len(rows) == 1
     claimed_by = [run for run in (first, second) if rows[0]["id"] in run]
     assert len(claimed_by) == 1, "exactly one replica wrote the window"
@@ -163,25 +165,14 @@ async def test_two_replicas_firing_at_once_write_each_window_once(tenant, source
 
 
 async def test_a_failed_write_is_recorded_and_retried(tenant, source, runner_factory, tmp_path):
-    configuration = await scheduled_configuration(tenant)
-    await subscribe(tenant, configuration["id"])
-    await settle()
-    ids = await publish(source, tenant, count=2)
-    for event_id in ids:
-        await wait_for_status(tenant, event_id, "buffered")
+    configuration, ids, first_fire = await buffered_events(tenant, source, 2)
     # The company's folder in this storage is a file: every write into it fails.
     (tmp_path / tenant.id).write_text("not a folder")
     broken = runner_factory()
     broken.media = MediaStore(Settings(media_url=tmp_path.as_uri()))
-    created = datetime.fromisoformat(configuration["created_at"])
-    now = created.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1, minutes=1)
+    now = first_fire + timedelta(minutes=1)
     await broken.run_due_windows(now)
-
-    async def files():
-        return (await tenant.client.get("/v1/buffer-files", params={
-            "delivery_configuration_id": configuration["id"]})).json()["data"]
-
-    [failed] = await files()
+    [failed] = await files_of(tenant, configuration)
     assert failed["status"] == "failed" and "Not a directory" in failed["error"] and failed["url"] is None
     for event_id in ids:  # still waiting for a file, not lost and not delivered
         await wait_for_status(tenant, event_id, "buffered")
@@ -190,7 +181,7 @@ async def test_a_failed_write_is_recorded_and_retried(tenant, source, runner_fac
     healthy.retry_failed_after = 0
     await asyncio.sleep(0.1)
     assert failed["id"] in await healthy.run_due_windows(now)
-    [stored] = await files()
+    [stored] = await files_of(tenant, configuration)
     assert stored["id"] == failed["id"] and stored["status"] == "stored" and stored["event_count"] == 2
     for event_id in ids:
         await wait_for_status(tenant, event_id, "delivered")

@@ -49,8 +49,9 @@ async def main():
     elapsed = time.perf_counter() - started
     rows = await pool.fetch("SELECT status, event_count, size_bytes FROM buffer_files WHERE id = ANY($1::text[])",
                             handled)
-    import resource
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the (large) parent across exec.
+    hwm = [line for line in open("/proc/self/status").read().splitlines() if line.startswith("VmHWM:")]
+    peak_mb = int(hwm[0].split()[1]) / 1024
     print(json.dumps({"seconds": elapsed, "files": [dict(r) for r in rows], "peak_rss_mb": peak_mb}))
     await producer.stop()
     await pool.close()
