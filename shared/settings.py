@@ -84,6 +84,10 @@ class Settings(BaseSettings):
         if missing:
             env = ", ".join(f"EM_{name.upper()}" for name in missing)
             raise SystemExit(f"{env} must be set (or run `eventmgr dev`, which starts embedded servers)")
+        for name in ("secret_key", "admin_token"):
+            value = getattr(self, name)
+            if value is not None and (len(value) < 16 or "CHANGE-ME" in value):
+                raise SystemExit(f"EM_{name.upper()} must be a real secret of at least 16 characters")
 
 
 @lru_cache

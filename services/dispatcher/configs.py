@@ -3,6 +3,7 @@ change notification for their company arrives."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -28,20 +29,26 @@ class Target:
         return self.secrets.get("signing_secret")
 
 
+# Change notifications refresh entries at once; this bounds staleness if one was ever lost.
+MAX_AGE_SECONDS = 60.0
+
+
 class TargetCache:
     def __init__(self, pool: asyncpg.Pool, secret_key: str):
         self.pool = pool
         self.secret_key = secret_key
         self._targets: dict[str, Target | None] = {}
+        self._loaded_at: dict[str, float] = {}
 
     async def get(self, configuration_id: str) -> Target | None:
-        if configuration_id not in self._targets:
+        if time.monotonic() - self._loaded_at.get(configuration_id, -MAX_AGE_SECONDS) >= MAX_AGE_SECONDS:
             row = await self.pool.fetchrow(
                 "SELECT id, company_id, active, mode, endpoints, format, throttle, authentication, "
                 "secrets_encrypted FROM delivery_configurations WHERE id = $1",
                 configuration_id,
             )
             self._targets[configuration_id] = self._target(row) if row else None
+            self._loaded_at[configuration_id] = time.monotonic()
         return self._targets[configuration_id]
 
     def _target(self, row) -> Target:
@@ -62,6 +69,7 @@ class TargetCache:
         stale = [k for k, t in self._targets.items() if t is None or t.company_id == company_id]
         for key in stale:
             del self._targets[key]
+            del self._loaded_at[key]
         return stale
 
     async def store_refresh_token(self, target: Target, refresh_token: str) -> None:
