@@ -53,3 +53,32 @@ async def test_killing_matcher_and_dispatcher_loses_nothing(stack, tenant, sourc
     assert not missing, f"{len(missing)} accepted events never arrived"
     duplicates = len(received_ids) - len(set(received_ids))
     print(f"chaos: {EVENTS} events, {duplicates} duplicate deliveries after two kill -9")
+
+
+@pytest.mark.timeout(300)
+async def test_throttle_holds_with_two_dispatcher_replicas(stack, tenant, source, receiver):
+    from shared.devstack import ServiceProcess, free_port, wait_for_ready
+    from tests.delivery_helpers import publish
+    from tests.test_delivery_throttle import most_in_any_window
+
+    port = free_port()
+    second = ServiceProcess("dispatcher", {**stack.env, "EM_DISPATCHER_PORT": str(port)},
+                            stack.data_dir / "logs" / "dispatcher-2.log")
+    second.start()
+    try:
+        await asyncio.to_thread(wait_for_ready, port, second)
+        await asyncio.sleep(8)  # let the group rebalance across both replicas
+        paths = [unique_path("two") for _ in range(4)]
+        for path in paths:
+            configuration = await realtime_configuration(tenant, receiver.url(path),
+                                                         throttle={"max_requests": 5, "per_seconds": 1})
+            await subscribe(tenant, configuration["id"], event_types=["message.sent"],
+                            matching_criteria={"data": {"path": [path]}})
+        await settle()
+        for path in paths:
+            await publish(source, tenant, count=15, data={"path": path})
+        for path in paths:
+            requests = await receiver.wait_for(path, 15, timeout=60)
+            assert most_in_any_window([r.at for r in requests], 1.0) <= 5, path
+    finally:
+        second.stop()
