@@ -106,10 +106,9 @@ class Matcher:
                         if key not in inserted]
             retry_fanout = await connection.fetch(UNFINISHED_FANOUT, [k[0] for k in replayed],
                                                   [k[1] for k in replayed]) if replayed else []
-        messages = [outgoing[(company, event)][delivery_id]
-                    for delivery_id, company, event in zip(delivery_rows[0], delivery_rows[1], delivery_rows[2],
-                                                           strict=True)
-                    if (company, event) in inserted and delivery_id in outgoing.get((company, event), {})]
+        # Realtime deliveries of the events stored just now, and of replayed ones whose fan-out
+        # was interrupted; replays that were fully published are not published again.
+        messages = [message for key, planned in outgoing.items() if key in inserted for message in planned]
         messages += self._republished(retry_fanout, events)
         await self._publish(messages)
         fanned = {(m["company_id"], m["event"]["id"]) for m in messages}
@@ -120,7 +119,7 @@ class Matcher:
         """Column arrays for the two inserts, and the Kafka message of each realtime delivery."""
         event_rows: list[list] = [[] for _ in range(9)]
         delivery_rows: list[list] = [[] for _ in range(6)]
-        outgoing: dict[tuple[str, str], dict[str, dict]] = {}
+        outgoing: dict[tuple[str, str], list[dict]] = {}
         realtime_count = scheduled_count = 0
         for event in events:
             for recipient in recipients_of(self.index, event):
@@ -141,9 +140,9 @@ class Matcher:
                         column.append(value)
                     if route.realtime:
                         realtime_count += 1
-                        outgoing.setdefault((recipient.company_id, event["id"]), {})[delivery_id] = \
+                        outgoing.setdefault((recipient.company_id, event["id"]), []).append(
                             delivery_message(delivery_id, route.configuration_id, recipient.company_id,
-                                             delivered_document(event, recipient.company_id, route.subscription_id))
+                                             delivered_document(event, recipient.company_id, route.subscription_id)))
                     else:
                         scheduled_count += 1
         DELIVERIES_OUT.labels("realtime").inc(realtime_count)
