@@ -33,7 +33,7 @@ class DeliveryView(BaseModel):
     buffer_file_id: str | None
 
 
-class EventView(BaseModel):
+class EventSummary(BaseModel):
     id: str
     topic: str
     event_type: str
@@ -42,12 +42,15 @@ class EventView(BaseModel):
     occurred_at: datetime
     received_at: datetime
     data: dict
-    status: str
-    deliveries: list[DeliveryView] | None = None
+    status: str  # the least settled delivery's status, or "unmatched"
+
+
+class EventView(EventSummary):
+    deliveries: list[DeliveryView]
 
 
 class EventPage(BaseModel):
-    data: list[EventView]
+    data: list[EventSummary]
     next_cursor: str | None
 
 
@@ -81,13 +84,11 @@ def event_status(statuses: list[str]) -> str:
     return min(statuses, key=STATUS_ORDER.index)
 
 
-def _view(event: Event, deliveries: list[Delivery], include_deliveries: bool) -> EventView:
-    return EventView(
+def _summary(event: Event, deliveries: list[Delivery]) -> dict:
+    return dict(
         id=event.id, topic=event.topic, event_type=event.event_type, company_id=event.company_id,
         subject=event.subject, occurred_at=event.occurred_at, received_at=event.received_at, data=event.data,
         status=event_status([d.status for d in deliveries]),
-        deliveries=[DeliveryView.model_validate(d, from_attributes=True) for d in deliveries]
-        if include_deliveries else None,
     )
 
 
@@ -155,7 +156,8 @@ async def search(
     events = events[:limit]
     deliveries = await _deliveries_of(session, caller.company_id, [e.id for e in events])
     next_cursor = encode_cursor(events[-1].received_at.isoformat(), events[-1].id) if more else None
-    return EventPage(data=[_view(e, deliveries.get(e.id, []), False) for e in events], next_cursor=next_cursor)
+    return EventPage(data=[EventSummary(**_summary(e, deliveries.get(e.id, []))) for e in events],
+                     next_cursor=next_cursor)
 
 
 async def _event(session, company_id: str, event_id: str) -> Event:
@@ -170,8 +172,9 @@ async def view(event_id: str, session: SessionDep, caller: CompanyDep):
     """The event as delivered, its overall status, and one delivery per matched subscription with its status,
     attempts and next attempt time."""
     event = await _event(session, caller.company_id, event_id)
-    deliveries = await _deliveries_of(session, caller.company_id, [event_id])
-    return _view(event, deliveries.get(event_id, []), True)
+    deliveries = (await _deliveries_of(session, caller.company_id, [event_id])).get(event_id, [])
+    return EventView(**_summary(event, deliveries),
+                     deliveries=[DeliveryView.model_validate(d, from_attributes=True) for d in deliveries])
 
 
 @router.get("/{event_id}/attempts", response_model=list[AttemptView], summary="Tracking: every delivery attempt")
