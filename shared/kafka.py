@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from prometheus_client import Gauge
 
 from shared.messages import ChangeKind, decode, encode
 from shared.settings import Settings
@@ -120,3 +121,23 @@ class ChangeFeed:
 
     async def stop(self) -> None:
         await self.consumer.stop()
+
+
+CONSUMER_LAG = Gauge("em_consumer_lag", "Records on the broker not yet consumed by this replica",
+                     ["group", "topic", "partition"])
+
+
+async def report_lag(consumer: AIOKafkaConsumer, group_id: str, every: float = 5.0) -> None:
+    """Lag per assigned partition, from the high watermark the last fetch saw and our position:
+    the signal to scale matcher and dispatcher replicas on (no admin call needed)."""
+    while True:
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            if highwater is None:
+                continue
+            try:
+                position = await consumer.position(partition)
+            except Exception:  # the partition was revoked meanwhile
+                continue
+            CONSUMER_LAG.labels(group_id, partition.topic, str(partition.partition)).set(max(highwater - position, 0))
+        await asyncio.sleep(every)

@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.db import Database, create_pool
 from shared.errors import install_problem_handlers, problem_response
-from shared.kafka import ChangeFeed, kafka_ready, make_consumer, make_producer
+from shared.kafka import ChangeFeed, kafka_ready, make_consumer, make_producer, report_lag
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class Runtime:
         consumer.subscribe([topic], listener=listener)
         await consumer.start()
         self.on_shutdown(consumer.stop)
+        self.run_forever(f"lag-{group_id}", report_lag(consumer, group_id))
         return consumer
 
     async def change_feed(self) -> ChangeFeed:

@@ -6,6 +6,8 @@ import httpx
 import pytest
 
 from shared.devstack import SERVICES
+from tests.conftest import eventually
+from tests.delivery_helpers import publish
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -20,8 +22,14 @@ async def test_health_readiness_and_metrics(stack, service):
         assert "python_info" in metrics.text
 
 
-async def test_metrics_count_the_work(stack):
+async def test_metrics_count_the_work(stack, tenant, source):
+    await publish(source, tenant)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.ports['dispatcher']}") as client:
         assert "em_dispatcher_attempts_total" in (await client.get("/metrics")).text
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.ports['matcher']}") as client:
-        assert "em_matcher_events_total" in (await client.get("/metrics")).text
+
+        async def lag_reported():
+            text = (await client.get("/metrics")).text
+            return "em_matcher_events_total" in text and 'em_consumer_lag{group="em-matcher"' in text
+
+        await eventually(lag_reported, timeout=15)
