@@ -184,8 +184,14 @@ async def test_openapi_documents_every_route(urls, service):
         spec = (await client.get("/openapi.json")).json()
         docs = await client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    schemas = spec["components"]["schemas"]
     for route, operations in spec["paths"].items():
         for method, operation in operations.items():
+            if "requestBody" in operation:
+                content = operation["requestBody"]["content"]["application/json"]
+                ref = content.get("schema", {}).get("$ref", "")
+                assert {"example", "examples"} & set(content) or "examples" in schemas.get(ref.split("/")[-1], {}), \
+                    f"{method.upper()} {route} has no request example"
             assert operation.get("summary"), f"{method.upper()} {route} has no summary"
             assert operation.get("description"), f"{method.upper()} {route} has no description"
             assert operation.get("tags"), f"{method.upper()} {route} has no tags"

@@ -15,9 +15,17 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def with_example(example: dict) -> ConfigDict:
+    """Strict, with an example request for the OpenAPI page."""
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
+
+
 # --- operator -----------------------------------------------------------------------------
 
+
 class CompanyCreate(Strict):
+    model_config = with_example({"name": "Acme Telecom"})
+
     name: Name
 
 
@@ -28,11 +36,15 @@ class CompanyPublic(BaseModel):
 
 
 class ApplicationCreate(Strict):
+    model_config = with_example({"name": "crm-integration", "event_manager_enabled": True})
+
     name: Name
     event_manager_enabled: bool = True
 
 
 class ApplicationUpdate(Strict):
+    model_config = with_example({"event_manager_enabled": False})
+
     event_manager_enabled: bool
 
 
@@ -49,6 +61,8 @@ class ApiKey(BaseModel):
 
 
 class SourceCreate(Strict):
+    model_config = with_example({"name": "sms-gateway", "topics": ["SCG-Message", "SCG-Keyword"]})
+
     name: Name
     topics: list[str] = Field(min_length=1)
 
@@ -61,11 +75,22 @@ class SourcePublic(BaseModel):
 
 
 class EventTypeIn(Strict):
+    model_config = with_example({"name": "message.expired", "description": "The message expired before delivery"})
+
     name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
     description: str = ""
 
 
 class TopicCreate(Strict):
+    model_config = with_example(
+        {
+            "name": "SCG-Survey",
+            "service": "SMS and Voice Service",
+            "description": "Survey answers",
+            "event_types": [{"name": "survey.answered", "description": "A subscriber answered"}],
+        }
+    )
+
     name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")]
     service: Name
     description: str = ""
@@ -89,6 +114,7 @@ class TopicPublic(BaseModel):
 
 
 # --- delivery configurations --------------------------------------------------------------
+
 
 class Endpoint(Strict):
     url: Annotated[str, Field(min_length=1, max_length=2048)]
@@ -185,16 +211,25 @@ class DeliveryConfigurationCreate(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{
-            "name": "crm-realtime", "mode": "realtime", "active": True,
-            "endpoints": [{"url": "https://crm.example.com/hooks", "active": True}],
-            "format": "json", "throttle": {"max_requests": 20, "per_seconds": 1},
-            "authentication": {"type": "basic", "username": "em", "password": "s3cret"},
-        }]},
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "crm-realtime",
+                    "mode": "realtime",
+                    "active": True,
+                    "endpoints": [{"url": "https://crm.example.com/hooks", "active": True}],
+                    "format": "json",
+                    "throttle": {"max_requests": 20, "per_seconds": 1},
+                    "authentication": {"type": "basic", "username": "em", "password": "s3cret"},
+                }
+            ]
+        },
     )
 
 
 class DeliveryConfigurationUpdate(Strict):
+    model_config = with_example({"active": True, "throttle": {"max_requests": 50, "per_seconds": 1}})
+
     name: Name | None = None
     active: bool | None = None
     endpoints: list[Endpoint] | None = Field(default=None, max_length=20)
@@ -223,6 +258,7 @@ class DeliveryConfigurationPublic(BaseModel):
 
 # --- subscriptions ------------------------------------------------------------------------
 
+
 class SubscriptionCreate(Strict):
     topic: Name
     event_types: list[str] = []
@@ -234,16 +270,25 @@ class SubscriptionCreate(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{
-            "topic": "SCG-Message", "event_types": ["message.delivered"],
-            "delivery_configuration_id": "dc_01J...",
-            "matching_criteria": {"data": {"keyword": ["STOP"]}},
-            "start_at": "2026-12-01T00:00:00Z", "end_at": None, "active": True,
-        }]},
+        json_schema_extra={
+            "examples": [
+                {
+                    "topic": "SCG-Message",
+                    "event_types": ["message.delivered"],
+                    "delivery_configuration_id": "dc_01J...",
+                    "matching_criteria": {"data": {"keyword": ["STOP"]}},
+                    "start_at": "2026-12-01T00:00:00Z",
+                    "end_at": None,
+                    "active": True,
+                }
+            ]
+        },
     )
 
 
 class SubscriptionUpdate(Strict):
+    model_config = with_example({"active": False})
+
     event_types: list[str] | None = None
     delivery_configuration_id: Name | None = None
     matching_criteria: dict[str, Any] | None = None
@@ -271,6 +316,8 @@ E164 = r"^\+[1-9][0-9]{6,14}$"
 
 
 class MonitoredNumbers(Strict):
+    model_config = with_example({"numbers": ["+14155550100", "+4915123456789"]})
+
     numbers: list[str] = Field(min_length=1, max_length=200_000)
 
     @field_validator("numbers")

@@ -191,6 +191,8 @@ async def attempts(event_id: str, session: SessionDep, caller: CompanyDep):
 
 
 @router.post("/{event_id}/republish", status_code=202, response_model=ActionResult, summary="Republish an event",
+             openapi_extra={"requestBody": {"content": {"application/json": {
+                 "example": {"delivery_configuration_id": "dc_01J..."}}}}},
              description="Delivers the event again to every matched subscription, or only through one "
                          "delivery configuration. New attempts appear in tracking.")
 async def republish(event_id: str, session: SessionDep, caller: CompanyDep, body: RepublishRequest | None = None):
