@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -133,7 +133,7 @@ async def create_topic(body: TopicCreate, session: SessionDep, _: OperatorDep):
 @router.post(
     "/topics/{topic}/event-types", status_code=201, response_model=TopicPublic, summary="Add an event type"
 )
-async def add_event_type(topic: str, body: EventTypeIn, session: SessionDep, _: OperatorDep, response: Response):
+async def add_event_type(topic: str, body: EventTypeIn, session: SessionDep, _: OperatorDep):
     """Adds one event type to an existing topic."""
     if await session.get(Topic, topic) is None:
         raise NotFound(f"topic {topic!r} does not exist")
