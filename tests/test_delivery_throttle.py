@@ -3,6 +3,8 @@ configuration does not slow an unthrottled one."""
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.conftest import make_tenant, realtime_configuration, settle, subscribe, unique_path
 from tests.delivery_helpers import publish
 
@@ -47,3 +49,24 @@ async def test_throttle_is_never_exceeded_and_does_not_slow_others(admin, urls, 
 def test_window_counter():
     assert most_in_any_window([0, 0.5, 0.99, 1.0, 1.5], 1.0) == 3
     assert most_in_any_window([], 1.0) == 0
+
+
+async def test_throttle_window_survives_a_dispatcher_restart(stack, tenant, source, receiver):
+    """A fresh dispatcher (after a restart, or a rebalance to another replica) counts what was
+    sent in the current window before it sends more."""
+    path = unique_path("restart")
+    configuration = await realtime_configuration(tenant, receiver.url(path),
+                                                 throttle={"max_requests": 5, "per_seconds": 30})
+    await subscribe(tenant, configuration["id"])
+    await settle()
+    await publish(source, tenant, count=5)
+    await receiver.wait_for(path, 5)
+    dispatcher = stack.services["dispatcher"]
+    dispatcher.stop()
+    dispatcher.start()
+    await publish(source, tenant, count=5)
+    await asyncio.sleep(12)  # the restarted dispatcher is up and would be free to send by now
+    assert len(receiver.requests[path]) == 5, "the restarted dispatcher remembered the window"
+    requests = await receiver.wait_for(path, 10, timeout=60)
+    times = [r.at for r in requests]
+    assert most_in_any_window(times, 30.0) <= 5

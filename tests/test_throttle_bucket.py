@@ -40,3 +40,13 @@ async def test_slow_responses_hold_their_slot():
     await asyncio.sleep(0.05)
     assert order == ["slow", "fast", "late"]  # "fast" freed its slot 0.2 s after answering
     await asyncio.gather(first, second, third)
+
+
+async def test_requests_sent_before_the_bucket_existed_count():
+    bucket = ThrottleBucket(3, 1.0)
+    bucket.remember([0.2, 0.3, 0.4, 5.0])  # three answered within the window, one long ago
+    started = time.monotonic()
+    async with bucket.slot():
+        waited = time.monotonic() - started
+    assert 0.5 <= waited <= 0.75, "the oldest of the three leaves the window 0.6 s from now"
+    assert bucket.idle

@@ -54,6 +54,16 @@ class DeliveryState:
     delivered_at: datetime | None
 
 
+RECENT_SENDS = """
+SELECT extract(epoch FROM now() - started_at) - duration_ms / 1000.0
+FROM delivery_attempts
+WHERE company_id = $1 AND endpoint_url = ANY($2::text[]) AND started_at > now() - make_interval(secs => $3)
+  AND duration_ms > 0  -- it was sent (a timeout may still have reached the endpoint)
+ORDER BY started_at DESC
+LIMIT $4
+"""
+
+
 class Recorder:
     def __init__(self, pool: asyncpg.Pool, max_batch: int = 1000, interval: float = 0.02):
         self.pool = pool
@@ -68,6 +78,12 @@ class Recorder:
         if len(self._pending) >= self.max_batch:
             self._wakeup.set()
         await future
+
+    async def recent_sends(self, company_id: str, urls: list[str], within_seconds: float, limit: int) -> list[float]:
+        """How long ago (seconds) each of the last `limit` requests to these URLs was answered,
+        within the last `within_seconds` (index ix_attempts_endpoint_health)."""
+        rows = await self.pool.fetch(RECENT_SENDS, company_id, urls, within_seconds, limit)
+        return [float(row[0]) for row in rows]
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not (stopping.is_set() and not self._pending):

@@ -5,7 +5,8 @@ A request holds one of `max_requests` slots from the moment it is let through un
 so request k+N reaches it more than `per_seconds` after request k did, whatever the event-loop
 or network jitter: the limit holds for every window, not just aligned ones, at the cost of the
 response time per window. Because a configuration's traffic is keyed to one Kafka partition, one
-dispatcher replica owns it at a time, so the limit also holds across replicas."""
+dispatcher replica owns it at a time; when ownership moves, the new owner's bucket starts from
+the attempts recorded in the last window, so the limit also holds across replicas and restarts."""
 
 from __future__ import annotations
 
@@ -24,6 +25,17 @@ class ThrottleBucket:
         self._lock = asyncio.Lock()  # first come, first served
         self._released = asyncio.Event()
         self.waiting = 0
+
+    @property
+    def idle(self) -> bool:
+        return self._in_flight == 0 and self.waiting == 0
+
+    def remember(self, finished_seconds_ago: list[float]) -> None:
+        """Count requests that finished before this bucket existed (sent by another replica, or
+        before a restart) against the current window."""
+        now = time.monotonic()
+        recent = sorted(now - ago for ago in finished_seconds_ago if ago < self.per_seconds)
+        self._finished = deque(recent[-self.max_requests:])
 
     @property
     def rate(self) -> float:

@@ -105,7 +105,7 @@ class Dispatcher:
                 dispatcher.offsets.forget(revoked)
 
             async def on_partitions_assigned(self, assigned):
-                pass
+                dispatcher.forget_idle_buckets()
 
         return Listener()
 
@@ -126,7 +126,7 @@ class Dispatcher:
                 "the delivery configuration is not active"
             await self._settle(message, [], "failed", error=reason)
             return
-        bucket = self._bucket(target)
+        bucket = await self._bucket(target)
         if bucket is not None and bucket.waiting >= max(bucket.rate * THROTTLE_BACKLOG_SECONDS, 1):
             await self._park(message, bucket)
             return
@@ -253,17 +253,29 @@ class Dispatcher:
             last_attempt_at=None, delivered_at=None,
         ), [])
 
-    def _bucket(self, target: Target) -> ThrottleBucket | None:
+    async def _bucket(self, target: Target) -> ThrottleBucket | None:
         throttle = target.throttle
         if not throttle:
             self.buckets.pop(target.id, None)
             return None
+        limits = (throttle["max_requests"], throttle["per_seconds"])
         bucket = self.buckets.get(target.id)
-        if bucket is None or (bucket.max_requests, bucket.per_seconds) != (
-            throttle["max_requests"], throttle["per_seconds"]
-        ):
-            bucket = self.buckets[target.id] = ThrottleBucket(throttle["max_requests"], throttle["per_seconds"])
+        if bucket is None or (bucket.max_requests, bucket.per_seconds) != limits:
+            # A bucket new to this replica (start-up, a rebalance, a changed limit) first learns
+            # what was sent in the last window, by whichever replica sent it.
+            recent = await self.recorder.recent_sends(target.company_id, [e["url"] for e in target.endpoints],
+                                                      limits[1], limits[0])
+            bucket = self.buckets.get(target.id)  # another delivery may have built it meanwhile
+            if bucket is None or (bucket.max_requests, bucket.per_seconds) != limits:
+                bucket = self.buckets[target.id] = ThrottleBucket(*limits)
+                bucket.remember(recent)
         return bucket
+
+    def forget_idle_buckets(self) -> None:
+        """After a rebalance another replica may have sent for these configurations meanwhile:
+        idle buckets are rebuilt from the recorded attempts when next used."""
+        for configuration_id in [k for k, b in self.buckets.items() if b.idle]:
+            del self.buckets[configuration_id]
 
     async def _check_url(self, url: str) -> None:
         """Re-check the endpoint's address (DNS may have changed since it was saved), at most once a minute."""
