@@ -24,6 +24,7 @@ TEST_SERVICE_ENV = {
     "EM_CIRCUIT_OPEN_SECONDS": "2",
     "EM_REQUEST_TIMEOUT_SECONDS": "2",
     "EM_SCHEDULER_TICK_SECONDS": "3600",  # scheduler tests drive the clock themselves
+    "EM_CONFIG_RECONCILE_SECONDS": "2",
 }
 
 

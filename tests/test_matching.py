@@ -170,3 +170,23 @@ async def test_company_scoped_events_reach_only_their_company(tenant, other_tena
     await asyncio.sleep(1)
     assert receiver.requests[other_path] == []
     assert await deliveries_of(other_tenant, event_id) == []
+
+
+async def test_a_change_whose_notification_was_lost_is_reconciled(stack, tenant, source, receiver):
+    """The api commits, then dies before announcing: the matcher still picks the change up
+    (the test stack reconciles every 2 s)."""
+    from shared.db import create_pool
+
+    path = unique_path()
+    configuration = await realtime_configuration(tenant, receiver.url(path))
+    subscription = await subscribe(tenant, configuration["id"], active=False)
+    pool = await create_pool(stack.env["EM_DATABASE_URL"], size=1)
+    try:
+        await pool.execute("UPDATE subscriptions SET active = true, updated_at = now() WHERE id = $1",
+                           subscription["id"])
+    finally:
+        await pool.close()
+    await asyncio.sleep(4.5)
+    [event_id] = await publish(source, tenant)
+    delivery = await wait_for_status(tenant, event_id, "delivered")
+    assert delivery["subscription_id"] == subscription["id"]

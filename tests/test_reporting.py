@@ -63,14 +63,21 @@ async def test_search_filters_and_stable_cursor_pagination(tenant, source, recei
     assert bad_status.status_code == 422 and bad_status.json()["errors"][0]["loc"] == ["query", "status"]
 
 
-async def test_republish_and_handled(tenant, source, receiver):
+async def failed_deliveries(tenant, source, receiver, count: int) -> tuple[str, dict, list[str]]:
+    """`count` events whose only delivery failed (the endpoint answers 400), and the endpoint's path."""
     path = unique_path()
     receiver.script(path, default=400)
     configuration = await realtime_configuration(tenant, receiver.url(path))
     await subscribe(tenant, configuration["id"])
     await settle()
-    [event_id] = await publish(source, tenant)
-    await wait_for_status(tenant, event_id, "failed")
+    ids = await publish(source, tenant, count=count)
+    for event_id in ids:
+        await wait_for_status(tenant, event_id, "failed")
+    return path, configuration, ids
+
+
+async def test_republish_and_handled(tenant, source, receiver):
+    path, configuration, [event_id] = await failed_deliveries(tenant, source, receiver, 1)
 
     receiver.script(path, default=200)
     response = await tenant.client.post(f"/v1/events/{event_id}/republish")
@@ -121,14 +128,7 @@ async def test_dashboard_counts_and_endpoint_health(tenant, source, receiver):
 
 
 async def test_bulk_republish_of_failed_deliveries(tenant, source, receiver):
-    path = unique_path()
-    receiver.script(path, default=400)
-    configuration = await realtime_configuration(tenant, receiver.url(path))
-    await subscribe(tenant, configuration["id"])
-    await settle()
-    ids = await publish(source, tenant, count=25)
-    for event_id in ids:
-        await wait_for_status(tenant, event_id, "failed")
+    path, configuration, ids = await failed_deliveries(tenant, source, receiver, 25)
     receiver.script(path, default=200)
     response = await tenant.client.post("/v1/bulk-actions", json={
         "action": "republish",
@@ -195,3 +195,25 @@ async def test_openapi_documents_every_route(urls, service):
             assert operation.get("summary"), f"{method.upper()} {route} has no summary"
             assert operation.get("description"), f"{method.upper()} {route} has no description"
             assert operation.get("tags"), f"{method.upper()} {route} has no tags"
+
+
+async def test_bulk_actions_select_like_the_search(tenant, source, receiver):
+    path, configuration, ids = await failed_deliveries(tenant, source, receiver, 3)
+    chosen = await publish(source, tenant, count=2, subject="+14155550999")
+    for event_id in chosen:
+        await wait_for_status(tenant, event_id, "failed")
+    searched = (await tenant.client.get("/v1/events", params={"subject": "+14155550999", "status": "failed"})).json()
+    assert sorted(e["id"] for e in searched["data"]) == sorted(chosen)
+    response = await tenant.client.post("/v1/bulk-actions", json={
+        "action": "handled", "filter": {"subject": "+14155550999", "status": "failed"}})
+    job_id = response.json()["id"]
+
+    async def finished():
+        job = (await tenant.client.get(f"/v1/bulk-actions/{job_id}")).json()
+        return job if job["status"] == "completed" else None
+
+    assert (await eventually(finished))["processed"] == 2
+    for event_id in chosen:
+        await wait_for_status(tenant, event_id, "handled")
+    for event_id in ids:
+        await wait_for_status(tenant, event_id, "failed")

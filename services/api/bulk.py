@@ -8,35 +8,16 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
 
 from services.api.delivery_actions import handle_deliveries, requeue_deliveries
+from services.api.filters import matching_deliveries
 from shared.db import Database
-from shared.models import BulkAction, Delivery, Event
+from shared.models import BulkAction, Delivery
 
 log = logging.getLogger(__name__)
 
 BATCH = 1000
-
-
-def delivery_conditions(company_id: str, selection: dict) -> list:
-    conditions = [Delivery.company_id == company_id]
-    for field in ("status", "delivery_configuration_id", "subscription_id"):
-        if selection.get(field):
-            conditions.append(getattr(Delivery, field) == selection[field])
-    event_conditions = []
-    if selection.get("topic"):
-        event_conditions.append(Event.topic == selection["topic"])
-    if selection.get("event_type"):
-        event_conditions.append(Event.event_type == selection["event_type"])
-    if selection.get("from"):
-        event_conditions.append(Event.received_at >= datetime.fromisoformat(selection["from"]))
-    if selection.get("to"):
-        event_conditions.append(Event.received_at < datetime.fromisoformat(selection["to"]))
-    if event_conditions:
-        conditions.append(exists().where(Event.company_id == Delivery.company_id, Event.id == Delivery.event_id,
-                                         *event_conditions))
-    return conditions
 
 
 async def run_job(db: Database, job_id: str) -> None:
@@ -56,7 +37,7 @@ async def _step(db: Database, job_id: str) -> bool:
         job = await session.scalar(select(BulkAction).where(BulkAction.id == job_id).with_for_update(skip_locked=True))
         if job is None or job.status != "running":
             return False
-        conditions = delivery_conditions(job.company_id, job.filter)
+        conditions = matching_deliveries(job.company_id, job.filter)
         if job.cursor is None and job.processed == 0:
             job.total = await session.scalar(select(func.count()).select_from(Delivery).where(*conditions))
         query = select(Delivery.id).where(*conditions)

@@ -10,6 +10,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
+# Where a delivery stands (see the contract's event reporting).
+DeliveryStatus = Literal["queued", "pending_retry", "delivered", "failed", "handled", "buffered"]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")

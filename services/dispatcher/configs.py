@@ -3,6 +3,7 @@ change notification for their company arrives."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -39,16 +40,23 @@ class TargetCache:
         self.secret_key = secret_key
         self._targets: dict[str, Target | None] = {}
         self._loaded_at: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _stale(self, configuration_id: str) -> bool:
+        return time.monotonic() - self._loaded_at.get(configuration_id, -MAX_AGE_SECONDS) >= MAX_AGE_SECONDS
 
     async def get(self, configuration_id: str) -> Target | None:
-        if time.monotonic() - self._loaded_at.get(configuration_id, -MAX_AGE_SECONDS) >= MAX_AGE_SECONDS:
-            row = await self.pool.fetchrow(
-                "SELECT id, company_id, active, mode, endpoints, format, throttle, authentication, "
-                "secrets_encrypted FROM delivery_configurations WHERE id = $1",
-                configuration_id,
-            )
-            self._targets[configuration_id] = self._target(row) if row else None
-            self._loaded_at[configuration_id] = time.monotonic()
+        if self._stale(configuration_id):
+            # One query per configuration, however many deliveries ask at the same moment.
+            async with self._locks.setdefault(configuration_id, asyncio.Lock()):
+                if self._stale(configuration_id):
+                    row = await self.pool.fetchrow(
+                        "SELECT id, company_id, active, mode, endpoints, format, throttle, authentication, "
+                        "secrets_encrypted FROM delivery_configurations WHERE id = $1",
+                        configuration_id,
+                    )
+                    self._targets[configuration_id] = self._target(row) if row else None
+                    self._loaded_at[configuration_id] = time.monotonic()
         return self._targets[configuration_id]
 
     def _target(self, row) -> Target:

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 ATTEMPTS = Counter("em_dispatcher_attempts_total", "HTTP attempts", ["outcome"])
 ATTEMPT_OUTCOMES = {outcome: ATTEMPTS.labels(outcome) for outcome in ("success", "retryable", "failed")}
-DELIVERIES = Counter("em_dispatcher_deliveries_total", "Deliveries settled", ["status"])
+DELIVERIES = Counter("em_dispatcher_deliveries_total", "Delivery states recorded (parked ones too)", ["status"])
 LATENCY = Histogram("em_dispatcher_request_seconds", "Endpoint response time")
 
 MAX_IN_FLIGHT = 5000
@@ -246,12 +246,8 @@ class Dispatcher:
         """Too much waiting behind this throttle: come back when the queue ahead is half drained,
         so the bucket never runs dry while parked deliveries are on their way back."""
         due = datetime.now(UTC) + timedelta(seconds=bucket.waiting / bucket.rate / 2)
-        await self.recorder.record(DeliveryState(
-            delivery_id=message["delivery_id"], company_id=message["company_id"], event_id=message["event"]["id"],
-            status="queued" if message["attempt"] == 0 else "pending_retry", attempt_count=message["attempt"],
-            next_attempt_at=due, succeeded_endpoints=list(message["succeeded_endpoints"]), last_error=None,
-            last_attempt_at=None, delivered_at=None,
-        ), [])
+        status = "queued" if message["attempt"] == 0 else "pending_retry"
+        await self._settle(message, [], status, next_attempt_at=due)
 
     async def _bucket(self, target: Target) -> ThrottleBucket | None:
         throttle = target.throttle

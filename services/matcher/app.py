@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -14,6 +15,9 @@ from shared.kafka import ChangeFeed, Topics
 from shared.service import Runtime, create_service_app
 
 log = logging.getLogger(__name__)
+
+# Transactions that committed just after a pass began carry an earlier updated_at.
+RECONCILE_OVERLAP = timedelta(seconds=30)
 
 
 async def follow_changes(feed: ChangeFeed, pool, index: SubscriptionIndex) -> None:
@@ -26,10 +30,15 @@ async def follow_changes(feed: ChangeFeed, pool, index: SubscriptionIndex) -> No
 
 async def reconcile(pool, index: SubscriptionIndex, every: float) -> None:
     """Safety net for a change whose notification was lost (an api crash between commit and
-    announce): reload all routes now and then."""
+    announce): now and then, reload the companies whose subscriptions or configurations changed.
+    Only those: recompiling 100,000 subscriptions would stall matching for seconds."""
+    since = await pool.fetchval("SELECT now()")
     while True:
         await asyncio.sleep(every)
-        await loader.load_all_routes(pool, index)
+        now = await pool.fetchval("SELECT now()")
+        for company_id in await loader.companies_changed_since(pool, since - RECONCILE_OVERLAP):
+            await loader.load_company_routes(pool, index, company_id)
+        since = now
 
 
 async def start(app: FastAPI, runtime: Runtime) -> None:

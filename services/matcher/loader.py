@@ -27,6 +27,13 @@ async def load_company_routes(pool: asyncpg.Pool, index: SubscriptionIndex, comp
     index.replace_company_routes(company_id, [route_from_row(row) for row in rows])
 
 
+async def companies_changed_since(pool: asyncpg.Pool, since) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT company_id FROM subscriptions WHERE updated_at > $1 "
+        "UNION SELECT company_id FROM delivery_configurations WHERE updated_at > $1", since)
+    return [row[0] for row in rows]
+
+
 async def load_all_numbers(pool: asyncpg.Pool, index: SubscriptionIndex) -> None:
     async with pool.acquire() as connection, connection.transaction():
         numbers: dict[str, list[str]] = {}

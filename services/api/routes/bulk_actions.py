@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from services.api.deps import CompanyDep, SessionDep
+from services.api.schemas import DeliveryStatus
 from shared.errors import NotFound
 from shared.ids import new_id
 from shared.models import BulkAction
@@ -19,11 +20,13 @@ router = APIRouter(prefix="/v1/bulk-actions", tags=["bulk actions"])
 
 class Selection(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    status: Literal["queued", "pending_retry", "delivered", "failed", "handled", "buffered"] | None = None
+    status: DeliveryStatus | None = None
     delivery_configuration_id: str | None = None
     subscription_id: str | None = None
+    id: str | None = None
     topic: str | None = None
     event_type: str | None = None
+    subject: str | None = None
     from_: datetime | None = None
     to: datetime | None = None
 
@@ -69,9 +72,10 @@ def _selection(raw: dict) -> dict:
 
 
 @router.post("", status_code=202, response_model=BulkActionPublic, summary="Start a bulk action",
-             description="Republishes, or marks handled, every delivery matching `filter` (`status`, "
-                         "`delivery_configuration_id`, `subscription_id`, `topic`, `event_type`, and the event's "
-                         "`from`/`to` arrival time). Runs in the background; poll the job for progress.")
+             description="Republishes, or marks handled, every delivery matching `filter`: the search "
+                         "parameters of `GET /v1/events` (`status`, `delivery_configuration_id`, `subscription_id`, "
+                         "`id`, `topic`, `event_type`, `subject`, and the event's `from`/`to` arrival time). Runs "
+                         "in the background; poll the job for progress.")
 async def start(body: BulkActionCreate, request: Request, session: SessionDep, caller: CompanyDep):
     job = BulkAction(id=new_id("bulk"), company_id=caller.company_id, action=body.action,
                      filter=_selection(body.filter), status="running", total=0, processed=0)

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, or_, select
 
 from services.api.delivery_actions import handle_deliveries, requeue_deliveries
 from services.api.deps import CompanyDep, SessionDep
+from services.api.filters import matching_events
 from services.api.pagination import decode_cursor, encode_cursor
+from services.api.schemas import DeliveryStatus
 from shared.errors import InvalidInput, NotFound
 from shared.models import Delivery, DeliveryAttempt, Event
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
-DeliveryStatus = Literal["queued", "pending_retry", "delivered", "failed", "handled", "buffered"]
 
 
 class DeliveryView(BaseModel):
@@ -122,26 +122,10 @@ async def search(
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
 ):
-    query = select(Event).where(Event.company_id == caller.company_id)
-    for column, value in ((Event.id, id), (Event.topic, topic), (Event.event_type, event_type),
-                          (Event.subject, subject)):
-        if value is not None:
-            query = query.where(column == value)
-    if from_ is not None:
-        query = query.where(Event.received_at >= from_)
-    if to is not None:
-        query = query.where(Event.received_at < to)
-    delivery_filters = [
-        condition for condition, value in (
-            (Delivery.status == status, status),
-            (Delivery.delivery_configuration_id == delivery_configuration_id, delivery_configuration_id),
-            (Delivery.subscription_id == subscription_id, subscription_id),
-        ) if value is not None
-    ]
-    if delivery_filters:
-        query = query.where(exists().where(
-            Delivery.company_id == Event.company_id, Delivery.event_id == Event.id, *delivery_filters
-        ))
+    selection = {"id": id, "topic": topic, "event_type": event_type, "subject": subject, "from": from_, "to": to,
+                 "status": status, "delivery_configuration_id": delivery_configuration_id,
+                 "subscription_id": subscription_id}
+    query = select(Event).where(*matching_events(caller.company_id, selection))
     if cursor:
         try:
             received_at, last_id = decode_cursor(cursor)
