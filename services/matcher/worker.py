@@ -122,12 +122,18 @@ class Matcher:
         outgoing: dict[tuple[str, str], list[dict]] = {}
         realtime_count = scheduled_count = 0
         for event in events:
-            for recipient in recipients_of(self.index, event):
+            recipients = recipients_of(self.index, event)
+            if not recipients:
+                continue
+            # Parsed and encoded once, however many companies a broadcast event reaches.
+            occurred_at, received_at = (datetime.fromisoformat(event["occurred_at"]),
+                                        datetime.fromisoformat(event["received_at"]))
+            data = orjson.dumps(event["data"]).decode()
+            for recipient in recipients:
                 has_realtime = any(route.realtime for route in recipient.routes)
                 for column, value in zip(event_rows, (
                     recipient.company_id, event["id"], event["topic"], event["event_type"], event["subject"],
-                    datetime.fromisoformat(event["occurred_at"]), datetime.fromisoformat(event["received_at"]),
-                    orjson.dumps(event["data"]).decode(), not has_realtime,
+                    occurred_at, received_at, data, not has_realtime,
                 ), strict=True):
                     column.append(value)
                 for route in recipient.routes:
