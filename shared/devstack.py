@@ -117,10 +117,18 @@ class ServiceProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
-        if not self.alive():
+    def stop(self, timeout: float = 15) -> None:
+        self.request_stop()
+        self.wait_stopped(timeout)
+
+    def request_stop(self) -> None:
+        # Once only: a second SIGTERM makes uvicorn exit at once instead of draining.
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, timeout: float = 15) -> None:
+        if self.process is None:
             return
-        self.process.send_signal(sig)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -189,10 +197,9 @@ class Stack:
 
     def stop(self) -> None:
         for service in self.services.values():  # all at once: each drains its in-flight work
-            if service.alive():
-                service.process.send_signal(signal.SIGTERM)
+            service.request_stop()
         for service in self.services.values():
-            service.stop()
+            service.wait_stopped()
         if self.broker:
             self.broker.stop()
 
