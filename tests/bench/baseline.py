@@ -40,18 +40,20 @@ async def bare_pipeline(env) -> dict:
                 await response.read()
                 delivered += 1
 
-        tasks = set()
-        while delivered < EVENTS:
+        tasks, consumed = set(), 0
+        deadline = time.perf_counter() + 120
+        while consumed < EVENTS and time.perf_counter() < deadline:
             batch = await consumer.getmany(timeout_ms=100, max_records=1000)
             for records in batch.values():
                 for record in records:
                     task = asyncio.create_task(post(record.value))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-            if not batch and not tasks:
-                break
+                    consumed += 1
             await asyncio.sleep(0)
         await asyncio.gather(*tasks)
+        if delivered != EVENTS:
+            raise RuntimeError(f"bare pipeline delivered {delivered} of {EVENTS}")
     elapsed = time.perf_counter() - started
     await consumer.stop()
     await producer.stop()
