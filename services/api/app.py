@@ -10,6 +10,7 @@ from services.api.routes import (
     buffer_files,
     bulk_actions,
     dashboard,
+    dead_letters,
     delivery_configurations,
     events,
     monitored_numbers,
@@ -41,5 +42,5 @@ app = create_service_app(
     version="1.0.0",
 )
 for module in (admin, topics, delivery_configurations, subscriptions, monitored_numbers, events, dashboard,
-               bulk_actions, buffer_files):
+               bulk_actions, buffer_files, dead_letters):
     app.include_router(module.router)
