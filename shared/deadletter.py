@@ -8,9 +8,12 @@ topic after a fix, with its original key) or `<kind>:<id>` for a database row.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import asyncpg
+from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from shared.ids import new_id
@@ -19,6 +22,9 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTERS = Counter("em_dead_letters_total", "Messages and rows set aside because a worker could not handle them",
                        ["service"])
+
+UNAVAILABLE = Counter("em_unavailable_retries_total", "Batches retried because PostgreSQL or Kafka was unavailable",
+                      ["service"])
 
 KAFKA_SOURCE = "kafka:"
 
@@ -44,3 +50,36 @@ async def set_aside(pool: asyncpg.Pool, *, service: str, source: str, reason: st
     log.error("%s set aside a message from %s (company %s): %s", service, source, company_id, reason)
     await pool.execute(INSERT, new_id("dl"), service, source, printable(company_id or "", 200) or None, reason,
                        bytes(payload), key)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database or broker is down or restarting: the input is not at fault, so the work is
+    retried (offsets stay put) instead of being set aside."""
+    return isinstance(exc, (
+        OSError,  # ConnectionError and the socket errors under it
+        TimeoutError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,  # a connection closed under us
+        asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+        asyncpg.exceptions.InsufficientResourcesError,  # disk full, too many connections
+        KafkaError,
+    ))
+
+
+async def retry_while_unavailable(service: str, work: Callable[[], Awaitable[None]],
+                                  max_delay: float = 5.0) -> None:
+    """Run `work` until it succeeds, waiting out outages of PostgreSQL or Kafka with a growing
+    pause. Anything else propagates: callers set aside per message before it gets here."""
+    delay = 0.2
+    while True:
+        try:
+            await work()
+            return
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            UNAVAILABLE.labels(service).inc()
+            log.warning("%s: database or broker unavailable (%s: %s); retrying in %.1fs",
+                        service, type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)

@@ -66,6 +66,23 @@ def decode(raw: bytes) -> dict:
     return message
 
 
+def valid_event(message: dict) -> EventMessage:
+    """The event message's shape, checked once at the worker's door: a hand-made or corrupted
+    message raises ValueError here instead of failing deep inside matching."""
+    for field in ("id", "topic", "event_type", "occurred_at", "received_at"):
+        if not isinstance(message.get(field), str):
+            raise ValueError(f"event field {field!r} must be a string")
+    for field in ("company_id", "subject"):
+        if not isinstance(message.get(field), str | None):
+            raise ValueError(f"event field {field!r} must be a string or null")
+    if not isinstance(message.get("data"), dict):
+        raise ValueError("event field 'data' must be an object")
+    for field in ("occurred_at", "received_at"):
+        if datetime.fromisoformat(message[field]).tzinfo is None:
+            raise ValueError(f"event field {field!r} must carry a UTC offset")
+    return message  # type: ignore[return-value]
+
+
 def event_message(event_id: str, topic: str, event_type: str, company_id: str | None, subject: str | None,
                   occurred_at: str, received_at: str, data: dict) -> EventMessage:
     return {"v": SCHEMA_VERSION, "id": event_id, "topic": topic, "event_type": event_type, "company_id": company_id,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from functools import partial
 
 from fastapi import FastAPI
 
 from services.matcher import loader
 from services.matcher.index import SubscriptionIndex
 from services.matcher.worker import Matcher
+from shared.deadletter import retry_while_unavailable
 from shared.kafka import ChangeFeed, Topics
 from shared.service import Runtime, create_service_app
 
@@ -22,10 +24,8 @@ RECONCILE_OVERLAP = timedelta(seconds=30)
 
 async def follow_changes(feed: ChangeFeed, pool, index: SubscriptionIndex) -> None:
     async for change in feed.changes():
-        if change["kind"] == "monitored_numbers":
-            await loader.load_company_numbers(pool, index, change["company_id"])
-        else:
-            await loader.load_company_routes(pool, index, change["company_id"])
+        reload = loader.load_company_numbers if change["kind"] == "monitored_numbers" else loader.load_company_routes
+        await retry_while_unavailable("matcher", partial(reload, pool, index, change["company_id"]))
 
 
 async def reconcile(pool, index: SubscriptionIndex, every: float) -> None:
@@ -33,12 +33,17 @@ async def reconcile(pool, index: SubscriptionIndex, every: float) -> None:
     announce): now and then, reload the companies whose subscriptions or configurations changed.
     Only those: recompiling 100,000 subscriptions would stall matching for seconds."""
     since = await pool.fetchval("SELECT now()")
-    while True:
-        await asyncio.sleep(every)
+
+    async def reload_changed() -> None:
+        nonlocal since
         now = await pool.fetchval("SELECT now()")
         for company_id in await loader.companies_changed_since(pool, since - RECONCILE_OVERLAP):
             await loader.load_company_routes(pool, index, company_id)
         since = now
+
+    while True:
+        await asyncio.sleep(every)
+        await retry_while_unavailable("matcher", reload_changed)
 
 
 async def start(app: FastAPI, runtime: Runtime) -> None:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
+import orjson
 
 from services.matcher.index import Route, SubscriptionIndex, route_from_row
+from shared.deadletter import set_aside
+
+log = logging.getLogger(__name__)
+
+# Rows already set aside by this process (id, updated_at): reloads do not report them again.
+_reported: set[tuple] = set()
 
 # Only subscriptions that can receive anything: active, with an active configuration.
 ROUTES_SQL = """
 SELECT s.id, s.company_id, s.topic, s.event_types, s.delivery_configuration_id, s.matching_criteria,
-       s.start_at, s.end_at, c.mode
+       s.start_at, s.end_at, s.updated_at, c.mode
 FROM subscriptions s JOIN delivery_configurations c ON c.id = s.delivery_configuration_id
 WHERE s.active AND c.active
 """
@@ -18,13 +27,28 @@ WHERE s.active AND c.active
 async def load_all_routes(pool: asyncpg.Pool, index: SubscriptionIndex) -> None:
     by_company: dict[str, list[Route]] = {}
     for row in await pool.fetch(ROUTES_SQL):
-        by_company.setdefault(row["company_id"], []).append(route_from_row(row))
+        if route := await _route_or_set_aside(pool, row):
+            by_company.setdefault(row["company_id"], []).append(route)
     index.replace_all_routes(by_company)
 
 
 async def load_company_routes(pool: asyncpg.Pool, index: SubscriptionIndex, company_id: str) -> None:
     rows = await pool.fetch(ROUTES_SQL + " AND s.company_id = $1", company_id)
-    index.replace_company_routes(company_id, [route_from_row(row) for row in rows])
+    index.replace_company_routes(company_id, [route for row in rows if (route := await _route_or_set_aside(pool, row))])
+
+
+async def _route_or_set_aside(pool: asyncpg.Pool, row) -> Route | None:
+    """A stored subscription the matcher cannot use (a pattern over today's limits, a date out
+    of range) is left out and reported once, instead of stopping the matcher at every start."""
+    try:
+        return route_from_row(row)
+    except Exception as exc:
+        if (row["id"], row["updated_at"]) not in _reported:
+            _reported.add((row["id"], row["updated_at"]))
+            await set_aside(pool, service="matcher", source=f"subscription:{row['id']}", company_id=row["company_id"],
+                            reason=f"subscription cannot be matched: {type(exc).__name__}: {exc}",
+                            payload=orjson.dumps(dict(row), default=str))
+        return None
 
 
 async def companies_changed_since(pool: asyncpg.Pool, since) -> list[str]:

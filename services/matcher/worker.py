@@ -1,6 +1,9 @@
 """The matcher's loop: events from Kafka -> events and deliveries in PostgreSQL (one
 transaction per batch) -> realtime deliveries to Kafka -> offsets committed.
 
+A message that cannot be decoded, matched or stored is set aside (shared/deadletter.py) and
+the batch goes on without it; an unavailable database or broker is waited out instead.
+
 Crash safety: an event row is written with `fanned_out = false` when it has realtime
 deliveries, and flipped once they are on Kafka. If the process dies in between, Kafka hands the
 batch out again; the events already exist, and those still not fanned out have their queued
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
+from functools import partial
 
 import asyncpg
 import orjson
@@ -20,9 +24,10 @@ from prometheus_client import Counter, Histogram
 
 from services.matcher.index import SubscriptionIndex
 from services.matcher.matching import recipients_of
+from shared.deadletter import is_unavailable, kafka_source, retry_while_unavailable, set_aside
 from shared.ids import new_id
 from shared.kafka import Topics
-from shared.messages import UnknownSchemaVersion, decode, delivered_document, delivery_message, encode
+from shared.messages import UnknownSchemaVersion, decode, delivered_document, delivery_message, encode, valid_event
 
 log = logging.getLogger(__name__)
 
@@ -75,25 +80,52 @@ class Matcher:
             if not records:
                 continue
             with BATCH_SECONDS.time():
-                await self.process([record.value for record in records])
-            # Durable in PostgreSQL and on Kafka: now the offsets may move.
+                values, keys = [r.value for r in records], [r.key for r in records]
+                await retry_while_unavailable("matcher", partial(self.process, values, keys))
+            # Durable in PostgreSQL and on Kafka (or set aside): now the offsets may move.
             await self.consumer.commit({tp: part[-1].offset + 1 for tp, part in batches.items()})
 
-    async def process(self, raw_messages: list[bytes]) -> None:
+    async def process(self, raw_messages: list[bytes], keys: list[bytes | None] | None = None) -> None:
+        """Store and fan out a batch. A message that cannot be decoded, matched or stored is set
+        aside with its reason; the rest of the batch goes on."""
+        keys = keys or [None] * len(raw_messages)
         events, seen = [], set()
-        for raw in raw_messages:
+        for raw, key in zip(raw_messages, keys, strict=True):
             try:
-                event = decode(raw)
-            except (UnknownSchemaVersion, orjson.JSONDecodeError):
-                log.error("skipping an undecodable event message")
+                event = valid_event(decode(raw))
+            except (UnknownSchemaVersion, ValueError, TypeError, KeyError) as exc:
+                await self._set_aside(raw, key, f"undecodable event message: {exc}")
                 continue
             # A repeated id in the same batch: the database would keep one row, but both copies
             # would be published. The first one wins, as it does across batches.
-            key = (event["company_id"], event["id"])
-            if key not in seen:
-                seen.add(key)
-                events.append(event)
+            identity = (event["company_id"], event["id"])
+            if identity not in seen:
+                seen.add(identity)
+                events.append((event, raw, key))
         EVENTS_IN.inc(len(events))
+        await self._store_and_publish(events)
+
+    async def _store_and_publish(self, events: list[tuple[dict, bytes, bytes | None]]) -> None:
+        """The whole batch in one transaction; when PostgreSQL refuses it for its content (or
+        anything else about one event fails), halves are tried until the culprit is alone, and
+        it is set aside. Unavailability (the database or broker down) is raised to the caller,
+        which retries the whole batch."""
+        if not events:
+            return
+        try:
+            await self._store_and_publish_batch([event for event, _, _ in events])
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            if len(events) == 1:
+                _, raw, key = events[0]
+                await self._set_aside(raw, key, f"{type(exc).__name__}: {exc}")
+                return
+            middle = len(events) // 2
+            await self._store_and_publish(events[:middle])
+            await self._store_and_publish(events[middle:])
+
+    async def _store_and_publish_batch(self, events: list[dict]) -> None:
         event_rows, delivery_rows, outgoing = self._plan(events)
         if not event_rows[0]:
             return
@@ -114,6 +146,11 @@ class Matcher:
         fanned = {(m["company_id"], m["event"]["id"]) for m in messages}
         if fanned:
             await self.pool.execute(MARK_FANNED_OUT, [k[0] for k in fanned], [k[1] for k in fanned])
+
+    async def _set_aside(self, raw: bytes, key: bytes | None, reason: str) -> None:
+        company_id = key.decode("utf-8", "replace") if key else None
+        await set_aside(self.pool, service="matcher", source=kafka_source(self.topics.events), reason=reason,
+                        payload=raw, company_id=company_id, key=key)
 
     def _plan(self, events: list[dict]):
         """Column arrays for the two inserts, and the Kafka message of each realtime delivery."""
