@@ -299,7 +299,7 @@ def _compile_affix(name: str, argument: Any, path: list, budget: _Budget) -> Pre
     # the value decide: fold those, not the whole value.
     if name == "prefix":
         return lambda value: isinstance(value, str) and value[:size].casefold().startswith(text)
-    return lambda value: isinstance(value, str) and value[len(value) - size:].casefold().endswith(text)
+    return lambda value: isinstance(value, str) and value[max(0, len(value) - size):].casefold().endswith(text)
 
 
 def _compile_wildcard(text: str, path: list, budget: _Budget) -> Predicate:

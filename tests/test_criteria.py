@@ -190,3 +190,235 @@ def test_or_and_and(a, b):
     either = compile_pattern({"$or": [{"a": ["yes"]}, {"b": ["yes"]}]})(document)
     assert both is (a and b)
     assert either is (a or b)
+
+
+# --- cost bound: wildcards without backtracking -------------------------------------------------
+
+LONG = "a" * 100_000
+
+PATHOLOGICAL = [
+    # (wildcard, value, expected): patterns that take a backtracking regex seconds or more
+    ("*a*a*a*a*a*a*b", LONG, False),
+    ("*a*a*a*a*a*a*b", LONG + "b", True),
+    ("*a*a*a*a*a*a*a*", LONG, True),
+    ("a*a*a*a*a*a*a*a", LONG, True),
+    ("*ab*", LONG, False),
+    ("*ab*", LONG + "b", True),
+    ("*aab*ba*", LONG + "b" + LONG, False),
+    ("*aab*ba*", LONG + "b" + "a", False),  # "ba" may not reuse the "b" of "aab"
+    ("*aab*ba*", LONG + "b" + "ba", True),
+    ("*" + "a" * 4000 + "b*", LONG, False),
+    ("a*b", LONG, False),
+    ("a*a", "a", False),  # the prefix and the suffix may not overlap
+    ("a*a", "aa", True),
+]
+
+
+# A backtracking matcher hangs on these: the timeout only turns a hang into a failure.
+@pytest.mark.timeout(30, method="thread")
+@pytest.mark.parametrize(("wildcard", "value", "expected"), PATHOLOGICAL,
+                         ids=[str(i) for i in range(len(PATHOLOGICAL))])
+def test_pathological_wildcards_answer_correctly_on_100kb_strings(wildcard, value, expected):
+    assert compile_pattern({"s": [{"wildcard": wildcard}]})({"s": value}) is expected
+    assert compile_pattern({"s": [{"anything-but": {"wildcard": wildcard}}]})({"s": value}) is not expected
+    # the same value inside an array of many: every element is tried
+    assert compile_pattern({"s": [{"wildcard": wildcard}]})({"s": ["x"] * 1000 + [value]}) is expected
+
+
+@pytest.mark.timeout(30, method="thread")
+def test_case_insensitive_operators_on_100kb_strings():
+    value = "Stop" + "ß" * 100_000
+    assert compile_pattern({"s": [{"prefix": {"equals-ignore-case": "STOP"}}]})({"s": value})
+    assert compile_pattern({"s": [{"suffix": {"equals-ignore-case": "SS"}}]})({"s": value})
+    assert not compile_pattern({"s": [{"equals-ignore-case": "stop"}]})({"s": value})
+    assert compile_pattern({"s": [{"anything-but": {"equals-ignore-case": ["stop", "go"]}}]})({"s": value})
+
+
+STAR = object()  # a wildcard token; every other token is a literal character
+
+
+def reference_match(tokens: list, value: str) -> bool:
+    """Glob matching by dynamic programming over (token, character) pairs: no regex, no fnmatch."""
+    # can[i][j]: tokens[i:] match value[j:]
+    can = [[False] * (len(value) + 1) for _ in range(len(tokens) + 1)]
+    can[len(tokens)][len(value)] = True
+    for i in range(len(tokens) - 1, -1, -1):
+        for j in range(len(value), -1, -1):
+            if tokens[i] is STAR:
+                can[i][j] = can[i + 1][j] or (j < len(value) and can[i][j + 1])
+            else:
+                can[i][j] = j < len(value) and tokens[i] == value[j] and can[i + 1][j + 1]
+    return can[0][0]
+
+
+def wildcard_text(tokens: list) -> str:
+    """The wildcard string for `tokens`: literal `*` and `\\` escaped with a backslash."""
+    return "".join("*" if token is STAR else "\\" + token if token in "*\\" else token for token in tokens)
+
+
+def _no_double_star(tokens: list) -> bool:
+    return not any(a is STAR and b is STAR for a, b in zip(tokens, tokens[1:], strict=False))
+
+
+glob_tokens = st.lists(st.one_of(st.sampled_from("ab*\\"), st.just(STAR)), max_size=10).filter(_no_double_star)
+
+
+@given(tokens=glob_tokens, value=st.text(alphabet="ab*\\", max_size=14))
+def test_wildcard_agrees_with_a_reference_matcher(tokens, value):
+    pattern = {"s": [{"wildcard": wildcard_text(tokens)}]}
+    assert compile_pattern(pattern)({"s": value}) is reference_match(tokens, value)
+
+
+@given(tokens=glob_tokens, fills=st.lists(st.text(alphabet="ab*\\", max_size=4), min_size=10, max_size=10))
+def test_wildcard_matches_every_instance_of_itself(tokens, fills):
+    """Random values rarely match; these always should (each `*` replaced by some text)."""
+    value = "".join(fills[i] if token is STAR else token for i, token in enumerate(tokens))
+    assert reference_match(tokens, value)
+    assert compile_pattern({"s": [{"wildcard": wildcard_text(tokens)}]})({"s": value})
+
+
+@pytest.mark.parametrize(("wildcard", "value", "expected"), [
+    ("a\\**", "a*bc", True),  # an escaped star, then a wildcard
+    ("a\\**", "ab", False),
+    ("\\\\*", "\\x", True),  # an escaped backslash, then a wildcard
+    ("C:\\Users\\\\*", "C:\\Users\\me", True),  # a backslash before anything else is itself
+    ("C:\\Users\\*", "C:\\Users\\me", False),  # "\\*" is a literal star
+    ("*", "", True),
+    ("", "", True),
+    ("", "x", False),
+])
+def test_wildcard_escapes(wildcard, value, expected):
+    assert compile_pattern({"s": [{"wildcard": wildcard}]})({"s": value}) is expected
+
+
+casefold_text = st.text(alphabet="aAsSßẞİıiIﬁFΣσς", max_size=8)
+
+
+@given(value=casefold_text, text=casefold_text)
+def test_case_insensitive_operators_agree_with_folding_the_whole_value(value, text):
+    folded, wanted = value.casefold(), text.casefold()
+    document = {"s": value}
+    assert compile_pattern({"s": [{"equals-ignore-case": text}]})(document) is (folded == wanted)
+    assert compile_pattern({"s": [{"prefix": {"equals-ignore-case": text}}]})(document) is folded.startswith(wanted)
+    assert compile_pattern({"s": [{"suffix": {"equals-ignore-case": text}}]})(document) is folded.endswith(wanted)
+    excluded = compile_pattern({"s": [{"anything-but": {"equals-ignore-case": [text, "zz"]}}]})(document)
+    assert excluded is (folded not in (wanted, "zz"))
+
+
+# --- limits ---------------------------------------------------------------------------------------
+
+def _wildcards(count: int) -> str:
+    return "x" + "*x" * count
+
+
+def _or_of(count: int) -> dict:
+    return {"$or": [{"f": [str(i)]} for i in range(count)]}
+
+
+LIMITS = [
+    # any string: 4096 bytes of UTF-8, wherever it is
+    ({"data": {"k": ["x" * 4097]}}, ["data", "k", 0]),
+    ({"data": {"k": ["é" * 2049]}}, ["data", "k", 0]),  # 4098 bytes in 2049 characters
+    ({"data": {"x" * 4097: ["a"]}}, ["data", "x" * 4097]),
+    ({"data": {"k": [{"prefix": "x" * 4097}]}}, ["data", "k", 0, "prefix"]),
+    ({"data": {"k": [{"suffix": {"equals-ignore-case": "x" * 4097}}]}}, ["data", "k", 0, "suffix"]),
+    ({"data": {"k": [{"wildcard": "*" + "x" * 4097}]}}, ["data", "k", 0, "wildcard"]),
+    ({"data": {"k": [{"anything-but": ["a", "x" * 4097]}]}}, ["data", "k", 0, "anything-but", 1]),
+    ({"data": {"k": [{"anything-but": {"equals-ignore-case": ["a", "x" * 4097]}}]}},
+     ["data", "k", 0, "anything-but", "equals-ignore-case", 1]),
+    # all strings together: 64 KiB (16 strings of 4000 bytes fit, the 17th does not)
+    ({"data": {"k": [f"{i:02d}" + "x" * 3998 for i in range(17)]}}, ["data", "k", 16]),
+    # `*`: 8 in one wildcard, 16 in the pattern
+    ({"data": {"k": [{"wildcard": _wildcards(9)}]}}, ["data", "k", 0, "wildcard"]),
+    ({"data": {"k": [{"anything-but": {"wildcard": _wildcards(9)}}]}}, ["data", "k", 0, "anything-but", "wildcard"]),
+    ({"data": {"k": [{"wildcard": _wildcards(8)}, {"wildcard": _wildcards(8)}],
+               "m": [{"anything-but": {"wildcard": "*"}}]}}, ["data", "m", 0, "anything-but", "wildcard"]),
+    # nesting
+    ({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": {"k": {"l": ["x"]}}}}}}}}}}}},
+     ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"]),
+    # $or combinations: 10 x 10 x 10 = 1000 fit, x 2 does not
+    ({**_or_of(10), "n1": _or_of(10), "n2": _or_of(10), "n3": _or_of(2)}, ["n3"]),
+    ({"$or": [{**_or_of(10), "n": _or_of(10)}, {**_or_of(10), "n": {**_or_of(10), "m": _or_of(10)}}]},
+     ["$or"]),  # 100 + 1000 alternatives
+]
+
+
+@pytest.mark.parametrize(("pattern", "path"), LIMITS, ids=[str(i) for i in range(len(LIMITS))])
+def test_limits_are_refused_with_the_path_of_the_part_that_exceeds_them(pattern, path):
+    with pytest.raises(CriteriaError) as error:
+        compile_pattern(pattern)
+    assert error.value.path == path
+    assert "at most" in error.value.message
+
+
+WITHIN_LIMITS = [
+    {"data": {"k": ["x" * 4096, "é" * 2048]}},
+    {"data": {"k": [f"{i:02d}" + "x" * 3998 for i in range(16)]}},
+    {"data": {"k": [{"wildcard": _wildcards(8)}, {"anything-but": {"wildcard": _wildcards(8)}}]}},
+    {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": {"k": ["x"]}}}}}}}}}}},
+    {**_or_of(10), "n1": _or_of(10), "n2": _or_of(10)},
+    {"data": {"k": list(range(1000))}},
+]
+
+
+@pytest.mark.parametrize("pattern", WITHIN_LIMITS, ids=[str(i) for i in range(len(WITHIN_LIMITS))])
+def test_patterns_at_the_limits_are_accepted(pattern):
+    compile_pattern(pattern)
+
+
+# --- values as event-ruler reads them: arrays flattened, objects are not values -------------------
+
+EXISTS = [
+    # (field value, matches {"exists": true}); {"exists": false} is always the opposite
+    ([], False),  # an empty array holds no value
+    ([[], [[]]], False),
+    ([{"a": 1}], False),  # an array of objects: the values are deeper (k.a), not at k
+    ({"a": 1}, False),  # an object is not a value either (exists applies to leaves)
+    ([None], True),
+    ([[], ["x"]], True),
+    ([{"a": 1}, 0], True),
+    (None, True),
+    ("", True),
+    (0, True),
+    (False, True),
+]
+
+
+@pytest.mark.parametrize(("value", "exists"), EXISTS, ids=[str(i) for i in range(len(EXISTS))])
+def test_exists_needs_a_value(value, exists):
+    document = {"data": {"k": value}}
+    assert compile_pattern({"data": {"k": [{"exists": True}]}})(document) is exists
+    assert compile_pattern({"data": {"k": [{"exists": False}]}})(document) is not exists
+
+
+def test_exists_false_beside_other_values_is_an_or():
+    pattern = compile_pattern({"k": [{"exists": False}, "x"]})
+    assert pattern({"k": []})
+    assert pattern({"k": ["y", "x"]})
+    assert not pattern({"k": ["y"]})
+
+
+ARRAYS = [
+    ({"k": ["x"]}, {"k": [["y"], ["x"]]}, True),  # nested arrays are flattened
+    ({"k": ["x"]}, {"k": [{"k": "x"}]}, False),
+    ({"k": [{"prefix": "x"}]}, {"k": [[["xy"]]]}, True),
+    ({"k": {"sku": ["B2"]}}, {"k": [[{"sku": "A1"}], [{"sku": "B2"}]]}, True),
+    ({"k": {"sku": ["B2"]}}, {"k": []}, False),
+    ({"k": {"sku": [{"exists": False}]}}, {"k": []}, True),  # no object: k.sku is missing
+    ({"k": {"sku": [{"exists": False}]}}, {"k": ["B2"]}, True),
+    ({"k": {"sku": [{"exists": True}]}}, {"k": [{"sku": []}]}, False),
+    ({"k": ["x"]}, {"k": [[1, [2, [3]]], {"x": 1}, [None]]}, False),  # unhashable elements never crash
+]
+
+
+@pytest.mark.parametrize(("pattern", "document", "expected"), ARRAYS, ids=[str(i) for i in range(len(ARRAYS))])
+def test_arrays_are_read_like_event_ruler(pattern, document, expected):
+    assert compile_pattern(pattern)(document) is expected
+
+
+def test_arrays_nested_deeper_than_the_python_stack():
+    deep: list = ["x"]
+    for _ in range(5000):
+        deep = [deep]
+    assert compile_pattern({"k": ["x"]})({"k": deep})
+    assert compile_pattern({"k": [{"exists": False}]})({"k": [[[[]]]]})
