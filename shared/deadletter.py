@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import Counter
 
 from shared.ids import new_id
@@ -55,14 +55,17 @@ async def set_aside(pool: asyncpg.Pool, *, service: str, source: str, reason: st
 def is_unavailable(exc: BaseException) -> bool:
     """The database or broker is down or restarting: the input is not at fault, so the work is
     retried (offsets stay put) instead of being set aside."""
+    if isinstance(exc, KafkaError):
+        # Retriable: connection, leadership, timeouts. Not: a record too large, a corrupt record.
+        return exc.retriable or isinstance(exc, KafkaTimeoutError)
+    if isinstance(exc, asyncpg.InterfaceError):
+        return not isinstance(exc, ValueError)  # a closed connection, not a value it could not encode
     return isinstance(exc, (
         OSError,  # ConnectionError and the socket errors under it
         TimeoutError,
         asyncpg.PostgresConnectionError,
-        asyncpg.InterfaceError,  # a connection closed under us
         asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
         asyncpg.exceptions.InsufficientResourcesError,  # disk full, too many connections
-        KafkaError,
     ))
 
 

@@ -83,6 +83,20 @@ def valid_event(message: dict) -> EventMessage:
     return message  # type: ignore[return-value]
 
 
+def valid_delivery(message: dict) -> DeliveryMessage:
+    """The delivery message's shape, checked at the dispatcher's door (see `valid_event`)."""
+    for field in ("delivery_id", "delivery_configuration_id", "company_id"):
+        if not isinstance(message.get(field), str):
+            raise ValueError(f"delivery field {field!r} must be a string")
+    if not isinstance(message.get("attempt"), int) or message["attempt"] < 0:
+        raise ValueError("delivery field 'attempt' must be a count")
+    if not isinstance(message.get("succeeded_endpoints"), list):
+        raise ValueError("delivery field 'succeeded_endpoints' must be a list")
+    if not isinstance(message.get("event"), dict) or not isinstance(message["event"].get("id"), str):
+        raise ValueError("delivery field 'event' must be an object with an id")
+    return message  # type: ignore[return-value]
+
+
 def event_message(event_id: str, topic: str, event_type: str, company_id: str | None, subject: str | None,
                   occurred_at: str, received_at: str, data: dict) -> EventMessage:
     return {"v": SCHEMA_VERSION, "id": event_id, "topic": topic, "event_type": event_type, "company_id": company_id,

@@ -8,9 +8,11 @@ import asyncio
 import logging
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
 
+from shared.deadletter import is_unavailable, set_aside
 from shared.messages import delivered_document, delivery_message, encode, iso
 
 log = logging.getLogger(__name__)
@@ -33,20 +35,32 @@ async def requeue_due(pool: asyncpg.Pool, producer: AIOKafkaProducer, topic: str
         rows = await connection.fetch(DUE, limit)
         if not rows:
             return 0
-        futures = []
-        for row in rows:
-            event = {"id": row["event_id"], "topic": row["topic"], "event_type": row["event_type"],
-                     "subject": row["subject"], "occurred_at": iso(row["occurred_at"]), "data": row["data"]}
-            message = delivery_message(row["id"], row["delivery_configuration_id"], row["company_id"],
-                                       delivered_document(event, row["company_id"], row["subscription_id"]),
-                                       attempt=row["attempt_count"],
-                                       succeeded_endpoints=list(row["succeeded_endpoints"]))
-            futures.append(await producer.send(topic, encode(message), key=row["delivery_configuration_id"].encode()))
-        await asyncio.gather(*futures)
+        sends = [_send(producer, topic, row) for row in rows]
+        outcomes = await asyncio.gather(*sends, return_exceptions=True)
+        unavailable = next((o for o in outcomes if isinstance(o, BaseException) and is_unavailable(o)), None)
+        if unavailable is not None:
+            raise unavailable  # the transaction rolls back; every row is tried again on the next poll
+        refused = [(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)
+                   if isinstance(outcome, BaseException)]
         await connection.execute("UPDATE deliveries SET next_attempt_at = NULL WHERE id = ANY($1::text[])",
                                  [row["id"] for row in rows])
-    REQUEUED.inc(len(rows))
+        for row, error in refused:  # e.g. an event too large for the broker: it would block every poll
+            reason = f"{type(error).__name__}: {error}"
+            await connection.execute("UPDATE deliveries SET status = 'failed', last_error = $2, updated_at = now() "
+                                     "WHERE id = $1", row["id"], f"could not be queued for delivery: {reason}"[:500])
+            await set_aside(pool, service="dispatcher", source=f"delivery:{row['id']}", company_id=row["company_id"],
+                            reason=reason, payload=orjson.dumps(dict(row), default=str))
+    REQUEUED.inc(len(rows) - len(refused))
     return len(rows)
+
+
+async def _send(producer: AIOKafkaProducer, topic: str, row) -> None:
+    event = {"id": row["event_id"], "topic": row["topic"], "event_type": row["event_type"],
+             "subject": row["subject"], "occurred_at": iso(row["occurred_at"]), "data": row["data"]}
+    message = delivery_message(row["id"], row["delivery_configuration_id"], row["company_id"],
+                               delivered_document(event, row["company_id"], row["subscription_id"]),
+                               attempt=row["attempt_count"], succeeded_endpoints=list(row["succeeded_endpoints"]))
+    await (await producer.send(topic, encode(message), key=row["delivery_configuration_id"].encode()))
 
 
 async def poll_forever(pool, producer, topic: str, every: float) -> None:
@@ -54,6 +68,9 @@ async def poll_forever(pool, producer, topic: str, every: float) -> None:
         try:
             while await requeue_due(pool, producer, topic) == 1000:
                 pass
-        except (asyncpg.PostgresError, OSError) as exc:
-            log.warning("retry poll failed: %s", exc)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                log.exception("retry poll failed")
+            else:
+                log.warning("retry poll failed: %s", exc)
         await asyncio.sleep(every)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 import asyncpg
+import orjson
 
 from services.dispatcher.sender import Attempt
+from shared.deadletter import is_unavailable, set_aside
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +102,11 @@ class Recorder:
         delay = 0.1
         while True:
             try:
-                await self._flush(batch)
+                await self._flush_or_split(batch)
                 break
-            except (asyncpg.PostgresError, OSError) as exc:
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
                 # Never drop a result: the offsets behind it are not committed until it is written.
                 log.warning("writing %d delivery results failed (%s); retrying", len(batch), exc)
                 await asyncio.sleep(delay)
@@ -111,6 +115,34 @@ class Recorder:
             if not future.done():
                 future.set_result(None)
 
+    async def _flush_or_split(self, batch) -> None:
+        """PostgreSQL refusing a batch for its content (a value out of range, say) must not hold
+        back the other deliveries in it: halves are written until the culprit is alone; it is
+        then written without the endpoint's words, and set aside if even that fails."""
+        try:
+            await self._flush(batch)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            if len(batch) > 1:
+                middle = len(batch) // 2
+                await self._flush_or_split(batch[:middle])
+                await self._flush_or_split(batch[middle:])
+                return
+            state, attempts, _ = batch[0]
+            log.warning("delivery %s: result refused (%s: %s); storing it without response text",
+                        state.delivery_id, type(exc).__name__, exc)
+            plain = [replace(attempt, response_excerpt=None, error=_ascii(attempt.error)) for attempt in attempts]
+            try:
+                await self._flush([(replace(state, last_error=_ascii(state.last_error)), plain, None)])
+            except Exception as again:
+                if is_unavailable(again):
+                    raise
+                result = {"state": asdict(state), "attempts": [asdict(attempt) for attempt in attempts]}
+                await set_aside(self.pool, service="dispatcher", source=f"delivery:{state.delivery_id}",
+                                company_id=state.company_id, reason=f"{type(again).__name__}: {again}",
+                                payload=orjson.dumps(result, default=str))
+
     async def _flush(self, batch) -> None:
         attempts = [[] for _ in range(10)]
         updates = [[] for _ in range(8)]
@@ -118,16 +150,27 @@ class Recorder:
             for attempt in state_attempts:
                 for column, value in zip(attempts, (
                     state.delivery_id, state.company_id, state.event_id, attempt.url, attempt.started_at,
-                    attempt.duration_ms, attempt.http_status, attempt.error, attempt.outcome,
-                    attempt.response_excerpt,
+                    attempt.duration_ms, attempt.http_status, _storable(attempt.error), attempt.outcome,
+                    _storable(attempt.response_excerpt),
                 ), strict=True):
                     column.append(value)
             for column, value in zip(updates, (
                 state.delivery_id, state.status, state.attempt_count, state.next_attempt_at,
-                ",".join(state.succeeded_endpoints), state.last_error, state.last_attempt_at, state.delivered_at,
+                ",".join(state.succeeded_endpoints), _storable(state.last_error), state.last_attempt_at,
+                state.delivered_at,
             ), strict=True):
                 column.append(value)
         async with self.pool.acquire() as connection, connection.transaction():
             if attempts[0]:
                 await connection.execute(INSERT_ATTEMPTS, *attempts)
             await connection.execute(UPDATE_DELIVERIES, *updates)
+
+
+def _storable(text: str | None) -> str | None:
+    """What an endpoint answered, as PostgreSQL text accepts it: NUL is the one character it
+    refuses (invalid UTF-8 was already replaced when the excerpt was decoded)."""
+    return text.replace("\x00", "\ufffd") if text and "\x00" in text else text
+
+
+def _ascii(text: str | None) -> str | None:
+    return text.encode("ascii", "replace").decode() if text else text

@@ -3,9 +3,13 @@
 (circuit breaker, throttle, credentials, HTTP) -> `settle` (delivered, pending_retry or failed)
 -> the recorder writes it -> the offset may move.
 
-Messages are handled concurrently; a throttled configuration waits in its own ThrottleBucket
-and, when its backlog grows past a couple of seconds' worth, the excess is parked in the
-database with a due time instead of holding memory or the partition."""
+Messages are handled concurrently. Capacity is shared fairly: each endpoint has its own lane
+of `EM_ENDPOINT_CONCURRENCY` requests (services/dispatcher/lanes.py), taken before one of the
+shared slots, so a slow endpoint uses its share and no more. A throttled configuration waits in
+its own ThrottleBucket. When a bucket's or a lane's backlog grows past what drains in a few
+seconds, the excess is parked in the database with a due time instead of holding memory or the
+partition. A message that cannot be handled is set aside (shared/deadletter.py), never lost
+silently, never retried forever."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -22,12 +27,14 @@ from services.dispatcher.auth import Credentials, TokenError
 from services.dispatcher.breaker import Breakers
 from services.dispatcher.configs import Target, TargetCache
 from services.dispatcher.formats import render, webhook_headers
+from services.dispatcher.lanes import EndpointLane, EndpointLanes
 from services.dispatcher.offsets import OffsetTracker
 from services.dispatcher.recorder import DeliveryState, Recorder
 from services.dispatcher.retry import RetrySchedule
 from services.dispatcher.sender import Attempt, failed_attempt, post
 from services.dispatcher.throttle import ThrottleBucket
-from shared.messages import decode
+from shared.deadletter import kafka_source, retry_while_unavailable, set_aside
+from shared.messages import decode, valid_delivery
 from shared.netguard import UrlRefused, check_url
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,10 @@ LATENCY = Histogram("em_dispatcher_request_seconds", "Endpoint response time")
 
 MAX_IN_FLIGHT = 5000
 THROTTLE_BACKLOG_SECONDS = 2.0
+# A lane parks what arrives once its backlog would take this long to drain, or once it holds
+# this share of the deliveries in memory (the endpoint's pace is not known yet, or it hangs).
+LANE_BACKLOG_SECONDS = 5.0
+LANE_MAX_WAITING = MAX_IN_FLIGHT // 4
 URL_CHECK_SECONDS = 60.0
 USER_AGENT = "EventManager/1.0 (+webhooks)"
 
@@ -57,6 +68,7 @@ class Dispatcher:
         self.offsets = OffsetTracker()
         self.buckets: dict[str, ThrottleBucket] = {}
         self.requests = asyncio.Semaphore(settings.dispatcher_concurrency)
+        self.lanes = EndpointLanes(settings.endpoint_concurrency)
         self._tasks: set[asyncio.Task] = set()
         self._checked_urls: dict[str, float] = {}
 
@@ -72,7 +84,7 @@ class Dispatcher:
                 for partition, records in batches.items():
                     for record in records:
                         self.offsets.begin(partition, record.offset)
-                        task = asyncio.create_task(self._handle(partition, record.offset, record.value))
+                        task = asyncio.create_task(self._handle(partition, record.offset, record.value, record.key))
                         self._tasks.add(task)
                         task.add_done_callback(self._tasks.discard)
             if time.monotonic() - last_commit > 0.5:
@@ -109,11 +121,20 @@ class Dispatcher:
 
         return Listener()
 
-    async def _handle(self, partition, offset: int, raw: bytes) -> None:
+    async def _handle(self, partition, offset: int, raw: bytes, key: bytes | None) -> None:
         try:
-            await self.deliver(decode(raw))
-        except Exception:
-            log.exception("delivery message at %s/%s could not be handled", partition, offset)
+            message = valid_delivery(decode(raw))
+            await retry_while_unavailable("dispatcher", partial(self.deliver, message))
+        except Exception as exc:
+            # Not an outage (those are waited out above): this message itself cannot be handled.
+            reason = f"delivery message at {partition.partition}/{offset} could not be handled: " \
+                     f"{type(exc).__name__}: {exc}"
+            try:
+                await retry_while_unavailable("dispatcher", partial(
+                    set_aside, self.recorder.pool, service="dispatcher", source=kafka_source(partition.topic),
+                    reason=reason, payload=raw, key=key))
+            except Exception:
+                log.exception("could not set aside %s", reason)
         finally:
             self.offsets.done(partition, offset)
 
@@ -128,13 +149,18 @@ class Dispatcher:
             return
         bucket = await self._bucket(target)
         if bucket is not None and bucket.waiting >= max(bucket.rate * THROTTLE_BACKLOG_SECONDS, 1):
-            await self._park(message, bucket)
+            # Come back when the queue ahead is half drained, so the bucket never runs dry.
+            await self._park(message, bucket.waiting / bucket.rate / 2)
             return
         done = set(message["succeeded_endpoints"])
         endpoints = [e for e in target.endpoints if e["active"] and e["id"] not in done]
         if not endpoints:
             status = "delivered" if done else "failed"
             await self._settle(message, [], status, error=None if done else "no active endpoint")
+            return
+        backlog = max(_backlog_seconds(self.lanes.of(e["id"])) for e in endpoints)
+        if backlog:
+            await self._park(message, backlog / 2)
             return
         body, content_type = render(message["event"], target.format)
         if len(endpoints) == 1:  # the common case: no gather, no extra task
@@ -188,10 +214,11 @@ class Dispatcher:
         """Throttled requests go out the moment their bucket lets them, without waiting for a
         shared concurrency slot: the bucket bounds them anyway."""
         timeout = self.settings.request_timeout_seconds
+        lane = self.lanes.of(endpoint["id"])
         if bucket is not None:
-            async with bucket.slot():
+            async with bucket.slot(), lane.slot():
                 return await post(self.http, endpoint, body, headers, timeout)
-        async with self.requests:
+        async with lane.slot(), self.requests:  # the lane first: waiting for it holds no shared slot
             return await post(self.http, endpoint, body, headers, timeout)
 
     async def _conclude(self, message: dict, endpoints: list[dict], attempts: list[Attempt],
@@ -242,10 +269,10 @@ class Dispatcher:
             delivered_at=now if status == "delivered" else None,
         ), attempts)
 
-    async def _park(self, message: dict, bucket: ThrottleBucket) -> None:
-        """Too much waiting behind this throttle: come back when the queue ahead is half drained,
-        so the bucket never runs dry while parked deliveries are on their way back."""
-        due = datetime.now(UTC) + timedelta(seconds=bucket.waiting / bucket.rate / 2)
+    async def _park(self, message: dict, seconds: float) -> None:
+        """Too much waiting ahead of this delivery (a throttle, a slow endpoint): keep it in the
+        database, not in memory, and put it back on Kafka in `seconds`."""
+        due = datetime.now(UTC) + timedelta(seconds=max(seconds, 1.0))
         status = "queued" if message["attempt"] == 0 else "pending_retry"
         await self._settle(message, [], status, next_attempt_at=due)
 
@@ -279,3 +306,11 @@ class Dispatcher:
             return
         await check_url(url, self.settings.private_networks)
         self._checked_urls[url] = time.monotonic() + URL_CHECK_SECONDS
+
+
+def _backlog_seconds(lane: EndpointLane) -> float:
+    """How long a new delivery would wait in this lane, when that is too long to wait in memory;
+    0 when it should simply join the lane."""
+    if lane.waiting >= LANE_MAX_WAITING:
+        return max(lane.backlog_seconds, 1.0)
+    return lane.backlog_seconds if lane.backlog_seconds > LANE_BACKLOG_SECONDS else 0.0
