@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     retry_jitter: float = 0.2
     request_timeout_seconds: float = 10.0
     dispatcher_concurrency: int = 128
+    # Requests in flight to any one endpoint: a slow endpoint holds at most this many of the above.
+    endpoint_concurrency: int = 16
     circuit_failure_threshold: int = 5
     circuit_open_seconds: float = 30.0
     retry_poll_seconds: float = 1.0
@@ -55,6 +57,17 @@ class Settings(BaseSettings):
     scheduler_tick_seconds: float = 5.0
     retention_days: int = 30
     retention_interval_seconds: float = 3600.0
+    # Request limits (413 above them). The largest legitimate api body is 200,000 monitored
+    # numbers (~4 MB); ingest takes 1000 events per request.
+    api_max_body_bytes: int = 8 * 1024 * 1024
+    ingest_max_body_bytes: int = 16 * 1024 * 1024
+    # One event as encoded for Kafka (below the producer's 4 MiB request and the broker's limits).
+    max_event_bytes: int = 256 * 1024
+    # Nesting of any JSON body (orjson writes at most 254 levels).
+    max_json_depth: int = 64
+    # How often each api replica looks for change notifications left to relay (it is also woken
+    # at once by its own commits).
+    outbox_poll_seconds: float = 1.0
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
