@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     data_dir: Path = Path(".data")
     allowed_private_networks: str = ""
+    # Endpoints and token URLs must be https (refused at the api and at delivery); on in production.
+    require_https: bool = False
 
     host: str = "127.0.0.1"
     api_port: int = SERVICE_PORTS["api"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 from fastapi import FastAPI
 
 from services.dispatcher.auth import Credentials
@@ -12,8 +11,10 @@ from services.dispatcher.breaker import Breakers
 from services.dispatcher.configs import TargetCache
 from services.dispatcher.poller import poll_forever
 from services.dispatcher.recorder import Recorder
+from services.dispatcher.sender import delivery_session
 from services.dispatcher.worker import Dispatcher
 from shared.kafka import ChangeFeed, Topics
+from shared.netguard import EgressGuard
 from shared.service import Runtime, create_service_app
 
 
@@ -29,10 +30,9 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
     pool = await runtime.database_pool(size=6)
     feed = await runtime.change_feed()
     targets = TargetCache(pool, settings.secret_key)
-    credentials = Credentials(targets, settings.private_networks, settings.request_timeout_seconds)
-    # No connection limit here: the worker's semaphore and the throttle buckets bound concurrency,
-    # and a shared pool limit would make a throttled request queue behind the unthrottled ones.
-    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60))
+    guard = EgressGuard(settings.private_networks, settings.require_https)
+    credentials = Credentials(targets, guard, settings.request_timeout_seconds)
+    http = delivery_session(guard)
     runtime.on_shutdown(http.close)
     producer = await runtime.kafka_producer()
     recorder = Recorder(pool)

@@ -15,7 +15,7 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from services.dispatcher.configs import Target, TargetCache
-from shared.netguard import UrlRefused, check_url
+from shared.netguard import EgressGuard, UrlRefused
 
 EXPIRY_MARGIN_SECONDS = 30.0
 DEFAULT_TOKEN_SECONDS = 300.0
@@ -36,9 +36,9 @@ class CachedToken:
 
 
 class Credentials:
-    def __init__(self, targets: TargetCache, allowed_networks, timeout: float):
+    def __init__(self, targets: TargetCache, guard: EgressGuard, timeout: float):
         self.targets = targets
-        self.allowed_networks = allowed_networks
+        self.guard = guard
         self.timeout = timeout
         self._tokens: dict[str, CachedToken] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -84,7 +84,7 @@ class Credentials:
         grant = settings["grant_type"]
         token_url = settings["token_url"]
         try:
-            await check_url(token_url, self.allowed_networks)
+            self.guard.check_url(token_url)
         except UrlRefused as exc:
             raise TokenError(f"token URL refused: {exc}", retryable=False) from None
         if grant == "refresh_token":
@@ -98,6 +98,7 @@ class Credentials:
             scope=settings.get("scope"),
             timeout=self.timeout,
             follow_redirects=False,
+            transport=self.guard.httpx_transport(),  # connects only to vetted addresses
         )
         try:
             async with client:
@@ -109,6 +110,8 @@ class Credentials:
                                                      password=target.secrets.get("password"))
                 else:
                     token = await client.fetch_token(token_url, grant_type="client_credentials")
+        except UrlRefused as exc:  # an address (or plain http) the guard refused while connecting
+            raise TokenError(f"token URL refused: {exc}", retryable=False) from None
         except OAuthError as exc:
             raise TokenError(f"token endpoint refused: {exc.error}", retryable=False) from None
         except httpx.HTTPStatusError as exc:

@@ -1,5 +1,6 @@
 """One HTTP attempt against one endpoint, with aiohttp (measured several times faster than
-httpx on this path; see the benchmark). Redirects are not followed: a 3xx is a failure."""
+httpx on this path; see the benchmark). Redirects are not followed: a 3xx is a failure.
+The session connects only to addresses the EgressGuard vetted (shared/netguard.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 import aiohttp
 
 from services.dispatcher.retry import is_retryable_status, parse_retry_after
+from shared.netguard import EgressGuard, UrlRefused, refusal_of
 
 EXCERPT_BYTES = 512
 
@@ -38,6 +40,13 @@ def failed_attempt(endpoint: dict, error: str, retryable: bool) -> Attempt:
                    "retryable" if retryable else "failed")
 
 
+def delivery_session(guard: EgressGuard) -> aiohttp.ClientSession:
+    """The dispatcher's one HTTP session. No connection limit: the worker's semaphore and the
+    throttle buckets bound concurrency, and a shared pool limit would make a throttled request
+    queue behind the unthrottled ones. Resolved (and vetted) addresses are cached for 60 s."""
+    return guard.aiohttp_session(limit=0, ttl_dns_cache=60)
+
+
 _timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
 
@@ -54,7 +63,13 @@ async def post(session: aiohttp.ClientSession, endpoint: dict, body: bytes, head
     except TimeoutError:
         return Attempt(endpoint["id"], endpoint["url"], started_at, _ms(started), None,
                        f"timeout after {timeout_seconds:g}s", "retryable")
-    except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
+    except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError, UrlRefused) as exc:
+        # A refused address or URL stays refused: only a configuration change can help. A name
+        # that does not resolve, or a connection that fails, may well work next time.
+        refusal = refusal_of(exc) or (exc if isinstance(exc, aiohttp.InvalidURL) else None)
+        if refusal is not None:
+            return Attempt(endpoint["id"], endpoint["url"], started_at, _ms(started), None,
+                           f"endpoint URL refused: {refusal}"[:300], "failed")
         return Attempt(endpoint["id"], endpoint["url"], started_at, _ms(started), None,
                        f"{type(exc).__name__}: {exc}"[:300], "retryable")
     if 200 <= status < 300:

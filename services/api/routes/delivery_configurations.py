@@ -83,13 +83,13 @@ async def _validate(values: dict, settings: Settings) -> None:
     allowed = settings.private_networks
     for index, endpoint in enumerate(values["endpoints"]):
         try:
-            await check_url(endpoint["url"], allowed)
+            await check_url(endpoint["url"], allowed, settings.require_https)
         except UrlRefused as exc:
             raise InvalidInput.at(["endpoints", index, "url"], str(exc)) from None
     authentication = values["authentication"]
     if authentication.get("type") == "oauth2":
         try:
-            await check_url(authentication["token_url"], allowed)
+            await check_url(authentication["token_url"], allowed, settings.require_https)
         except UrlRefused as exc:
             raise InvalidInput.at(["authentication", "token_url"], str(exc)) from None
 
