@@ -40,6 +40,7 @@ class Script:
     default: int = 200
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
+    body: bytes | None = None  # answered instead of "ok" / "nope"
 
 
 class Receiver:
@@ -75,7 +76,8 @@ class Receiver:
         if script.delay:
             await asyncio.sleep(script.delay)
         status = script.statuses.pop(0) if script.statuses else script.default
-        return web.Response(status=status, text="ok" if status < 300 else "nope", headers=script.headers)
+        body = script.body if script.body is not None else (b"ok" if status < 300 else b"nope")
+        return web.Response(status=status, body=body, headers=script.headers)
 
     async def wait_for(self, path: str, count: int, timeout: float = 20) -> list[Received]:
         async def enough():
