@@ -5,7 +5,11 @@
     ├── Unauthorized        401
     ├── Forbidden           403
     ├── Conflict            409
-    └── InvalidInput        422, with `errors: [{"loc": [...], "msg": ...}]`
+    ├── ContentTooLarge     413
+    ├── InvalidInput        422, with `errors: [{"loc": [...], "msg": ...}]`
+    └── Unavailable         503 (a dependency refused; nothing is known to have happened)
+
+Every operation's OpenAPI entry documents these answers (`document_problems`).
 """
 
 from __future__ import annotations
@@ -53,6 +57,14 @@ class Conflict(ProblemError):
     status, title = 409, "Conflict"
 
 
+class ContentTooLarge(ProblemError):
+    status, title = 413, "Content Too Large"
+
+
+class Unavailable(ProblemError):
+    status, title = 503, "Service Unavailable"
+
+
 class InvalidInput(ProblemError):
     status, title = 422, "Unprocessable Content"
 
@@ -96,3 +108,44 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
         return problem_response(500, "Internal Server Error", "an unexpected error occurred")
+
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["loc", "msg"],
+            "properties": {"loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                           "msg": {"type": "string"}},
+        }},
+    },
+}
+PROBLEMS = {401: "Missing or invalid credentials", 403: "Not allowed", 404: "No such object (or another company's)",
+            409: "Conflicts with what exists", 413: "Request body too large",
+            415: "The body is not JSON", 422: "Invalid input; `errors` names each field"}
+BODY_ONLY = {413, 415}
+
+
+def document_problems(openapi: dict) -> dict:
+    """Every /v1 operation may answer the problems above (413 and 415 only where a body is sent),
+    all as problem+json; FastAPI's own 422 shape is replaced, since ours is a problem too."""
+    openapi.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    openapi["components"]["schemas"].pop("HTTPValidationError", None)
+    openapi["components"]["schemas"].pop("ValidationError", None)
+    content = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in openapi.get("paths", {}).items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            for status, description in PROBLEMS.items():
+                if status in BODY_ONLY and method not in ("post", "put", "patch", "delete"):
+                    continue
+                existing = responses.get(str(status), {})
+                responses[str(status)] = {"description": existing.get("description", description), "content": content}
+    return openapi

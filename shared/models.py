@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -258,3 +259,27 @@ class BulkAction(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IngestId(Base):
+    """An event id a source gave, with a digest of the event's content: the same source may send
+    the same event again (accepted, delivered once); another source or other content is a 409."""
+
+    __tablename__ = "ingest_ids"
+    company_key: Mapped[str] = mapped_column(Text, primary_key=True)  # '' for broadcast events
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    source_id: Mapped[str] = mapped_column(Text, nullable=False)
+    digest: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    received_at: Mapped[datetime] = _created()
+    __table_args__ = (Index("ix_ingest_ids_received", "received_at"),)
+
+
+class ChangeOutbox(Base):
+    """Change notifications written in the transaction of the change; the api's relay publishes
+    them to `changes.v1` and deletes them."""
+
+    __tablename__ = "change_outbox"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    company_id: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _created()

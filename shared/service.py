@@ -12,14 +12,15 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.db import Database, create_pool
-from shared.errors import install_problem_handlers, problem_response
+from shared.errors import document_problems, install_problem_handlers, problem_response
 from shared.kafka import ChangeFeed, kafka_ready, make_consumer, make_producer, report_lag
 from shared.settings import Settings, get_settings
+from shared.validation import BodyGuard, check_parameters
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,11 @@ def _exit_if_crashed(task: asyncio.Task) -> None:
         os._exit(70)
 
 
+def _max_body_bytes(service: str) -> int:
+    settings = get_settings()
+    return getattr(settings, f"{service}_max_body_bytes", settings.api_max_body_bytes)
+
+
 def create_service_app(
     name: str,
     start: Callable[[FastAPI, Runtime], Awaitable[None]],
@@ -126,8 +132,19 @@ def create_service_app(
         finally:
             await runtime.shutdown()
 
-    app = FastAPI(title=f"Event Manager {name}", lifespan=lifespan, **fastapi_options)
+    # Every route: query and path parameters hold only storable strings.
+    app = FastAPI(title=f"Event Manager {name}", lifespan=lifespan, dependencies=[Depends(check_parameters)],
+                  **fastapi_options)
     install_problem_handlers(app)
+    generate_openapi = app.openapi
+
+    def openapi_with_problems() -> dict:
+        # Generated once, on first request, when every route is registered.
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(generate_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi_with_problems
 
     @app.middleware("http")
     async def require_json_bodies(request, call_next):
@@ -139,6 +156,10 @@ def create_service_app(
                 return problem_response(415, "Unsupported Media Type",
                                         "send the body as JSON with Content-Type: application/json")
         return await call_next(request)
+
+    # Outermost: body size, then the strings and depth of JSON bodies, before anything else reads them.
+    app.add_middleware(BodyGuard, max_bytes=lambda: _max_body_bytes(name),
+                       max_depth=lambda: get_settings().max_json_depth)
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz():

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
 from services.api import bulk
+from services.api.changes import relay_changes
 from services.api.routes import (
     admin,
     buffer_files,
@@ -23,7 +26,9 @@ from shared.service import Runtime, create_service_app
 
 async def start(app: FastAPI, runtime: Runtime) -> None:
     app.state.db = db = runtime.database(size=10)
-    app.state.producer = await runtime.kafka_producer()
+    app.state.producer = producer = await runtime.kafka_producer()
+    app.state.outbox_wake = wake = asyncio.Event()
+    runtime.run_forever("change-relay", relay_changes(db, producer, runtime.settings, wake))
     app.state.media = MediaStore(runtime.settings)
 
     def start_bulk_job(job_id: str) -> None:

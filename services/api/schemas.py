@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.validation import Moment
+
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 # Where a delivery stands (see the contract's event reporting).
@@ -167,7 +169,7 @@ class OAuth2Auth(Strict):
     username: str | None = None
     password: str | None = None
     refresh_token: str | None = None
-    refresh_token_expires_at: datetime | None = None
+    refresh_token_expires_at: Moment | None = None
 
     @model_validator(mode="after")
     def _grant_needs(self):
@@ -230,16 +232,21 @@ class DeliveryConfigurationCreate(Strict):
     )
 
 
+# In the updates, a field left out keeps its value; `null` is accepted only where it means
+# "remove" (throttle, schedule, signing secret, matching criteria, end), and refused (422) for
+# the fields a configuration or subscription cannot be without: hence `T = None`, not `T | None`.
+
+
 class DeliveryConfigurationUpdate(Strict):
     model_config = with_example({"active": True, "throttle": {"max_requests": 50, "per_seconds": 1}})
 
-    name: Name | None = None
-    active: bool | None = None
-    endpoints: list[Endpoint] | None = Field(default=None, max_length=20)
-    format: Literal["json", "xml"] | None = None
+    name: Name = None
+    active: bool = None
+    endpoints: list[Endpoint] = Field(default=None, max_length=20)
+    format: Literal["json", "xml"] = None
     throttle: Throttle | None = None
     schedule: Schedule | None = None
-    authentication: Authentication | None = None
+    authentication: Authentication = None
     signing_secret: SigningSecret = None
 
 
@@ -267,8 +274,8 @@ class SubscriptionCreate(Strict):
     event_types: list[str] = []
     delivery_configuration_id: Name
     matching_criteria: dict[str, Any] | None = None
-    start_at: datetime
-    end_at: datetime | None = None
+    start_at: Moment
+    end_at: Moment | None = None
     active: bool = True
 
     model_config = ConfigDict(
@@ -292,12 +299,12 @@ class SubscriptionCreate(Strict):
 class SubscriptionUpdate(Strict):
     model_config = with_example({"active": False})
 
-    event_types: list[str] | None = None
-    delivery_configuration_id: Name | None = None
+    event_types: list[str] = None
+    delivery_configuration_id: Name = None
     matching_criteria: dict[str, Any] | None = None
-    start_at: datetime | None = None
-    end_at: datetime | None = None
-    active: bool | None = None
+    start_at: Moment = None
+    end_at: Moment | None = None
+    active: bool = None
 
 
 class SubscriptionPublic(BaseModel):

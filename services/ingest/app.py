@@ -1,9 +1,16 @@
 """The ingest service: source services POST events here; each is validated, then produced to
-Kafka, and the 202 is sent only after the broker acknowledged every event of the request."""
+Kafka, and the 202 is sent only after the broker acknowledged every event of the request.
+
+Event ids are idempotency keys, scoped by company: the first source to send an id owns it, with
+a digest of the event's content (`ingest_ids`, purged with the events' retention). The same
+source sending the same event again is accepted again (202, same id; the matcher stores and
+delivers it once); another source, or other content under the same id, is a 409 naming the index."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import re
 import time
 from datetime import UTC, datetime
@@ -11,17 +18,28 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import FastAPI, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select, text
 
 from shared.db import Database
-from shared.errors import Forbidden, InvalidInput, Unauthorized, validation_errors
+from shared.errors import (
+    Conflict,
+    ContentTooLarge,
+    Forbidden,
+    InvalidInput,
+    Unauthorized,
+    Unavailable,
+    validation_errors,
+)
 from shared.ids import new_id
 from shared.kafka import Topics
 from shared.messages import encode, event_message, iso
 from shared.models import Company, EventType, Source, Topic
 from shared.security import digest
 from shared.service import Runtime, create_service_app
+from shared.validation import Moment
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -32,14 +50,23 @@ class IncomingEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")] | None = Field(
-        None, description="Idempotency key: an id already accepted is not delivered twice"
+        None, description="Idempotency key, per company: the same source may resend the same event (delivered "
+        "once); another source or other content under an id already accepted is a 409"
     )
     topic: Annotated[str, Field(min_length=1, max_length=100)]
     event_type: Annotated[str, Field(min_length=1, max_length=100)]
     company_id: str | None = None
     subject: Annotated[str, Field(max_length=500)] | None = None
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Moment | None = None
     data: dict[str, Any]
+
+
+def _request_schema() -> dict:
+    """What the route reads from the raw body, for the OpenAPI document."""
+    event = IncomingEvent.model_json_schema()
+    batch = {"type": "object", "additionalProperties": False, "required": ["events"],
+             "properties": {"events": {"type": "array", "items": event, "minItems": 1, "maxItems": MAX_BATCH}}}
+    return {"anyOf": [event, batch]}
 
 
 class Accepted(BaseModel):
@@ -103,11 +130,18 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def _parse(raw: bytes) -> tuple[list[Any], bool]:
+async def _document(request: Request) -> Any:
+    """The body, as the service frame already parsed and checked it (strings, depth)."""
+    state = request.scope.get("state", {})
+    if "json_body" in state:
+        return state["json_body"]
     try:
-        body = orjson.loads(raw)
+        return orjson.loads(await request.body())
     except orjson.JSONDecodeError as exc:
         raise InvalidInput.at(["body"], f"malformed JSON: {exc}") from None
+
+
+def _parse(body: Any) -> tuple[list[Any], bool]:
     if isinstance(body, dict) and "events" in body and "topic" not in body:
         events = body["events"]
         if not isinstance(events, list) or not events:
@@ -164,8 +198,110 @@ async def _validate(raw_events: list[Any], batched: bool, source: Source, catalo
     return events
 
 
+def _encoded(events: list[IncomingEvent], batched: bool, max_bytes: int) -> list[tuple[str, bytes, bytes]]:
+    """(id, Kafka value, key) per event; refused whole (413, naming each index) when any event's
+    encoding exceeds `max_bytes`, so nothing of the request is produced."""
+    received_at = iso(datetime.now(UTC))
+    encoded, too_large = [], []
+    for index, event in enumerate(events):
+        event_id = event.id or new_id("evt")
+        occurred_at = iso(event.occurred_at.astimezone(UTC)) if event.occurred_at else received_at
+        value = encode(event_message(event_id, event.topic, event.event_type, event.company_id, event.subject,
+                                     occurred_at, received_at, event.data))
+        if len(value) > max_bytes:
+            too_large.append({"loc": ["events", index] if batched else ["body"],
+                              "msg": f"the event encodes to {len(value)} bytes; the limit is {max_bytes}"})
+        encoded.append((event_id, value, (event.company_id or event_id).encode()))
+    if too_large:
+        raise ContentTooLarge(f"{len(too_large)} event(s) too large; nothing was accepted", too_large)
+    return encoded
+
+
+def _content_digest(event: IncomingEvent) -> bytes:
+    content = event.model_dump(mode="json", exclude={"id"})
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+CLAIM_IDS = text("""
+INSERT INTO ingest_ids (company_key, id, source_id, digest)
+SELECT k, i, :source, d
+FROM unnest(CAST(:keys AS text[]), CAST(:ids AS text[]), CAST(:digests AS bytea[])) AS t(k, i, d)
+ON CONFLICT DO NOTHING
+RETURNING company_key, id
+""")
+CLAIMED = text("""
+SELECT company_key, id, source_id, digest FROM ingest_ids
+WHERE (company_key, id) IN (SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:ids AS text[])))
+""")
+
+
+async def _claim_ids(db: Database, events: list[IncomingEvent], batched: bool, source: Source) -> None:
+    """Record the request's ids in one INSERT; an id held by another source or with other content
+    refuses the whole request (409, naming each index) and claims nothing."""
+    given = [(index, event.company_id or "", event.id, _content_digest(event))
+             for index, event in enumerate(events) if event.id is not None]
+    if not given:
+        return
+    keys, ids, digests = [g[1] for g in given], [g[2] for g in given], [g[3] for g in given]
+    async with db.sessions() as session, session.begin():
+        inserted = set((await session.execute(CLAIM_IDS, {"source": source.id, "keys": keys, "ids": ids,
+                                                          "digests": digests})).all())
+        if len(inserted) == len(given):
+            return
+        # Resends, or ids in use: read what holds them (a new statement sees rows committed meanwhile).
+        holders = {(row.company_key, row.id): row for row in (await session.execute(
+            CLAIMED, {"keys": keys, "ids": ids})).all()}
+        conflicts = []
+        for index, key, event_id, event_digest in given:
+            holder = holders.get((key, event_id))
+            if holder is None or (holder.source_id == source.id and holder.digest == event_digest):
+                continue
+            reason = "from another source" if holder.source_id != source.id else "with other content"
+            conflicts.append({"loc": ["events", index, "id"] if batched else ["id"],
+                              "msg": f"id {event_id!r} was already accepted {reason}"})
+        if conflicts:
+            await session.rollback()
+            raise Conflict(f"{len(conflicts)} event id(s) already in use; nothing was accepted", conflicts)
+
+
+async def _settled(sending: Any) -> Exception | None:
+    """What became of one send: None once the broker acknowledged it, else the error."""
+    if isinstance(sending, Exception):
+        return sending
+    try:
+        await sending
+    except Exception as exc:
+        return exc
+    return None
+
+
+async def _produce(producer, topic: str, encoded: list[tuple[str, bytes, bytes]], batched: bool) -> None:
+    """Send every event (in order), then wait for every acknowledgement. When the broker refuses
+    some, say which ids are unknown (503): they may or may not have gone out, and resending the
+    request with the same ids is safe (same source, same content: accepted, delivered once)."""
+    sendings: list[Any] = []
+    for _, value, key in encoded:
+        try:
+            sendings.append(await producer.send(topic, value, key=key))
+        except Exception as exc:  # refused before sending: too large for the producer, broker gone
+            sendings.append(exc)
+    errors, unknown = [], []
+    for index, ((event_id, _, _), sending) in enumerate(zip(encoded, sendings, strict=True)):
+        if (failure := await _settled(sending)) is not None:
+            unknown.append(event_id)
+            errors.append({"loc": ["events", index, "id"] if batched else ["id"],
+                           "msg": f"{event_id}: not acknowledged by the broker ({type(failure).__name__})"})
+    if errors:
+        log.warning("the broker did not acknowledge %d of %d events: %s", len(errors), len(encoded), errors[0])
+        raise Unavailable(f"the broker did not acknowledge {len(errors)} of {len(encoded)} events "
+                          f"({', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}); "
+                          "resend the request with the same ids", errors, headers={"retry-after": "1"})
+
+
 async def start(app: FastAPI, runtime: Runtime) -> None:
-    app.state.catalog = Catalog(runtime.database(size=4))
+    app.state.db = db = runtime.database(size=4)
+    app.state.catalog = Catalog(db)
+    app.state.max_event_bytes = runtime.settings.max_event_bytes
     app.state.producer = await runtime.kafka_producer()
     app.state.topic = Topics.of(runtime.settings).events
 
@@ -184,31 +320,27 @@ app = create_service_app(
     response_model=Accepted,
     tags=["ingest"],
     summary="Publish one event or a batch of up to 1000",
-    description="Answers 202 only after Kafka acknowledged every event. A batch with any invalid event is "
-    "rejected whole (422, naming each bad index). Events without an `id` get one; an `id` already accepted "
-    "is delivered once.",
-    openapi_extra={"requestBody": {"content": {"application/json": {"examples": {"single": {"value": {
-        "id": "msg-8812-delivered", "topic": "SCG-Message", "event_type": "message.delivered",
-        "company_id": "cmp_01J...", "subject": "+14155550100", "data": {"message_id": "8812"},
-    }}}}}}},
+    description="Answers 202 only after Kafka acknowledged every event. A request is all or nothing: any "
+    "invalid event refuses it whole (422, naming each bad index), as does any event over the size limit "
+    "(413, `EM_MAX_EVENT_BYTES`). Events without an `id` get one. An `id` is an idempotency key per company: "
+    "the same source may resend the same event (202 again, same id, delivered once), while an id already "
+    "accepted from another source or with other content is a 409 naming the index. When the broker does "
+    "not acknowledge every event, the answer is a 503 naming the unknown ids: resend the request unchanged.",
+    responses={503: {"description": "The broker did not acknowledge every event; resend with the same ids",
+                     "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": _request_schema(),
+        "examples": {"single": {"value": {
+            "id": "msg-8812-delivered", "topic": "SCG-Message", "event_type": "message.delivered",
+            "company_id": "cmp_01J...", "subject": "+14155550100", "data": {"message_id": "8812"},
+        }}}}}}},
 )
 async def publish(request: Request):
     catalog: Catalog = request.app.state.catalog
     source = await catalog.source_for(_bearer(request))
-    raw_events, batched = _parse(await request.body())
+    raw_events, batched = _parse(await _document(request))
     events = await _validate(raw_events, batched, source, await catalog.fresh())
-    now = datetime.now(UTC)
-    received_at = iso(now)
-    producer = request.app.state.producer
-    topic = request.app.state.topic
-    futures, accepted = [], []
-    for event in events:
-        event_id = event.id or new_id("evt")
-        occurred_at = iso(event.occurred_at.astimezone(UTC)) if event.occurred_at else received_at
-        message = event_message(event_id, event.topic, event.event_type, event.company_id, event.subject,
-                                occurred_at, received_at, event.data)
-        key = (event.company_id or event_id).encode()
-        futures.append(await producer.send(topic, encode(message), key=key))
-        accepted.append(event_id)
-    await asyncio.gather(*futures)
-    return Accepted(accepted=accepted)
+    encoded = _encoded(events, batched, request.app.state.max_event_bytes)
+    await _claim_ids(request.app.state.db, events, batched, source)
+    await _produce(request.app.state.producer, request.app.state.topic, encoded, batched)
+    return Accepted(accepted=[event_id for event_id, _, _ in encoded])

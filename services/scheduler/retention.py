@@ -1,6 +1,7 @@
-"""Retention: events (with their deliveries) and attempts older than `EM_RETENTION_DAYS` are
-purged in batches, so the purge never holds long locks or one huge transaction. Events whose
-deliveries are still waiting (queued, pending_retry, buffered) are kept until they settle."""
+"""Retention: events (with their deliveries), attempts and ingest's idempotency keys older than
+`EM_RETENTION_DAYS` are purged in batches, so the purge never holds long locks or one huge
+transaction. Events whose deliveries are still waiting (queued, pending_retry, buffered) are
+kept until they settle."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ DELETE FROM delivery_attempts WHERE id IN (
     SELECT id FROM delivery_attempts WHERE started_at < $1 LIMIT $2)
 """
 
+# An event id can be reused once the event it named is gone.
+PURGE_INGEST_IDS = """
+DELETE FROM ingest_ids WHERE (company_key, id) IN (
+    SELECT company_key, id FROM ingest_ids WHERE received_at < $1 LIMIT $2)
+"""
+
 PURGE_EVENTS = """
 WITH doomed AS (
     SELECT e.company_id, e.id FROM events e
@@ -37,8 +44,9 @@ DELETE FROM events e USING doomed WHERE e.company_id = doomed.company_id AND e.i
 
 
 async def purge_older_than(pool: asyncpg.Pool, cutoff: datetime) -> dict[str, int]:
-    totals = {"delivery_attempts": 0, "events": 0}
-    for table, statement in (("delivery_attempts", PURGE_ATTEMPTS), ("events", PURGE_EVENTS)):
+    totals = {"delivery_attempts": 0, "events": 0, "ingest_ids": 0}
+    for table, statement in (("delivery_attempts", PURGE_ATTEMPTS), ("events", PURGE_EVENTS),
+                             ("ingest_ids", PURGE_INGEST_IDS)):
         while True:
             result = await pool.execute(statement, cutoff, BATCH)
             removed = int(result.split()[-1])

@@ -14,6 +14,7 @@ from services.api.schemas import DeliveryStatus
 from shared.errors import NotFound
 from shared.ids import new_id
 from shared.models import BulkAction
+from shared.validation import Moment
 
 router = APIRouter(prefix="/v1/bulk-actions", tags=["bulk actions"])
 
@@ -27,8 +28,8 @@ class Selection(BaseModel):
     topic: str | None = None
     event_type: str | None = None
     subject: str | None = None
-    from_: datetime | None = None
-    to: datetime | None = None
+    from_: Moment | None = None
+    to: Moment | None = None
 
 
 class BulkActionCreate(BaseModel):

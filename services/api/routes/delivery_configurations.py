@@ -132,9 +132,9 @@ async def create(body: DeliveryConfigurationCreate, request: Request, session: S
         secrets_encrypted=encrypt_json(settings.secret_key, hidden) if hidden else None,
     )
     session.add(configuration)
+    announce(request, session, "delivery_configurations", caller.company_id)
     await session.commit()
     await session.refresh(configuration)
-    await announce(request, "delivery_configurations", caller.company_id)
     return public(configuration, settings)
 
 
@@ -190,9 +190,9 @@ async def update(configuration_id: str, body: DeliveryConfigurationUpdate, reque
         hidden["signing_secret"] = signing_secret
     configuration.authentication = visible
     configuration.secrets_encrypted = encrypt_json(settings.secret_key, hidden) if hidden else None
+    announce(request, session, "delivery_configurations", caller.company_id)
     await session.commit()
     await session.refresh(configuration)
-    await announce(request, "delivery_configurations", caller.company_id)
     return public(configuration, settings)
 
 
@@ -201,6 +201,6 @@ async def delete(configuration_id: str, request: Request, session: SessionDep, c
     """Deletes the configuration and the subscriptions that use it; past events and attempts stay visible."""
     configuration = await owned_configuration(session, caller.company_id, configuration_id)
     await session.delete(configuration)
+    announce(request, session, "delivery_configurations", caller.company_id)
     await session.commit()
-    await announce(request, "delivery_configurations", caller.company_id)
     return Response(status_code=204)

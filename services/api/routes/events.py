@@ -15,6 +15,7 @@ from services.api.pagination import decode_cursor, encode_cursor
 from services.api.schemas import DeliveryStatus
 from shared.errors import InvalidInput, NotFound
 from shared.models import Delivery, DeliveryAttempt, Event
+from shared.validation import Moment
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -117,8 +118,8 @@ async def search(
     delivery_configuration_id: str | None = None,
     subscription_id: str | None = None,
     subject: str | None = None,
-    from_: datetime | None = Query(None, alias="from"),
-    to: datetime | None = None,
+    from_: Moment | None = Query(None, alias="from"),
+    to: Moment | None = None,
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
 ):
@@ -127,11 +128,8 @@ async def search(
                  "subscription_id": subscription_id}
     query = select(Event).where(*matching_events(caller.company_id, selection))
     if cursor:
-        try:
-            received_at, last_id = decode_cursor(cursor)
-            received = datetime.fromisoformat(received_at)
-        except (ValueError, TypeError):
-            raise InvalidInput.at(["query", "cursor"], "not a cursor this API issued") from None
+        received_at, last_id = decode_cursor(cursor)
+        received = datetime.fromisoformat(received_at)
         query = query.where(or_(Event.received_at < received,
                                 and_(Event.received_at == received, Event.id < last_id)))
     query = query.order_by(Event.received_at.desc(), Event.id.desc()).limit(limit + 1)

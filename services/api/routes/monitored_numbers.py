@@ -41,8 +41,8 @@ async def add(body: MonitoredNumbers, request: Request, session: SessionDep, cal
         ),
         {"company": caller.company_id, "numbers": numbers},
     )
+    announce(request, session, "monitored_numbers", caller.company_id)
     await session.commit()
-    await announce(request, "monitored_numbers", caller.company_id)
     return AddResult(added=result.rowcount, already_present=len(body.numbers) - result.rowcount)
 
 
@@ -54,8 +54,8 @@ async def remove(body: MonitoredNumbers, request: Request, session: SessionDep, 
         text("DELETE FROM monitored_numbers WHERE company_id = :company AND number = ANY(CAST(:numbers AS text[]))"),
         {"company": caller.company_id, "numbers": numbers},
     )
+    announce(request, session, "monitored_numbers", caller.company_id)
     await session.commit()
-    await announce(request, "monitored_numbers", caller.company_id)
     return RemoveResult(removed=result.rowcount, not_present=len(numbers) - result.rowcount)
 
 

@@ -56,9 +56,9 @@ async def create(body: SubscriptionCreate, request: Request, session: SessionDep
     values["event_types"] = sorted(set(values["event_types"]))
     subscription = Subscription(id=new_id("sub"), company_id=caller.company_id, **values)
     session.add(subscription)
+    announce(request, session, "subscriptions", caller.company_id)
     await session.commit()
     await session.refresh(subscription)
-    await announce(request, "subscriptions", caller.company_id)
     return subscription
 
 
@@ -86,10 +86,7 @@ async def update(subscription_id: str, body: SubscriptionUpdate, request: Reques
     """Fields left out keep their value; the result is validated as a whole. Matchers apply the change within 2
     seconds."""
     subscription = await _owned(session, caller.company_id, subscription_id)
-    changes = body.model_dump(exclude_unset=True)
-    for required in ("start_at", "delivery_configuration_id", "event_types", "active"):
-        if required in changes and changes[required] is None:
-            raise InvalidInput.at([required], "must not be null")
+    changes = body.model_dump(exclude_unset=True)  # the schema refuses null where a value is required
     values = {
         field: getattr(subscription, field)
         for field in ("topic", "event_types", "delivery_configuration_id", "matching_criteria", "start_at",
@@ -100,9 +97,9 @@ async def update(subscription_id: str, body: SubscriptionUpdate, request: Reques
     values["event_types"] = sorted(set(values["event_types"]))
     for field, value in values.items():
         setattr(subscription, field, value)
+    announce(request, session, "subscriptions", caller.company_id)
     await session.commit()
     await session.refresh(subscription)
-    await announce(request, "subscriptions", caller.company_id)
     return subscription
 
 
@@ -110,6 +107,6 @@ async def update(subscription_id: str, body: SubscriptionUpdate, request: Reques
 async def delete(subscription_id: str, request: Request, session: SessionDep, caller: CompanyDep):
     """Stops matching for this subscription within 2 seconds; past deliveries stay visible."""
     await session.delete(await _owned(session, caller.company_id, subscription_id))
+    announce(request, session, "subscriptions", caller.company_id)
     await session.commit()
-    await announce(request, "subscriptions", caller.company_id)
     return Response(status_code=204)

@@ -1,0 +1,210 @@
+"""What every request must satisfy before any route sees it, in one place for api and ingest.
+
+- Strings (values and keys at any depth of a JSON body, query and path parameters) hold no NUL
+  and no lone surrogate: PostgreSQL refuses NUL in text and jsonb, and a lone surrogate cannot be
+  encoded as UTF-8, so either would be accepted here and fail later in a worker.
+- A JSON body nests at most `EM_MAX_JSON_DEPTH` levels (orjson reads 1024 but writes only 254,
+  so deeper data could be accepted and then never encoded again).
+- A body is at most `EM_<SERVICE>_MAX_BODY_BYTES`, refused with 413 before it is buffered whole.
+- Datetimes are aware and within [1970-01-01, 2200-01-01): what PostgreSQL and Python both hold
+  (`0001-01-01` would be stored as `-infinity`). Naive datetimes are refused, not guessed as UTC.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Request
+from pydantic import AfterValidator, AwareDatetime
+
+from shared.errors import InvalidInput, problem_response
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+MOMENT_RANGE = "between 1970-01-01 and 2200-01-01"
+MAX_REPORTED = 20  # problems listed in one answer; enough to fix a batch, short enough to read
+
+
+# --- strings ---------------------------------------------------------------------------------
+
+
+def string_problem(value: str) -> str | None:
+    """Why `value` cannot be stored, or None."""
+    if "\x00" in value:
+        return "NUL characters (\\u0000) are not accepted"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "lone surrogates (\\ud800-\\udfff without their pair) are not accepted"
+    return None
+
+
+class _BadKey:
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def json_problems(document: Any, max_depth: int) -> list[dict]:
+    """Every bad string (key or value) and the first place nesting exceeds `max_depth`, as
+    `{"loc", "msg"}` items with the JSON path (list indexes as ints)."""
+    problems: list[dict] = []
+    deepest_reported = False
+    stack: list[tuple[Any, list, int]] = [(document, [], 0)]
+    while stack and len(problems) < MAX_REPORTED:
+        value, loc, depth = stack.pop()
+        if isinstance(value, _BadKey):
+            problems.append({"loc": loc, "msg": f"key: {value.reason}"})
+            continue
+        if isinstance(value, str):
+            if reason := string_problem(value):
+                problems.append({"loc": loc or ["body"], "msg": reason})
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth >= max_depth:
+            if not deepest_reported:
+                problems.append({"loc": loc, "msg": f"nested deeper than {max_depth} levels"})
+                deepest_reported = True
+            continue
+        children = []
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if reason := string_problem(key):  # named with the bad character escaped
+                    children.append((_BadKey(reason), [*loc, key.encode("unicode_escape").decode("ascii")], depth))
+                else:
+                    children.append((item, [*loc, key], depth + 1))
+        else:
+            children = [(item, [*loc, index], depth + 1) for index, item in enumerate(value)]
+        stack.extend(reversed(children))  # so problems come out in document order
+    return problems
+
+
+def parse_json_body(raw: bytes, max_depth: int) -> Any:
+    """The body decoded, or InvalidInput naming each bad string and the depth limit. orjson is
+    strict (no NaN, no lone surrogates, at most 1024 levels); when it refuses a body, the lenient
+    standard parser locates the surrogates so the answer can name their path."""
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            lenient = json.loads(raw)
+        except (ValueError, RecursionError):
+            lenient = None
+        problems = json_problems(lenient, max_depth) if lenient is not None else []
+        if problems:
+            raise InvalidInput(_summary(problems), problems) from None
+        raise InvalidInput.at(["body"], f"malformed JSON: {exc}") from None
+    if problems := json_problems(document, max_depth):
+        raise InvalidInput(_summary(problems), problems)
+    return document
+
+
+def _summary(problems: list[dict]) -> str:
+    return "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems[:5])
+
+
+async def check_parameters(request: Request) -> None:
+    """App-wide dependency: query and path parameters hold only storable strings."""
+    for where, items in (("path", request.path_params.items()), ("query", request.query_params.multi_items())):
+        for name, value in items:
+            if isinstance(value, str) and (reason := string_problem(value)):
+                raise InvalidInput.at([where, name], reason)
+
+
+# --- datetimes -------------------------------------------------------------------------------
+
+
+def bounded(moment: datetime) -> datetime:
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError(f"must be {MOMENT_RANGE}")
+    return moment
+
+
+# An aware datetime within the range both PostgreSQL and Python hold.
+Moment = Annotated[AwareDatetime, AfterValidator(bounded)]
+
+
+# --- body size and JSON content at the ASGI layer ---------------------------------------------
+
+
+class TooLarge(Exception):
+    pass
+
+
+class BodyGuard:
+    """Pure ASGI middleware: refuses a body over `max_bytes()` with 413 (Content-Length checked
+    up front, chunked bodies counted as they arrive, so an oversized body is never buffered
+    whole), then checks a JSON body's strings and depth once, for every route, and hands the
+    route the bytes it read."""
+
+    def __init__(self, app, max_bytes, max_depth):
+        self.app = app
+        self.max_bytes = max_bytes  # callables: settings are read when the service starts
+        self.max_depth = max_depth
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
+            return await self.app(scope, receive, send)
+        limit = self.max_bytes()
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return await self._too_large(scope, receive, send, limit)
+        try:
+            body = await _read_body(receive, limit)
+        except TooLarge:
+            return await self._too_large(scope, receive, send, limit)
+        if body and _is_json(headers.get(b"content-type", b"")):
+            try:
+                document = parse_json_body(body, self.max_depth())
+            except InvalidInput as exc:
+                response = problem_response(exc.status, exc.title, exc.detail, exc.errors)
+                return await response(scope, receive, send)
+            scope.setdefault("state", {})["json_body"] = document
+        await self.app(scope, _replay(body, receive), send)
+
+    @staticmethod
+    async def _too_large(scope, receive, send, limit: int):
+        response = problem_response(413, "Content Too Large", f"the request body exceeds {limit} bytes",
+                                    headers={"connection": "close"})
+        await response(scope, receive, send)
+
+
+async def _read_body(receive, limit: int) -> bytes:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    """The body once, then the client's own messages (a disconnect, when it comes)."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _is_json(content_type: bytes) -> bool:
+    # No Content-Type is read as JSON (see create_service_app's 415 rule).
+    media = content_type.split(b";")[0].strip().lower()
+    return not media or media == b"application/json" or media.endswith(b"+json")
