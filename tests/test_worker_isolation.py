@@ -219,3 +219,16 @@ def _b64(payload: bytes) -> str:
     import base64
 
     return base64.b64encode(payload).decode()
+
+
+async def test_poison_change_notifications_are_skipped(stack, settings, producer, tenant, source, receiver):
+    pids = {name: stack.services[name].process.pid for name in ("matcher", "dispatcher")}
+    topic = Topics.of(settings).changes
+    for poison in (b"\x00\x01", orjson.dumps({"v": 1, "kind": "subscriptions", "company_id": 12345}),
+                   orjson.dumps({"v": 1, "kind": "everything", "company_id": tenant.id})):
+        await producer.send_and_wait(topic, poison, key=tenant.id.encode())
+    path = await flowing_tenant(tenant, receiver)  # its change notification comes after the poison
+    await settle()
+    [event_id] = await publish(source, tenant)
+    assert (await receiver.wait_for(path, 1))[0].json()["id"] == event_id
+    assert {name: stack.services[name].process.pid for name in pids} == pids, "no worker restarted"
