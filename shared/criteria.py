@@ -40,6 +40,7 @@ as the 422's `loc`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable
 from typing import Any
@@ -61,6 +62,9 @@ MAX_PATTERN_BYTES = 64 * 1024
 MAX_WILDCARDS_PER_STRING = 8
 MAX_WILDCARDS = 16
 MAX_OR_COMBINATIONS = 1000
+# The longest text an IP address takes (45 characters for IPv6 with an IPv4 tail) plus room for
+# a zone id such as %eth0: longer strings are not addresses, and are not parsed.
+_MAX_ADDRESS_CHARS = 64
 
 
 class CriteriaError(ValueError):
@@ -393,9 +397,16 @@ def _compile_numeric(argument: Any, path: list) -> Predicate:
 
 
 def _in_network(value: Any, network) -> bool:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > _MAX_ADDRESS_CHARS:
         return False
+    address = _address(value)
+    return address is not None and address in network
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(text: str):
+    """Parsed once per distinct string, however many `cidr` operators look at it."""
     try:
-        return ipaddress.ip_address(value) in network
+        return ipaddress.ip_address(text)
     except ValueError:
-        return False
+        return None
