@@ -106,8 +106,32 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
+        if _unavailable(exc):
+            log.warning("%s %s: database or broker unavailable: %s", request.method, request.url.path, exc)
+            return problem_response(503, "Service Unavailable", "the database or the broker is unavailable; "
+                                    "nothing was changed, try again shortly", headers={"Retry-After": "5"})
         log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
         return problem_response(500, "Internal Server Error", "an unexpected error occurred")
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """The database or broker is down, as raised by asyncpg, aiokafka or SQLAlchemy (which wraps
+    the driver's error): a 503 the client may retry, not a 500."""
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from shared.deadletter import is_unavailable
+
+    seen: BaseException | None = exc
+    for _ in range(10):  # the chain of causes, not forever
+        if seen is None:
+            break
+        if is_unavailable(seen) or isinstance(seen, PoolTimeout):
+            return True
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 PROBLEM_SCHEMA = {
