@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import Depends, FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.db import Database, create_pool
@@ -179,7 +179,7 @@ def create_service_app(
             return JSONResponse({"status": "unavailable", "failing": failures}, status_code=503)
         return {"status": "ready", "service": name}
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics():
         """Prometheus text format: request, delivery, matching and scheduler counters and histograms."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

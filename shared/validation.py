@@ -98,9 +98,24 @@ def parse_json_body(raw: bytes, max_depth: int) -> Any:
         if problems:
             raise InvalidInput(_summary(problems), problems) from None
         raise InvalidInput.at(["body"], f"malformed JSON: {exc}") from None
+    # orjson refuses lone surrogates and raw control characters, so a NUL can only come from a
+    # `\u0000` escape: without one, only the depth needs checking (and only with enough brackets).
+    if b"\\u0000" not in raw and (raw.count(b"[") + raw.count(b"{") <= max_depth
+                                   or not isinstance(document, dict | list)
+                                   or not _deeper_than(document, max_depth)):
+        return document
     if problems := json_problems(document, max_depth):
         raise InvalidInput(_summary(problems), problems)
     return document
+
+
+def _deeper_than(container: dict | list, levels: int) -> bool:
+    if levels == 0:
+        return True
+    for child in container.values() if type(container) is dict else container:
+        if (type(child) is dict or type(child) is list) and _deeper_than(child, levels - 1):
+            return True
+    return False
 
 
 def _summary(problems: list[dict]) -> str:
