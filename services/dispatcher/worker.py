@@ -35,7 +35,7 @@ from services.dispatcher.sender import Attempt, failed_attempt, post
 from services.dispatcher.throttle import ThrottleBucket
 from shared.deadletter import kafka_source, retry_while_unavailable, set_aside
 from shared.messages import decode, valid_delivery
-from shared.netguard import UrlRefused, check_url
+from shared.netguard import UrlRefused, check_url_syntax
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ THROTTLE_BACKLOG_SECONDS = 2.0
 # this share of the deliveries in memory (the endpoint's pace is not known yet, or it hangs).
 LANE_BACKLOG_SECONDS = 5.0
 LANE_MAX_WAITING = MAX_IN_FLIGHT // 4
-URL_CHECK_SECONDS = 60.0
 USER_AGENT = "EventManager/1.0 (+webhooks)"
 
 
@@ -70,7 +69,6 @@ class Dispatcher:
         self.requests = asyncio.Semaphore(settings.dispatcher_concurrency)
         self.lanes = EndpointLanes(settings.endpoint_concurrency)
         self._tasks: set[asyncio.Task] = set()
-        self._checked_urls: dict[str, float] = {}
 
     # --- the consumer loop ----------------------------------------------------------------
 
@@ -182,7 +180,8 @@ class Dispatcher:
         if not breaker.allows():
             return [breaker.open_until]
         try:
-            await self._check_url(endpoint["url"])
+            # Syntax and https only (cached, no DNS): the addresses are vetted on each connection.
+            check_url_syntax(endpoint["url"], self.settings.require_https)
         except UrlRefused as exc:
             breaker.record(True)  # not the endpoint's fault; release a half-open probe
             return [failed_attempt(endpoint, f"endpoint URL refused: {exc}", retryable=False)]
@@ -300,12 +299,6 @@ class Dispatcher:
         for configuration_id in [k for k, b in self.buckets.items() if b.idle]:
             del self.buckets[configuration_id]
 
-    async def _check_url(self, url: str) -> None:
-        """Re-check the endpoint's address (DNS may have changed since it was saved), at most once a minute."""
-        if self._checked_urls.get(url, 0) > time.monotonic():
-            return
-        await check_url(url, self.settings.private_networks)
-        self._checked_urls[url] = time.monotonic() + URL_CHECK_SECONDS
 
 
 def _backlog_seconds(lane: EndpointLane) -> float:
