@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -29,17 +31,20 @@ TEST_SERVICE_ENV = {
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def stack():
     for key, value in TEST_SERVICE_ENV.items():
         os.environ.setdefault(key, value)
-    stack = Stack(data_dir=tmp_path_factory.mktemp("em"), ports={name: free_port() for name in SERVICES})
+    # Not under pytest's own temporary tree: every pytest session makes that private again, and the
+    # embedded PostgreSQL runs as its own user when the tests run as root.
+    data_dir = Path(tempfile.mkdtemp(prefix="em-test-"))
+    stack = Stack(data_dir=data_dir, ports={name: free_port() for name in SERVICES})
     stack.start_infrastructure(broker_port=free_port(), pg_cleanup="delete")
     try:
         stack.prepare()
         stack.start_services()
         yield stack
     finally:
-        stack.stop()
+        stack.stop()  # the embedded PostgreSQL deletes its own data when the session ends
 
 
 @dataclass
