@@ -151,14 +151,19 @@ PROBLEM_SCHEMA = {
 }
 PROBLEMS = {401: "Missing or invalid credentials", 403: "Not allowed", 404: "No such object (or another company's)",
             409: "Conflicts with what exists", 413: "Request body too large",
-            415: "The body is not JSON", 422: "Invalid input; `errors` names each field"}
+            415: "The body is not JSON", 422: "Invalid input; `errors` names each field",
+            503: "The database or the broker is unavailable; retry after `Retry-After` seconds"}
 BODY_ONLY = {413, 415}
 
 
 def document_problems(openapi: dict) -> dict:
-    """Every /v1 operation may answer the problems above (413 and 415 only where a body is sent),
-    all as problem+json; FastAPI's own 422 shape is replaced, since ours is a problem too."""
+    """Every /v1 operation takes a bearer token and may answer the problems above (413 and 415
+    only where a body is sent), all as problem+json; FastAPI's own 422 shape is replaced, since
+    ours is a problem too."""
     openapi.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    openapi["components"]["securitySchemes"] = {"bearer": {
+        "type": "http", "scheme": "bearer",
+        "description": "A company's API key; the operator token under /v1/admin; a source token at ingest"}}
     openapi["components"]["schemas"].pop("HTTPValidationError", None)
     openapi["components"]["schemas"].pop("ValidationError", None)
     content = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
@@ -166,6 +171,7 @@ def document_problems(openapi: dict) -> dict:
         if not path.startswith("/v1/"):
             continue
         for method, operation in operations.items():
+            operation.setdefault("security", [{"bearer": []}])
             responses = operation.setdefault("responses", {})
             for status, description in PROBLEMS.items():
                 if status in BODY_ONLY and method not in ("post", "put", "patch", "delete"):

@@ -283,3 +283,20 @@ class ChangeOutbox(Base):
     kind: Mapped[str] = mapped_column(Text, nullable=False)
     company_id: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = _created()
+
+
+class DeadLetter(Base):
+    """A message or row a worker could not handle, set aside with its reason and original bytes
+    (migration 0005; written by shared/deadletter.py, read by /v1/admin/dead-letters)."""
+
+    __tablename__ = "dead_letters"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    service: Mapped[str] = mapped_column(String, nullable=False)
+    source: Mapped[str] = mapped_column(String, nullable=False)
+    company_id: Mapped[str | None] = mapped_column(String)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    payload: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created()
+    requeued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (Index("ix_dead_letters_created", "created_at", "id"),)

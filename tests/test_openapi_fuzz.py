@@ -65,12 +65,12 @@ def _api_token(path: str, credentials: Credentials) -> str:
 @FUZZ_SETTINGS
 def test_api_answers_match_its_document(case, urls, credentials):
     token = _api_token(case.path, credentials)
-    case.call_and_validate(base_url=urls.api, headers={"authorization": f"Bearer {token}"},
+    case.call_and_validate(base_url=urls.api, headers={"Authorization": f"Bearer {token}"},
                            excluded_checks=EXCLUDED_CHECKS)
 
 
 @ingest_schema.parametrize()
 @FUZZ_SETTINGS
 def test_ingest_answers_match_its_document(case, urls, credentials):
-    case.call_and_validate(base_url=urls.ingest, headers={"authorization": f"Bearer {credentials.source}"},
+    case.call_and_validate(base_url=urls.ingest, headers={"Authorization": f"Bearer {credentials.source}"},
                            excluded_checks=EXCLUDED_CHECKS)
