@@ -11,9 +11,11 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from services.scheduler.windows import WindowRunner, due_windows
 from shared.db import create_pool
+from shared.ids import new_id
 from shared.kafka import Topics, make_producer
 from shared.media import MediaStore
 from shared.settings import Settings
@@ -185,3 +187,50 @@ async def test_a_failed_write_is_recorded_and_retried(tenant, source, runner_fac
     assert stored["id"] == failed["id"] and stored["status"] == "stored" and stored["event_count"] == 2
     for event_id in ids:
         await wait_for_status(tenant, event_id, "delivered")
+
+
+BROKEN_SCHEDULES = {
+    "never fires": '{"cron": "0 0 31 2 *", "timezone": "UTC"}',
+    "not an object": '"hourly"',
+    "cannot be decoded": '{"cron": 1e400}',  # valid jsonb, a number no double holds
+}
+
+
+async def test_a_broken_configuration_is_set_aside_once_and_the_others_go_on(tenant, other_tenant, source,
+                                                                              runner_factory):
+    """Rows written straight into the database (the api refuses these schedules): each is
+    reported, set aside once and skipped; another company's window is written all the same."""
+    runner = runner_factory()
+    broken = {reason: new_id("dc") for reason in BROKEN_SCHEDULES}
+    for reason, configuration_id in broken.items():
+        await runner.pool.execute(
+            "INSERT INTO delivery_configurations (id, company_id, name, mode, active, endpoints, format, schedule,"
+            " authentication, created_at, updated_at)"
+            " VALUES ($1, $2, 'broken', 'scheduled', true, '[]', 'json', $3::jsonb, '{}', now() - interval '2 days',"
+            " now())", configuration_id, tenant.id, BROKEN_SCHEDULES[reason])
+    try:
+        configuration, _, first_fire = await buffered_events(other_tenant, source, 2)
+        errors_before = REGISTRY.get_sample_value("em_scheduler_configuration_errors_total") or 0
+        for _ in range(2):  # a second tick does not set the same schedules aside again
+            await runner.run_due_windows(first_fire + timedelta(minutes=1))
+
+        [written] = await files_of(other_tenant, configuration)
+        assert written["status"] == "stored" and written["event_count"] == 2
+        errors = REGISTRY.get_sample_value("em_scheduler_configuration_errors_total") - errors_before
+        assert errors >= 2 * len(broken)  # every tick counts them
+        set_aside = await runner.pool.fetch(
+            "SELECT source, service, company_id, reason, payload FROM dead_letters WHERE source = ANY($1::text[])",
+            [f"delivery_configuration:{i}" for i in broken.values()])
+        by_source = {row["source"]: row for row in set_aside}
+        assert len(set_aside) == len(broken) == len(by_source), set_aside
+        never = by_source[f"delivery_configuration:{broken['never fires']}"]
+        assert never["service"] == "scheduler" and never["company_id"] == tenant.id
+        assert "never fires" in never["reason"] and orjson.loads(never["payload"])["cron"] == "0 0 31 2 *"
+        assert await runner.pool.fetchval(
+            "SELECT count(*) FROM buffer_files WHERE delivery_configuration_id = ANY($1::text[])",
+            list(broken.values())) == 0
+    finally:
+        await runner.pool.execute("DELETE FROM delivery_configurations WHERE id = ANY($1::text[])",
+                                  list(broken.values()))
+        await runner.pool.execute("DELETE FROM dead_letters WHERE source = ANY($1::text[])",
+                                  [f"delivery_configuration:{i}" for i in broken.values()])

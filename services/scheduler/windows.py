@@ -1,5 +1,9 @@
 """Which windows are due, and running them. `run_due_windows(now)` takes the clock as an
-argument, so tests drive schedules without waiting for real hours to pass."""
+argument, so tests drive schedules without waiting for real hours to pass.
+
+Each configuration is handled on its own: one whose schedule or row cannot be handled is
+logged, counted, set aside once (a dead letter) and skipped; the others and the retention purge
+go on. Only an unavailable database or broker fails the whole tick (retried at the next one)."""
 
 from __future__ import annotations
 
@@ -8,24 +12,28 @@ import logging
 from datetime import datetime
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
 
 from services.scheduler import buffer_files
+from shared.deadletter import is_unavailable, set_aside
 from shared.kafka import Topics
 from shared.media import MediaStore
 from shared.messages import encode, event_message, iso
-from shared.schedules import InvalidSchedule, next_fire_time
+from shared.schedules import latest_fire_times
 
 log = logging.getLogger(__name__)
 
 FILES = Counter("em_scheduler_files_total", "Buffer files by outcome", ["status"])
+CONFIGURATION_ERRORS = Counter("em_scheduler_configuration_errors_total",
+                               "Scheduled configurations skipped in a tick because their schedule or row failed")
 
 # After a long outage the missed windows beyond this many are merged into the first one.
 MAX_CATCH_UP_WINDOWS = 500
 
 SCHEDULED_CONFIGURATIONS = """
-SELECT c.id, c.company_id, c.schedule, c.created_at,
+SELECT c.id, c.company_id, c.schedule::text AS schedule, c.created_at,
        (SELECT max(window_end) FROM buffer_files b WHERE b.delivery_configuration_id = c.id) AS last_end
 FROM delivery_configurations c
 WHERE c.mode = 'scheduled' AND c.active
@@ -33,21 +41,11 @@ WHERE c.mode = 'scheduled' AND c.active
 
 
 def due_windows(schedule: dict, last_end: datetime, now: datetime) -> list[tuple[datetime, datetime]]:
-    """Windows `(start, end]` whose end (a fire time) is after `last_end` and not after `now`."""
-    ends = []
-    moment = last_end
-    while True:
-        moment = next_fire_time(schedule, moment)
-        if moment > now:
-            break
-        ends.append(moment)
-        if len(ends) > MAX_CATCH_UP_WINDOWS:
-            del ends[0]
-    windows, start = [], last_end
-    for end in ends:
-        windows.append((start, end))
-        start = end
-    return windows
+    """Windows `(start, end]` whose end (a fire time) is after `last_end` and not after `now`,
+    contiguous from `last_end`. Bounded: only the latest MAX_CATCH_UP_WINDOWS fire times are
+    computed (searching back from `now`); earlier missed ones are merged into the first window."""
+    ends = latest_fire_times(schedule, last_end, now, MAX_CATCH_UP_WINDOWS)
+    return list(zip([last_end, *ends], ends, strict=False))
 
 
 class WindowRunner:
@@ -59,27 +57,50 @@ class WindowRunner:
         self.producer = producer
         self.topics = topics
         self.api_base_url = api_base_url
+        self.set_aside_once: set[tuple[str, str | None]] = set()  # (configuration id, schedule as stored)
 
     async def run_due_windows(self, now: datetime) -> list[str]:
         """Claim and write every due window; returns the ids of the files this replica handled."""
         handled = []
         for configuration in await self.pool.fetch(SCHEDULED_CONFIGURATIONS):
             try:
-                windows = due_windows(configuration["schedule"],
-                                      configuration["last_end"] or configuration["created_at"], now)
-            except InvalidSchedule as exc:
-                log.error("configuration %s has an invalid schedule: %s", configuration["id"], exc)
-                continue
-            for start, end in windows:
-                file_id = await buffer_files.claim_window(self.pool, configuration["company_id"],
-                                                          configuration["id"], start, end)
-                if file_id:
-                    await self.write(file_id)
-                    handled.append(file_id)
+                handled += await self.run_configuration(configuration, now)
+            except Exception as exc:
+                if is_unavailable(exc):
+                    raise
+                await self.skip(configuration, exc)
         while file_id := await buffer_files.retake_unfinished(self.pool, failed_after=self.retry_failed_after):
             await self.write(file_id)
             handled.append(file_id)
         return handled
+
+    async def run_configuration(self, configuration: asyncpg.Record, now: datetime) -> list[str]:
+        handled = []
+        schedule = orjson.loads(configuration["schedule"])
+        for start, end in due_windows(schedule, configuration["last_end"] or configuration["created_at"], now):
+            file_id = await buffer_files.claim_window(self.pool, configuration["company_id"],
+                                                      configuration["id"], start, end)
+            if file_id:
+                await self.write(file_id)
+                handled.append(file_id)
+        return handled
+
+    async def skip(self, configuration: asyncpg.Record, exc: Exception) -> None:
+        """Count a configuration this tick could not handle, and report it once per stored schedule:
+        the same broken schedule is not logged and set aside again at every tick; a changed one is."""
+        CONFIGURATION_ERRORS.inc()
+        reported = (configuration["id"], configuration["schedule"])
+        if reported in self.set_aside_once:
+            return
+        log.error("skipping scheduled configuration %s: %s: %s", configuration["id"], type(exc).__name__, exc)
+        try:
+            await set_aside(self.pool, service="scheduler", source=f"delivery_configuration:{configuration['id']}",
+                            reason=f"{type(exc).__name__}: {exc}", payload=(configuration["schedule"] or "").encode(),
+                            company_id=configuration["company_id"])
+        except Exception:
+            log.exception("could not set aside configuration %s; trying again at the next tick", configuration["id"])
+            return
+        self.set_aside_once.add(reported)
 
     async def write(self, file_id: str) -> None:
         try:
@@ -115,6 +136,11 @@ async def tick_forever(runner: WindowRunner, every: float) -> None:
     while True:
         try:
             await runner.run_due_windows(datetime.now().astimezone())
-        except (asyncpg.PostgresError, OSError) as exc:
-            log.warning("scheduler tick failed: %s", exc)
+        except Exception as exc:
+            # Configurations fail one by one inside the tick; what reaches here is an outage (or
+            # a bug): the next tick tries again, and the retention purge is not stopped with it.
+            if is_unavailable(exc):
+                log.warning("scheduler tick failed: %s: %s", type(exc).__name__, exc)
+            else:
+                log.exception("scheduler tick failed")
         await asyncio.sleep(every)
