@@ -23,7 +23,6 @@ from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
 from itertools import islice, takewhile
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -104,22 +103,22 @@ DAY_OF_WEEK = _Field("day-of-week", 0, 7, DAY_NAMES)  # 7 is Sunday again
 
 @dataclass(frozen=True)
 class Cron:
-    times: tuple[timedelta, ...]  # the wall-clock times of a firing day, as time since midnight, in order
+    hours: tuple[int, ...]  # in order; a firing day's times are every hour with every minute
+    minutes: tuple[int, ...]
     days: frozenset[int]
     months: frozenset[int]
     weekdays: frozenset[int]  # 0 = Sunday
     either_day: bool  # both day fields restricted: a day matches when either matches
 
     @classmethod
-    @lru_cache(maxsize=1024)  # parsed once per expression: a day of `* * * * *` holds 1440 times
     def parse(cls, expression: str) -> Cron:
         fields = expression.split()
         if len(fields) != 5 or len(expression) > MAX_EXPRESSION_LENGTH:
             raise InvalidSchedule("cron", "a cron expression has 5 fields: minute hour day-of-month month day-of-week")
         minute, hour, day, month, weekday = fields
         cron = cls(
-            times=tuple(timedelta(hours=h, minutes=m) for h in sorted(HOUR.parse(hour))
-                        for m in sorted(MINUTE.parse(minute))),
+            hours=tuple(sorted(HOUR.parse(hour))),
+            minutes=tuple(sorted(MINUTE.parse(minute))),
             days=DAY_OF_MONTH.parse(day),
             months=MONTH.parse(month),
             weekdays=frozenset(d % 7 for d in DAY_OF_WEEK.parse(weekday)),
@@ -128,6 +127,16 @@ class Cron:
         if not cron.either_day and not any(min(cron.days) <= LONGEST_MONTH[m] for m in cron.months):
             raise InvalidSchedule("cron", f"{expression!r} never fires: none of its months has day {min(cron.days)}")
         return cron
+
+    @property
+    def times_per_day(self) -> int:
+        return len(self.hours) * len(self.minutes)
+
+    def time_of_day(self, index: int) -> timedelta:
+        """The `index`th wall-clock time of a firing day, as time since midnight (computed, not
+        stored: `* * * * *` has 1440)."""
+        hour, minute = divmod(index, len(self.minutes))
+        return timedelta(hours=self.hours[hour], minutes=self.minutes[minute])
 
     def fires_on(self, day: date) -> bool:
         by_date, by_weekday = day.day in self.days, day.isoweekday() % 7 in self.weekdays
@@ -182,26 +191,28 @@ def _zone(name) -> ZoneInfo:
         raise InvalidSchedule("timezone", f"unknown IANA time zone {name!r}") from None
 
 
-def _instants_on(day: date, times: tuple[timedelta, ...], zone: ZoneInfo) -> Sequence[datetime]:
-    """The UTC instants of `times` on local `day`, in order (equal neighbours where a gap maps several to one)."""
+def _instants_on(day: date, cron: Cron, zone: ZoneInfo) -> Sequence[datetime]:
+    """The UTC instants of the cron's times on local `day`, in order (equal neighbours where a gap
+    maps several to one)."""
     midnight = datetime.combine(day, time(), zone)
     offset = midnight.utcoffset()
     if ((midnight + timedelta(days=1)).astimezone(UTC) - timedelta(seconds=1)).astimezone(zone).utcoffset() == offset:
-        return _EvenDay(midnight.astimezone(UTC), times)  # no clock change today: almost every day
-    return [_instant(midnight.replace(tzinfo=None) + since_midnight, zone) for since_midnight in times]
+        return _EvenDay(midnight.astimezone(UTC), cron)  # no clock change today: almost every day
+    wall_midnight = midnight.replace(tzinfo=None)
+    return [_instant(wall_midnight + cron.time_of_day(index), zone) for index in range(cron.times_per_day)]
 
 
 @dataclass(frozen=True)
 class _EvenDay(Sequence):
-    """A day without a clock change: its fire times computed when asked for (a day may have 1440)."""
+    """A day without a clock change: each fire time computed when asked for."""
     midnight: datetime
-    times: tuple[timedelta, ...]
+    cron: Cron
 
     def __len__(self) -> int:
-        return len(self.times)
+        return self.cron.times_per_day
 
     def __getitem__(self, index: int) -> datetime:
-        return self.midnight + self.times[index]
+        return self.midnight + self.cron.time_of_day(index)
 
 
 def _instant(local: datetime, zone: ZoneInfo) -> datetime:
@@ -231,7 +242,7 @@ def _fire_times(schedule: Schedule, start: datetime, forward: bool = True) -> It
     first_day = start.astimezone(schedule.zone).date() - timedelta(days=step)
     previous = None
     for day in schedule.cron.days_from(first_day, step):
-        instants = _instants_on(day, schedule.cron.times, schedule.zone)
+        instants = _instants_on(day, schedule.cron, schedule.zone)
         later = bisect_right(instants, start)  # instants[later:] are after start
         for index in range(later, len(instants)) if forward else range(later - 1, -1, -1):
             if instants[index] != previous:

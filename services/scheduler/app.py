@@ -19,6 +19,9 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
     producer = await runtime.kafka_producer()
     runner = WindowRunner(pool, MediaStore(settings), producer, Topics.of(settings), settings.api_base_url)
     app.state.runner = runner
+    # Plain loops, not APScheduler jobs: a loop never overlaps itself and runs a late tick once
+    # (max_instances=1 and coalesce by construction), and the Runtime cancels it before the pool
+    # and producer close, which AsyncIOScheduler.shutdown cannot wait for.
     runtime.run_forever("windows", tick_forever(runner, settings.scheduler_tick_seconds))
     runtime.run_forever("retention", purge_forever(pool, settings.retention_days, settings.retention_interval_seconds))
 
