@@ -17,6 +17,7 @@ from services.api.routes import (
     delivery_configurations,
     events,
     monitored_numbers,
+    schedules,
     subscriptions,
     topics,
 )
@@ -47,5 +48,5 @@ app = create_service_app(
     version="1.0.0",
 )
 for module in (admin, topics, delivery_configurations, subscriptions, monitored_numbers, events, dashboard,
-               bulk_actions, buffer_files, dead_letters):
+               bulk_actions, buffer_files, dead_letters, schedules):
     app.include_router(module.router)
