@@ -27,12 +27,16 @@ O(pattern text + value length x wildcards), kept small by these limits (422 when
 
     limit                                   ours      EventBridge
     any string (field name, value, operand) 4096 B    whole pattern 2048 chars, 4096 on request
-    all strings of a pattern together       64 KiB    (see above)
+    all strings of a pattern together       64 KiB    (as above)
+    operator objects (all but `exists`)     100       (as above: 2048 chars hold ~140 `{"prefix":"a"}`)
     `*` in one wildcard string              8         not published ("rule is too complex")
     `*` in the whole pattern                16        not published ("rule is too complex")
     values in the whole pattern             1000      not published
     nesting                                 10        not published
     `$or` combinations (sub-rules)          1000      not published
+
+Literal values cost one set lookup however many there are; operators are tried one by one, so
+an event value costs at most 100 operator calls, and an array value that many per element.
 
 `compile_pattern` raises `CriteriaError` with the path of the bad part, which the API returns
 as the 422's `loc`.
@@ -57,6 +61,7 @@ _NUMERIC_OPERATORS = {
 }
 MAX_DEPTH = 10
 MAX_VALUES = 1000
+MAX_OPERATORS = 100
 MAX_STRING_BYTES = 4096
 MAX_PATTERN_BYTES = 64 * 1024
 MAX_WILDCARDS_PER_STRING = 8
@@ -79,6 +84,7 @@ class _Budget:
 
     def __init__(self) -> None:
         self.values = 0
+        self.operators = 0
         self.text_bytes = 0
         self.wildcards = 0
 
@@ -86,6 +92,11 @@ class _Budget:
         self.values += count
         if self.values > MAX_VALUES:
             raise CriteriaError(path, f"a pattern may hold at most {MAX_VALUES} values")
+
+    def charge_operator(self, path: list) -> None:
+        self.operators += 1
+        if self.operators > MAX_OPERATORS:
+            raise CriteriaError(path, f"a pattern may hold at most {MAX_OPERATORS} operators (exists aside)")
 
     def charge_text(self, text: str, path: list) -> None:
         size = len(text.encode("utf-8", "surrogatepass"))
@@ -212,6 +223,7 @@ def _compile_values(spec: list, path: list, budget: _Budget) -> Predicate:
                     raise CriteriaError([*here, "exists"], "exists takes true or false")
                 exists_rule = item["exists"]
             else:
+                budget.charge_operator(here)
                 operators.append(_compile_operator(item, here, budget))
         elif item is None:
             has_null = True
@@ -227,7 +239,10 @@ def _compile_values(spec: list, path: list, budget: _Budget) -> Predicate:
             return has_null
         if literal_set and _literal_key(value) in literal_set:
             return True
-        return any(operator(value) for operator in operators)
+        for operator in operators:  # a loop, not any(): this is the innermost step of matching
+            if operator(value):
+                return True
+        return False
 
     def matches(field: Any) -> bool:
         if isinstance(field, list):

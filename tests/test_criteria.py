@@ -341,6 +341,11 @@ LIMITS = [
      ["data", "k", 0, "anything-but", "equals-ignore-case", 1]),
     # all strings together: 64 KiB (16 strings of 4000 bytes fit, the 17th does not)
     ({"data": {"k": [f"{i:02d}" + "x" * 3998 for i in range(17)]}}, ["data", "k", 16]),
+    # operators: 100 in the pattern, `exists` aside
+    ({"data": {"k": [{"prefix": str(i)} for i in range(60)],
+               "m": [{"exists": True}, *({"suffix": str(i)} for i in range(41))]}}, ["data", "m", 41]),
+    ({"$or": [{"k": [{"numeric": [">", i]} for i in range(50)]},
+              {"k": [{"anything-but": {"prefix": str(i)}} for i in range(51)]}]}, ["$or", 1, "k", 50]),
     # `*`: 8 in one wildcard, 16 in the pattern
     ({"data": {"k": [{"wildcard": _wildcards(9)}]}}, ["data", "k", 0, "wildcard"]),
     ({"data": {"k": [{"anything-but": {"wildcard": _wildcards(9)}}]}}, ["data", "k", 0, "anything-but", "wildcard"]),
@@ -371,6 +376,8 @@ WITHIN_LIMITS = [
     {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": {"k": ["x"]}}}}}}}}}}},
     {**_or_of(10), "n1": _or_of(10), "n2": _or_of(10)},
     {"data": {"k": list(range(1000))}},
+    {"data": {"k": [{"prefix": str(i)} for i in range(60)],
+              "m": [{"exists": True}, *({"suffix": str(i)} for i in range(40)), *range(899)]}},
 ]
 
 

@@ -8,11 +8,20 @@ import gc
 import random
 import time
 import tracemalloc
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from services.matcher.index import Route, SubscriptionIndex
 from services.matcher.matching import recipients_of
-from shared.criteria import compile_pattern
+from shared.criteria import (
+    MAX_OPERATORS,
+    MAX_PATTERN_BYTES,
+    MAX_STRING_BYTES,
+    MAX_VALUES,
+    MAX_WILDCARDS,
+    compile_pattern,
+)
 from shared.messages import encode, event_message
 from tests.bench.env import create_company, create_configuration, create_subscription, peak_rss_mb, wait_until
 
@@ -98,7 +107,70 @@ def matching_core() -> dict:
         index.numbers = numbers_only.numbers
         rate, matched = _rate(index, events)
         results[label] = {"events_per_second": round(rate), "deliveries_matched": matched}
+    results["worst_accepted_pattern"] = worst_accepted_pattern()
     return results
+
+
+def worst_accepted_pattern() -> dict[str, Any]:
+    """The costliest pattern the limits accept, all on the one field an event fills, against a
+    text message, a 100 kB string and a 100 kB array: microseconds per event through
+    `recipients_of` (one subscription, so the figure is the pattern's cost)."""
+    pattern = {"data": {"text": _costliest_values()}}
+    compile_pattern(pattern)  # accepted, or the benchmark fails here
+    sms = "Stop sending me offers, I never asked for them. Reply HELP for help. " * 2
+    documents = {
+        "text_message_160_chars": sms[:160],
+        "string_100kb": "a" * 100_000,
+        "array_1000_strings_of_100": ["a" * 100] * 1000,
+    }
+    index = SubscriptionIndex()
+    index.replace_company_routes("cmp_worst", [_route(1, "cmp_worst", "SCG-Message", pattern)])
+    now = datetime.now(UTC).isoformat()
+    results: dict[str, Any] = {
+        "values": sum(1 for _ in pattern["data"]["text"]),
+        "operators": sum(1 for value in pattern["data"]["text"] if isinstance(value, dict)),
+        "wildcard_stars": sum(value["wildcard"].count("*") for value in pattern["data"]["text"]
+                              if isinstance(value, dict) and "wildcard" in value),
+    }
+    for label, text in documents.items():
+        event = event_message("e", "SCG-Message", "message.received", "cmp_worst", None, now, now, {"text": text})
+        seconds = _seconds_per_call(lambda event=event: recipients_of(index, event))
+        results[f"{label}_us_per_event"] = round(seconds * 1e6, 1)
+    return results
+
+
+def _costliest_values() -> list:
+    """Every operator fails on an `a...` value only after doing all its work: each wildcard has two
+    `*` and a middle piece that is not there (a full scan per wildcard), each case-insensitive
+    prefix folds the most characters a string may have; the values left are literals."""
+    filler = 16  # bytes of each short string
+    wildcards = [{"wildcard": "*" + "a" * k + "b*"} for k in range(1, MAX_WILDCARDS // 2 + 1)]
+    spent = sum(len(op["wildcard"]) for op in wildcards) + len("data") + len("text")
+    room = MAX_PATTERN_BYTES - spent - (MAX_VALUES - len(wildcards)) * filler
+    long_prefixes = min(MAX_OPERATORS - len(wildcards), room // (MAX_STRING_BYTES - filler))
+    short_operators = MAX_OPERATORS - len(wildcards) - long_prefixes
+    long_prefix = "a" * (MAX_STRING_BYTES - 1) + "B"
+    return [
+        *wildcards,
+        *({"prefix": {"equals-ignore-case": long_prefix}} for _ in range(long_prefixes)),
+        *({"equals-ignore-case": f"{i:04d}" + "x" * (filler - 4)} for i in range(short_operators)),
+        *(f"{i:04d}" + "y" * (filler - 4) for i in range(MAX_VALUES - MAX_OPERATORS)),
+    ]
+
+
+def _seconds_per_call(call: Callable[[], Any], budget_seconds: float = 1.0) -> float:
+    """Best of five runs, each as many calls as fit in a fifth of the budget."""
+    started, calls = time.perf_counter(), 0
+    while time.perf_counter() - started < budget_seconds / 50:
+        call()
+        calls += 1
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(calls * 10):
+            call()
+        best = min(best, (time.perf_counter() - started) / (calls * 10))
+    return best
 
 
 async def matcher_service(env, events: int = 20_000, companies: int = 100) -> dict:
