@@ -244,9 +244,12 @@ async def test_odd_values_are_4xx_not_500(tenant, source, admin):
         await source.post("/v1/events", json=event(tenant, company_id="")),
         await source.post("/v1/events", json=[1, 2]),
         await source.post("/v1/events", json={"events": [None, 3]}),
+        await admin.post("/v1/admin/sources", json={"name": "x", "topics": ["SCG-Message"] * 40_000}),
+        await admin.post("/v1/admin/topics", json={"name": "Twice", "service": "s", "event_types": [
+            {"name": "a.b"}, {"name": "a.b"}]}),
         await admin.post("/v1/admin/companies/%E2%98%83/applications", json={"name": "x"}),
     ]
-    assert [r.status_code for r in checks] == [422] * 15 + [404], [r.text for r in checks]
+    assert [r.status_code for r in checks] == [422] * 17 + [404], [r.text for r in checks]
     for response in (await api.get("/v1/events/\u2603"), await api.get("/v1/subscriptions/\U0001f600"),
                      await api.get("/v1/topics/" + "x" * 5000)):
         assert response.status_code == 404, response.text

@@ -69,7 +69,7 @@ class SourceCreate(Strict):
     model_config = with_example({"name": "sms-gateway", "topics": ["SCG-Message", "SCG-Keyword"]})
 
     name: Name
-    topics: list[str] = Field(min_length=1)
+    topics: list[str] = Field(min_length=1, max_length=100)
 
 
 class SourcePublic(BaseModel):
@@ -101,7 +101,15 @@ class TopicCreate(Strict):
     description: str = ""
     requires_event_type: bool = False
     broadcast: bool = False
-    event_types: list[EventTypeIn] = []
+    event_types: list[EventTypeIn] = Field(default=[], max_length=1000)
+
+    @field_validator("event_types")
+    @classmethod
+    def _distinct(cls, event_types: list[EventTypeIn]) -> list[EventTypeIn]:
+        names = [t.name for t in event_types]
+        if len(set(names)) != len(names):
+            raise ValueError(f"event type names must be distinct: {sorted({n for n in names if names.count(n) > 1})}")
+        return event_types
 
 
 class EventTypePublic(BaseModel):

@@ -76,13 +76,15 @@ async def dashboard(session: SessionDep, caller: CompanyDep):
         select(DeliveryConfiguration).where(DeliveryConfiguration.company_id == caller.company_id)
         .order_by(DeliveryConfiguration.id))).all()
     ids = [c.id for c in configurations]
+    # A subquery, not a list of ids: a company may have more configurations than a statement may have parameters.
+    owned = select(DeliveryConfiguration.id).where(DeliveryConfiguration.company_id == caller.company_id)
     counts: dict[str, dict[str, int]] = {i: dict.fromkeys(get_args(DeliveryStatus), 0) for i in ids}
     for row in (await session.scalars(
-            select(DeliveryStatusCount).where(DeliveryStatusCount.delivery_configuration_id.in_(ids)))).all():
+            select(DeliveryStatusCount).where(DeliveryStatusCount.delivery_configuration_id.in_(owned)))).all():
         counts[row.delivery_configuration_id][row.status] = row.count
     activity = {row.delivery_configuration_id: row for row in (await session.scalars(
         select(DeliveryConfigurationActivity)
-        .where(DeliveryConfigurationActivity.delivery_configuration_id.in_(ids)))).all()}
+        .where(DeliveryConfigurationActivity.delivery_configuration_id.in_(owned)))).all()}
     urls = sorted({endpoint["url"] for configuration in configurations for endpoint in configuration.endpoints})
     recent_attempts: dict[str, list] = {url: [] for url in urls}
     for row in (await session.execute(ENDPOINT_HEALTH, {"company": caller.company_id, "urls": urls,
