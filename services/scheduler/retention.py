@@ -64,6 +64,6 @@ async def purge_forever(pool: asyncpg.Pool, retention_days: int, every: float) -
             totals = await purge_older_than(pool, cutoff)
             if any(totals.values()):
                 log.info("retention purged %s", totals)
-        except (asyncpg.PostgresError, OSError) as exc:
-            log.warning("retention purge failed: %s", exc)
+        except Exception as exc:  # an outage or anything else: try again next time, never stop the scheduler
+            log.warning("retention purge failed: %s: %s", type(exc).__name__, exc)
         await asyncio.sleep(every)
