@@ -184,8 +184,9 @@ class BodyGuard:
 
     @staticmethod
     async def _too_large(scope, receive, send, limit: int):
-        response = problem_response(413, "Content Too Large", f"the request body exceeds {limit} bytes",
-                                    headers={"connection": "close"})
+        # No `Connection: close`: closing while the client still sends makes its kernel drop our
+        # answer (a reset); kept alive, the server discards the rest and the client reads the 413.
+        response = problem_response(413, "Content Too Large", f"the request body exceeds {limit} bytes")
         await response(scope, receive, send)
 
 

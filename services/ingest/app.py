@@ -19,7 +19,8 @@ from typing import Annotated, Any
 import orjson
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select, text
+from sqlalchemy import Text, cast, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from shared.db import Database
 from shared.errors import (
@@ -115,12 +116,14 @@ class Catalog:
             self.sources[token_digest] = source
         return source
 
-    async def knows_company(self, company_id: str) -> bool:
-        if company_id not in self.companies:  # perhaps created since the last load
+    async def learn_companies(self, company_ids: set[str]) -> None:
+        """Look up, in one query, the companies not known yet (perhaps created since the last
+        load), so a batch naming many unknown companies costs one round trip, not one each."""
+        missing = list(company_ids - self.companies)
+        if missing:
             async with self.db.sessions() as session:
-                if await session.get(Company, company_id) is not None:
-                    self.companies.add(company_id)
-        return company_id in self.companies
+                self.companies.update((await session.scalars(select(Company.id).where(
+                    Company.id == func.any(cast(missing, ARRAY(Text)))))).all())
 
 
 def _bearer(request: Request) -> str:
@@ -163,6 +166,8 @@ async def _validate(raw_events: list[Any], batched: bool, source: Source, catalo
     def where(index: int, *loc) -> list:
         return ["events", index, *loc] if batched else list(loc)
 
+    await catalog.learn_companies({raw["company_id"] for raw in raw_events
+                                   if isinstance(raw, dict) and isinstance(raw.get("company_id"), str)})
     for index, raw in enumerate(raw_events):
         try:
             event = IncomingEvent.model_validate(raw)
@@ -188,7 +193,7 @@ async def _validate(raw_events: list[Any], batched: bool, source: Source, catalo
                                "msg": f"{event.topic} events need the E.164 phone number as subject"})
         elif not event.company_id:
             errors.append({"loc": where(index, "company_id"), "msg": f"{event.topic} events need a company_id"})
-        elif not await catalog.knows_company(event.company_id):
+        elif event.company_id not in catalog.companies:
             errors.append({"loc": where(index, "company_id"), "msg": f"unknown company {event.company_id!r}"})
         events.append(event)
     if forbidden:
