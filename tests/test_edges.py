@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 
 import asyncpg
 import httpx
@@ -12,6 +13,9 @@ import httpx
 from services.api.changes import OUTBOX_PAUSE_LOCK
 from shared.db import asyncpg_dsn
 from shared.devstack import ServiceProcess, free_port, wait_for_ready
+from shared.kafka import Topics, make_consumer
+from shared.messages import decode
+from shared.settings import Settings
 from tests.conftest import eventually, realtime_configuration, subscribe, unique_path
 from tests.delivery_helpers import publish, wait_for_status
 
@@ -179,15 +183,20 @@ async def test_every_event_is_sized_before_anything_is_produced(source, tenant):
     assert not await stored(tenant, ids[2])
 
 
+async def another_replica(stack, service: str, **env) -> tuple[ServiceProcess, int]:
+    port = free_port()
+    settings = {f"EM_{service.upper()}_PORT": str(port), **{f"EM_{k.upper()}": v for k, v in env.items()}}
+    process = ServiceProcess(service, {**stack.env, **settings}, stack.data_dir / "logs" / f"{service}-{port}.log")
+    process.start()
+    await asyncio.to_thread(wait_for_ready, port, process)
+    return process, port
+
+
 async def test_a_batch_the_broker_refuses_in_part_is_a_503_naming_the_unknown_ids(stack, tenant, source):
     # An ingest whose event limit is above what the producer may send: the broker client refuses
     # the big event after the first one went out.
-    port = free_port()
-    env = {**stack.env, "EM_INGEST_PORT": str(port), "EM_MAX_EVENT_BYTES": str(20 * MIB)}
-    ingest = ServiceProcess("ingest", env, stack.data_dir / "logs" / f"ingest-{port}.log")
-    ingest.start()
+    ingest, port = await another_replica(stack, "ingest", max_event_bytes=str(20 * MIB))
     try:
-        await asyncio.to_thread(wait_for_ready, port, ingest)
         ids = [f"ev-{uuid.uuid4().hex}" for _ in range(3)]
         batch = [event(tenant, id=i) for i in ids]
         batch[1]["data"] = {"blob": "x" * (5 * MIB)}
@@ -342,3 +351,38 @@ async def test_every_change_route_writes_the_outbox(stack, tenant, receiver):
             await connection.execute("SELECT pg_advisory_unlock($1)", OUTBOX_PAUSE_LOCK)
     finally:
         await connection.close()
+
+
+async def test_api_replicas_relay_each_notification_once(stack, urls, tenant, receiver):
+    configuration = await realtime_configuration(tenant, receiver.url(unique_path()))
+    replica, port = await another_replica(stack, "api")
+    settings = Settings(kafka_bootstrap=stack.env["EM_KAFKA_BOOTSTRAP"])
+    changes = make_consumer(settings, None, Topics.of(settings).changes, auto_offset_reset="latest")
+    connection = await asyncpg.connect(asyncpg_dsn(stack.env["EM_DATABASE_URL"]))
+    try:
+        await eventually(lambda: _outbox_empty(connection, tenant.id))
+        await changes.start()
+        await changes.getmany(timeout_ms=500)  # positioned at the end
+        await connection.execute("SELECT pg_advisory_lock($1)", OUTBOX_PAUSE_LOCK)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=tenant.client.headers) as other:
+            for client in (tenant.client, other) * 3:
+                await subscribe(_with_client(tenant, client), configuration["id"])
+        await connection.execute("SELECT pg_advisory_unlock($1)", OUTBOX_PAUSE_LOCK)  # both relays go at once
+        await eventually(lambda: _outbox_empty(connection, tenant.id))
+        seen = []
+        for _ in range(4):
+            for records in (await changes.getmany(timeout_ms=500)).values():
+                seen += [decode(r.value) for r in records if decode(r.value)["company_id"] == tenant.id]
+        assert seen == [{"v": 1, "kind": "subscriptions", "company_id": tenant.id}], "six rows, one relay, one message"
+    finally:
+        await connection.close()
+        await changes.stop()
+        await asyncio.to_thread(replica.stop)
+
+
+def _with_client(tenant, client):
+    return replace(tenant, client=client)
+
+
+async def _outbox_empty(connection, company_id: str) -> bool:
+    return await connection.fetchval("SELECT count(*) = 0 FROM change_outbox WHERE company_id = $1", company_id)
