@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
 
 from services.api.changes import OUTBOX_PAUSE_LOCK
-from shared.db import asyncpg_dsn
+from services.scheduler.retention import purge_older_than
+from shared.db import asyncpg_dsn, create_pool
 from shared.devstack import ServiceProcess, free_port, wait_for_ready
 from shared.kafka import Topics, make_consumer
 from shared.messages import decode
@@ -386,3 +388,17 @@ def _with_client(tenant, client):
 
 async def _outbox_empty(connection, company_id: str) -> bool:
     return await connection.fetchval("SELECT count(*) = 0 FROM change_outbox WHERE company_id = $1", company_id)
+
+
+async def test_idempotency_keys_are_purged_with_the_events(stack, source, tenant):
+    [kept] = await publish(source, tenant)
+    pool = await create_pool(stack.env["EM_DATABASE_URL"], size=1)
+    try:
+        await pool.execute("INSERT INTO ingest_ids (company_key, id, source_id, digest, received_at) "
+                           "VALUES ($1, 'old-id', 'src_x', '\\x00', now() - interval '40 days')", tenant.id)
+        totals = await purge_older_than(pool, datetime.now(UTC) - timedelta(days=30))
+        assert totals["ingest_ids"] >= 1
+        left = await pool.fetch("SELECT id FROM ingest_ids WHERE company_key = $1 ORDER BY id", tenant.id)
+        assert [row["id"] for row in left] == [kept]
+    finally:
+        await pool.close()
