@@ -232,3 +232,15 @@ async def test_poison_change_notifications_are_skipped(stack, settings, producer
     [event_id] = await publish(source, tenant)
     assert (await receiver.wait_for(path, 1))[0].json()["id"] == event_id
     assert {name: stack.services[name].process.pid for name in pids} == pids, "no worker restarted"
+
+
+async def test_a_stored_schedule_that_cannot_fire_does_not_break_the_listing(pool, tenant):
+    response = await tenant.client.post("/v1/delivery-configurations", json={
+        "name": "files", "mode": "scheduled", "active": True, "schedule": {"simple": "daily"}})
+    assert response.status_code == 201, response.text
+    # What an older release accepted: a cron that never fires.
+    await pool.execute("""UPDATE delivery_configurations SET schedule = '{"cron": "0 0 31 2 *"}' WHERE id = $1""",
+                       response.json()["id"])
+    listing = await tenant.client.get("/v1/delivery-configurations")
+    assert listing.status_code == 200, listing.text
+    assert listing.json()[0]["next_fire_times"] is None

@@ -43,7 +43,10 @@ def public(configuration: DeliveryConfiguration, settings: Settings) -> Delivery
         authentication[f"{field}_set"] = bool(secrets.get(field))
     fire_times = None
     if configuration.mode == "scheduled" and configuration.schedule:
-        fire_times = next_fire_times(configuration.schedule, datetime.now(UTC), 5)
+        try:
+            fire_times = next_fire_times(configuration.schedule, datetime.now(UTC), 5)
+        except (InvalidSchedule, TypeError, ValueError):
+            fire_times = None  # a row an older release stored; the scheduler reports it as a dead letter
     return DeliveryConfigurationPublic(
         id=configuration.id,
         name=configuration.name,
