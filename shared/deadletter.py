@@ -43,18 +43,20 @@ def kafka_source(topic: str) -> str:
     return KAFKA_SOURCE + topic
 
 
-async def set_aside(pool: asyncpg.Pool, *, service: str, source: str, reason: str, payload: bytes,
+async def set_aside(pool: asyncpg.Pool, *, service: str, source: str, reason: str, payload: bytes | None,
                     company_id: str | None = None, key: bytes | None = None) -> None:
     reason = printable(reason)
     DEAD_LETTERS.labels(service).inc()
     log.error("%s set aside a message from %s (company %s): %s", service, source, company_id, reason)
     await pool.execute(INSERT, new_id("dl"), service, source, printable(company_id or "", 200) or None, reason,
-                       bytes(payload), key)
+                       bytes(payload or b""), key)
 
 
 def is_unavailable(exc: BaseException) -> bool:
     """The database or broker is down or restarting: the input is not at fault, so the work is
     retried (offsets stay put) instead of being set aside."""
+    if isinstance(exc, ValueError):  # bad input, even where it is also an OSError (a refused address)
+        return False
     if isinstance(exc, KafkaError):
         # Retriable: connection, leadership, timeouts. Not: a record too large, a corrupt record.
         return exc.retriable or isinstance(exc, KafkaTimeoutError)

@@ -123,10 +123,10 @@ class ChangeFeed:
                         change = decode(record.value)
                         if change.get("kind") not in CHANGE_KINDS or not isinstance(change.get("company_id"), str):
                             raise ValueError(f"not a change notification: {record.value[:200]!r}")
-                    except ValueError as exc:
-                        # Every replica reads this topic, so each would set the same message aside:
-                        # it is logged and counted instead. A lost notification is made good by
-                        # the periodic reconciliation.
+                    except Exception as exc:
+                        # Not a notification the api wrote (it writes them through its outbox).
+                        # Every replica reads this topic, so each would set the same message
+                        # aside: it is logged and counted instead.
                         IGNORED_CHANGES.inc()
                         log.warning("ignoring change message at offset %s: %s", record.offset, exc)
                         continue

@@ -59,8 +59,13 @@ def encode(message: dict) -> bytes:
     return orjson.dumps(message)
 
 
-def decode(raw: bytes) -> dict:
+def decode(raw: bytes | None) -> dict:
+    """The message as a dict; ValueError for anything else (a tombstone, JSON that is not an object)."""
+    if raw is None:
+        raise ValueError("an empty message (a tombstone)")
     message = orjson.loads(raw)
+    if not isinstance(message, dict):
+        raise ValueError(f"a message is a JSON object, not {type(message).__name__}")
     if message.get("v") != SCHEMA_VERSION:
         raise UnknownSchemaVersion(f"message schema version {message.get('v')!r} is not {SCHEMA_VERSION}")
     return message

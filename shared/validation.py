@@ -18,7 +18,8 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Request
-from pydantic import AfterValidator, AwareDatetime
+from fastapi.routing import APIRoute
+from pydantic import AfterValidator, AwareDatetime, BaseModel
 
 from shared.errors import InvalidInput, problem_response
 
@@ -123,11 +124,41 @@ def _summary(problems: list[dict]) -> str:
 
 
 async def check_parameters(request: Request) -> None:
-    """App-wide dependency: query and path parameters hold only storable strings."""
+    """App-wide dependency: query and path parameters hold only storable strings, and every query
+    parameter is one the route takes (a misspelt filter is an error, not a silently wider search)."""
     for where, items in (("path", request.path_params.items()), ("query", request.query_params.multi_items())):
         for name, value in items:
             if isinstance(value, str) and (reason := string_problem(value)):
                 raise InvalidInput.at([where, name], reason)
+    route = request.scope.get("route")
+    if isinstance(route, APIRoute) and request.query_params:
+        known = _QUERY_NAMES.get(id(route))
+        if known is None:  # routes live as long as the app: worked out once per route
+            known = _QUERY_NAMES[id(route)] = _query_names(route)
+        for name in request.query_params:
+            if name not in known:
+                takes = ", ".join(sorted(known)) or "none"
+                raise InvalidInput.at(["query", name], f"unknown query parameter; this route takes: {takes}")
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters a route and its dependencies declare (a pydantic model declared as
+    query parameters contributes its fields)."""
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        for field in dependant.query_params:
+            model = field.field_info.annotation
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                names.update(info.alias or name for name, info in model.model_fields.items())
+            else:
+                names.add(field.alias)
+        pending.extend(dependant.dependencies)
+    return frozenset(names)
 
 
 # --- datetimes -------------------------------------------------------------------------------

@@ -402,3 +402,11 @@ async def test_idempotency_keys_are_purged_with_the_events(stack, source, tenant
         assert [row["id"] for row in left] == [kept]
     finally:
         await pool.close()
+
+
+async def test_an_unknown_query_parameter_is_refused_not_ignored(tenant):
+    # A misspelt filter must not silently widen a search (or a bulk action built from it).
+    response = await tenant.client.get("/v1/events", params={"statuss": "failed"})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["loc"] == ["query", "statuss"]
+    assert (await tenant.client.get("/v1/events", params={"status": "failed"})).status_code == 200

@@ -67,6 +67,9 @@ async def test_poison_event_messages_are_set_aside_while_others_flow(settings, p
                               now, {"body": "stop\u0000"})  # PostgreSQL refuses NUL in jsonb
     poisons = [
         b"\xff not json at all",
+        b"[1]",
+        b"null",
+        None,  # a tombstone
         orjson.dumps({"v": 99, "id": "from-the-future"}),
         orjson.dumps({"v": 1, "id": "no-fields"}),
         encode({**event_message("bad-date", "SCG-Message", "message.sent", tenant.id, None, "yesterday", now, {})}),
@@ -85,6 +88,7 @@ async def test_poison_event_messages_are_set_aside_while_others_flow(settings, p
     assert {letter["source"] for letter in letters} == {kafka_source(topic)}
     assert {letter["service"] for letter in letters} == {"matcher"}
     by_payload = {letter["payload_base64"]: letter for letter in letters}
+    assert set(by_payload) == {_b64(poison or b"") for poison in poisons}
     nul_letter = by_payload[_b64(encode(nul_event))]
     assert "Untranslatable" in nul_letter["reason"] or "0000" in nul_letter["reason"], nul_letter["reason"]
     assert await dead_letters(admin, other_tenant.id) == []
@@ -128,7 +132,7 @@ async def test_poison_delivery_messages_are_set_aside_while_others_flow(settings
     await settle()
     topic = Topics.of(settings).deliveries
     key = configuration["id"].encode()
-    poisons = [b"{truncated", orjson.dumps({"v": 1, "delivery_id": "dlv_x", "company_id": tenant.id,
+    poisons = [b"{truncated", b"[]", None, orjson.dumps({"v": 1, "delivery_id": "dlv_x", "company_id": tenant.id,
                                             "delivery_configuration_id": configuration["id"], "attempt": "two",
                                             "succeeded_endpoints": [], "event": {"id": "e"}})]
     for poison in poisons:
@@ -210,7 +214,7 @@ async def _at_least(letters_coroutine, count: int):
 
 async def _from_source(admin, source: str, payloads: list[bytes]) -> list[dict]:
     response = await admin.get("/v1/admin/dead-letters", params={"service": "dispatcher", "limit": 500})
-    wanted = {_b64(payload) for payload in payloads}
+    wanted = {_b64(payload or b"") for payload in payloads}
     return [letter for letter in response.json()["data"]
             if letter["source"] == source and letter["payload_base64"] in wanted]
 
@@ -224,7 +228,7 @@ def _b64(payload: bytes) -> str:
 async def test_poison_change_notifications_are_skipped(stack, settings, producer, tenant, source, receiver):
     pids = {name: stack.services[name].process.pid for name in ("matcher", "dispatcher")}
     topic = Topics.of(settings).changes
-    for poison in (b"\x00\x01", orjson.dumps({"v": 1, "kind": "subscriptions", "company_id": 12345}),
+    for poison in (b"\x00\x01", b"[1]", None, orjson.dumps({"v": 1, "kind": "subscriptions", "company_id": 12345}),
                    orjson.dumps({"v": 1, "kind": "everything", "company_id": tenant.id})):
         await producer.send_and_wait(topic, poison, key=tenant.id.encode())
     path = await flowing_tenant(tenant, receiver)  # its change notification comes after the poison

@@ -120,6 +120,7 @@ class Dispatcher:
         return Listener()
 
     async def _handle(self, partition, offset: int, raw: bytes, key: bytes | None) -> None:
+        message = None
         try:
             message = valid_delivery(decode(raw))
             await retry_while_unavailable("dispatcher", partial(self.deliver, message))
@@ -130,7 +131,7 @@ class Dispatcher:
             try:
                 await retry_while_unavailable("dispatcher", partial(
                     set_aside, self.recorder.pool, service="dispatcher", source=kafka_source(partition.topic),
-                    reason=reason, payload=raw, key=key))
+                    reason=reason, payload=raw, key=key, company_id=message and message["company_id"]))
             except Exception:
                 log.exception("could not set aside %s", reason)
         finally:

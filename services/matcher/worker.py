@@ -27,7 +27,7 @@ from services.matcher.matching import recipients_of
 from shared.deadletter import is_unavailable, kafka_source, retry_while_unavailable, set_aside
 from shared.ids import new_id
 from shared.kafka import Topics
-from shared.messages import UnknownSchemaVersion, decode, delivered_document, delivery_message, encode, valid_event
+from shared.messages import decode, delivered_document, delivery_message, encode, valid_event
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ class Matcher:
         for raw, key in zip(raw_messages, keys, strict=True):
             try:
                 event = valid_event(decode(raw))
-            except (UnknownSchemaVersion, ValueError, TypeError, KeyError) as exc:
-                await self._set_aside(raw, key, f"undecodable event message: {exc}")
+            except Exception as exc:  # whatever is wrong with it, it is this message's problem alone
+                await self._set_aside(raw, key, f"undecodable event message: {type(exc).__name__}: {exc}")
                 continue
             # A repeated id in the same batch: the database would keep one row, but both copies
             # would be published. The first one wins, as it does across batches.
