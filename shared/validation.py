@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -26,6 +27,9 @@ from shared.errors import InvalidInput, problem_response
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 MOMENT_RANGE = "between 1970-01-01 and 2200-01-01"
+# Bodies larger than this are parsed and checked in a worker thread (a 16 MiB body takes a
+# good fraction of a second), so one large request does not hold up every other request.
+PARSE_IN_THREAD_BYTES = 256 * 1024
 MAX_REPORTED = 20  # problems listed in one answer; enough to fix a batch, short enough to read
 
 
@@ -44,43 +48,39 @@ def string_problem(value: str) -> str | None:
     return None
 
 
-class _BadKey:
-    def __init__(self, reason: str):
-        self.reason = reason
-
-
 def json_problems(document: Any, max_depth: int) -> list[dict]:
     """Every bad string (key or value) and the first place nesting exceeds `max_depth`, as
-    `{"loc", "msg"}` items with the JSON path (list indexes as ints)."""
+    `{"loc", "msg"}` items with the JSON path (list indexes as ints). One shared path is pushed
+    and popped on the way, so a large body costs one visit per node, not a path per node."""
     problems: list[dict] = []
-    deepest_reported = False
-    stack: list[tuple[Any, list, int]] = [(document, [], 0)]
-    while stack and len(problems) < MAX_REPORTED:
-        value, loc, depth = stack.pop()
-        if isinstance(value, _BadKey):
-            problems.append({"loc": loc, "msg": f"key: {value.reason}"})
-            continue
-        if isinstance(value, str):
+    path: list = []
+    too_deep = False
+
+    def visit(value: Any, depth: int) -> None:
+        nonlocal too_deep
+        kind = type(value)
+        if kind is str:
             if reason := string_problem(value):
-                problems.append({"loc": loc or ["body"], "msg": reason})
-            continue
-        if not isinstance(value, dict | list):
-            continue
+                problems.append({"loc": list(path) or ["body"], "msg": reason})
+            return
+        if kind is not dict and kind is not list:
+            return
         if depth >= max_depth:
-            if not deepest_reported:
-                problems.append({"loc": loc, "msg": f"nested deeper than {max_depth} levels"})
-                deepest_reported = True
-            continue
-        children = []
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if reason := string_problem(key):  # named with the bad character escaped
-                    children.append((_BadKey(reason), [*loc, key.encode("unicode_escape").decode("ascii")], depth))
-                else:
-                    children.append((item, [*loc, key], depth + 1))
-        else:
-            children = [(item, [*loc, index], depth + 1) for index, item in enumerate(value)]
-        stack.extend(reversed(children))  # so problems come out in document order
+            if not too_deep:
+                problems.append({"loc": list(path), "msg": f"nested deeper than {max_depth} levels"})
+                too_deep = True
+            return
+        for key, item in value.items() if kind is dict else enumerate(value):
+            if len(problems) >= MAX_REPORTED:
+                return
+            if type(key) is str and (reason := string_problem(key)):  # named with the bad character escaped
+                problems.append({"loc": [*path, key.encode("unicode_escape").decode("ascii")], "msg": f"key: {reason}"})
+                continue
+            path.append(key)
+            visit(item, depth + 1)
+            path.pop()
+
+    visit(document, 0)  # recursion is bounded by max_depth
     return problems
 
 
@@ -206,7 +206,10 @@ class BodyGuard:
             return await self._too_large(scope, receive, send, limit)
         if body and _is_json(headers.get(b"content-type", b"")):
             try:
-                document = parse_json_body(body, self.max_depth())
+                if len(body) > PARSE_IN_THREAD_BYTES:  # the event loop keeps serving others meanwhile
+                    document = await asyncio.to_thread(parse_json_body, body, self.max_depth())
+                else:
+                    document = parse_json_body(body, self.max_depth())
             except InvalidInput as exc:
                 response = problem_response(exc.status, exc.title, exc.detail, exc.errors)
                 return await response(scope, receive, send)
