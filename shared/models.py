@@ -271,7 +271,8 @@ class IngestId(Base):
     source_id: Mapped[str] = mapped_column(Text, nullable=False)
     digest: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     received_at: Mapped[datetime] = _created()
-    __table_args__ = (Index("ix_ingest_ids_received", "received_at"),)
+    # By id alone: a broadcast event's id must not be one a company event already holds.
+    __table_args__ = (Index("ix_ingest_ids_received", "received_at"), Index("ix_ingest_ids_id", "id"))
 
 
 class ChangeOutbox(Base):

@@ -296,6 +296,21 @@ async def test_event_ids_are_not_silently_taken_over(admin, urls, source, tenant
     assert len(delivered) == 1 and delivered[0].json()["data"] == {"body": "hello"}
 
 
+
+async def test_a_broadcast_event_cannot_take_a_company_events_id(source, tenant):
+    """A broadcast event reaches each company under its own id: were it the id of a company's
+    event, one of the two would silently never be stored for that company."""
+    event_id = f"ev-{uuid.uuid4().hex}"
+    assert (await source.post("/v1/events", json=event(tenant, id=event_id))).status_code == 202
+    broadcast = {"id": event_id, "topic": "NIS-Events", "event_type": "number.ported", "subject": "+14155550100",
+                 "data": {}}
+    clash = await source.post("/v1/events", json=broadcast)
+    assert clash.status_code == 409 and locs(clash) == [["id"]], clash.text
+    other_id = f"ev-{uuid.uuid4().hex}"
+    assert (await source.post("/v1/events", json={**broadcast, "id": other_id})).status_code == 202
+    reverse = await source.post("/v1/events", json=event(tenant, id=other_id))
+    assert reverse.status_code == 409 and locs(reverse) == [["id"]], reverse.text
+
 # --- 7. change notifications through the outbox ----------------------------------------------
 
 

@@ -232,38 +232,39 @@ INSERT INTO ingest_ids (company_key, id, source_id, digest)
 SELECT k, i, :source, d
 FROM unnest(CAST(:keys AS text[]), CAST(:ids AS text[]), CAST(:digests AS bytea[])) AS t(k, i, d)
 ON CONFLICT DO NOTHING
-RETURNING company_key, id
 """)
-CLAIMED = text("""
-SELECT company_key, id, source_id, digest FROM ingest_ids
-WHERE (company_key, id) IN (SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:ids AS text[])))
+# Every holder of these ids, whatever its company: a broadcast event ('' key) reaches companies
+# under the same id, so it collides with a company event of that id and the other way round.
+HOLDERS = text("""
+SELECT company_key, id, source_id, digest FROM ingest_ids WHERE id = ANY(CAST(:ids AS text[]))
 """)
 
 
 async def _claim_ids(db: Database, events: list[IncomingEvent], batched: bool, source: Source) -> None:
     """Record the request's ids in one INSERT; an id held by another source or with other content
-    refuses the whole request (409, naming each index) and claims nothing."""
+    (for the same company, or across a broadcast and a company event) refuses the whole request
+    (409, naming each index) and claims nothing."""
     given = [(index, event.company_id or "", event.id, _content_digest(event))
              for index, event in enumerate(events) if event.id is not None]
     if not given:
         return
     keys, ids, digests = [g[1] for g in given], [g[2] for g in given], [g[3] for g in given]
     async with db.sessions() as session, session.begin():
-        inserted = set((await session.execute(CLAIM_IDS, {"source": source.id, "keys": keys, "ids": ids,
-                                                          "digests": digests})).all())
-        if len(inserted) == len(given):
-            return
-        # Resends, or ids in use: read what holds them (a new statement sees rows committed meanwhile).
-        holders = {(row.company_key, row.id): row for row in (await session.execute(
-            CLAIMED, {"keys": keys, "ids": ids})).all()}
+        await session.execute(CLAIM_IDS, {"source": source.id, "keys": keys, "ids": ids, "digests": digests})
+        # A new statement sees rows committed meanwhile, and this request's own.
+        holders: dict[str, list] = {}
+        for row in (await session.execute(HOLDERS, {"ids": ids})).all():
+            holders.setdefault(row.id, []).append(row)
         conflicts = []
         for index, key, event_id, event_digest in given:
-            holder = holders.get((key, event_id))
-            if holder is None or (holder.source_id == source.id and holder.digest == event_digest):
-                continue
-            reason = "from another source" if holder.source_id != source.id else "with other content"
-            conflicts.append({"loc": ["events", index, "id"] if batched else ["id"],
-                              "msg": f"id {event_id!r} was already accepted {reason}"})
+            for holder in holders.get(event_id, ()):
+                collides = holder.company_key == key or "" in (key, holder.company_key)
+                if not collides or (holder.source_id == source.id and holder.digest == event_digest):
+                    continue
+                reason = "from another source" if holder.source_id != source.id else "with other content"
+                conflicts.append({"loc": ["events", index, "id"] if batched else ["id"],
+                                  "msg": f"id {event_id!r} was already accepted {reason}"})
+                break
         if conflicts:
             await session.rollback()
             raise Conflict(f"{len(conflicts)} event id(s) already in use; nothing was accepted", conflicts)

@@ -26,6 +26,9 @@ def upgrade() -> None:
         sa.Column("received_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     )
     op.create_index("ix_ingest_ids_received", "ingest_ids", ["received_at"])
+    # A broadcast event is stored under each recipient company with its own id: it must not take
+    # an id a company event holds, nor a company event one a broadcast holds.
+    op.create_index("ix_ingest_ids_id", "ingest_ids", ["id"])
     op.create_table(
         "change_outbox",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
@@ -37,5 +40,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("change_outbox")
+    op.drop_index("ix_ingest_ids_id", table_name="ingest_ids")
     op.drop_index("ix_ingest_ids_received", table_name="ingest_ids")
     op.drop_table("ingest_ids")
