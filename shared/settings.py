@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     retry_jitter: float = 0.2
     request_timeout_seconds: float = 10.0
     dispatcher_concurrency: int = 128
-    # Requests in flight to any one endpoint: a slow endpoint holds at most this many of the above.
+    # Requests in flight from one company to one endpoint host: a slow endpoint holds at most this
+    # many of the above.
     endpoint_concurrency: int = 16
     circuit_failure_threshold: int = 5
     circuit_open_seconds: float = 30.0

@@ -49,6 +49,9 @@ class Receiver:
         self.requests: dict[str, list[Received]] = defaultdict(list)
         self.scripts: dict[str, Script] = {}
         self._arrived = asyncio.Condition()
+        # Requests being answered, and the most at once, per first path segment ("/slow/...").
+        self.in_flight: dict[str, int] = defaultdict(int)
+        self.peak_in_flight: dict[str, int] = defaultdict(int)
         self._runner: web.AppRunner | None = None
 
     def url(self, path: str) -> str:
@@ -73,8 +76,14 @@ class Receiver:
         async with self._arrived:
             self._arrived.notify_all()
         script = self.scripts.get(path, Script())
-        if script.delay:
-            await asyncio.sleep(script.delay)
+        group = path.split("/")[1]
+        self.in_flight[group] += 1
+        self.peak_in_flight[group] = max(self.peak_in_flight[group], self.in_flight[group])
+        try:
+            if script.delay:
+                await asyncio.sleep(script.delay)
+        finally:
+            self.in_flight[group] -= 1
         status = script.statuses.pop(0) if script.statuses else script.default
         body = script.body if script.body is not None else (b"ok" if status < 300 else b"nope")
         return web.Response(status=status, body=body, headers=script.headers)

@@ -3,9 +3,9 @@
 (circuit breaker, throttle, credentials, HTTP) -> `settle` (delivered, pending_retry or failed)
 -> the recorder writes it -> the offset may move.
 
-Messages are handled concurrently. Capacity is shared fairly: each endpoint has its own lane
-of `EM_ENDPOINT_CONCURRENCY` requests (services/dispatcher/lanes.py), taken before one of the
-shared slots, so a slow endpoint uses its share and no more. A throttled configuration waits in
+Messages are handled concurrently. Capacity is shared fairly: each company's endpoint host has
+its own lane of `EM_ENDPOINT_CONCURRENCY` requests (services/dispatcher/lanes.py), taken before
+one of the shared slots, so a slow endpoint uses its share and no more. A throttled configuration waits in
 its own ThrottleBucket. When a bucket's or a lane's backlog grows past what drains in a few
 seconds, the excess is parked in the database with a due time instead of holding memory or the
 partition. A message that cannot be handled is set aside (shared/deadletter.py), never lost
@@ -157,7 +157,7 @@ class Dispatcher:
             status = "delivered" if done else "failed"
             await self._settle(message, [], status, error=None if done else "no active endpoint")
             return
-        backlog = max(_backlog_seconds(self.lanes.of(e["id"])) for e in endpoints)
+        backlog = max(_backlog_seconds(self.lanes.of(target.company_id, e["url"])) for e in endpoints)
         if backlog:
             await self._park(message, backlog / 2)
             return
@@ -198,7 +198,8 @@ class Dispatcher:
                        **webhook_headers(delivery_id, body, target.signing_secret)}
             if authorization:
                 headers["authorization"] = authorization
-            attempt = await self._send(endpoint, body, headers, bucket)
+            attempt = await self._send(self.lanes.of(target.company_id, endpoint["url"]), endpoint, body, headers,
+                                       bucket)
             ATTEMPT_OUTCOMES[attempt.outcome].inc()
             LATENCY.observe(attempt.duration_ms / 1000)
             attempts.append(attempt)
@@ -210,16 +211,19 @@ class Dispatcher:
             break
         return attempts
 
-    async def _send(self, endpoint: dict, body: bytes, headers: dict, bucket: ThrottleBucket | None) -> Attempt:
+    async def _send(self, lane: EndpointLane, endpoint: dict, body: bytes, headers: dict,
+                    bucket: ThrottleBucket | None) -> Attempt:
         """Throttled requests go out the moment their bucket lets them, without waiting for a
         shared concurrency slot: the bucket bounds them anyway."""
         timeout = self.settings.request_timeout_seconds
-        lane = self.lanes.of(endpoint["id"])
         if bucket is not None:
             async with bucket.slot(), lane.slot():
-                return await post(self.http, endpoint, body, headers, timeout)
-        async with lane.slot(), self.requests:  # the lane first: waiting for it holds no shared slot
-            return await post(self.http, endpoint, body, headers, timeout)
+                attempt = await post(self.http, endpoint, body, headers, timeout)
+        else:
+            async with lane.slot(), self.requests:  # the lane first: waiting for it holds no shared slot
+                attempt = await post(self.http, endpoint, body, headers, timeout)
+        lane.observe(attempt.duration_ms / 1000)  # the host's own time, not the wait for a slot
+        return attempt
 
     async def _conclude(self, message: dict, endpoints: list[dict], attempts: list[Attempt],
                         held_until: list[float], done: set[str]) -> None:
