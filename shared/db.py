@@ -25,7 +25,8 @@ def asyncpg_dsn(url: str) -> str:
 class Database:
     def __init__(self, url: str, pool_size: int = 10):
         self.engine: AsyncEngine = create_async_engine(
-            async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            # hide_parameters: a logged database error must not show the values (digests, ciphertext).
+            async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 

@@ -253,3 +253,42 @@ async def test_a_stored_schedule_that_cannot_fire_does_not_break_the_listing(poo
     listing = await tenant.client.get("/v1/delivery-configurations")
     assert listing.status_code == 200, listing.text
     assert listing.json()[0]["next_fire_times"] is None
+
+
+async def test_a_result_the_database_refuses_is_set_aside_and_the_others_recorded(pool, tenant, admin, source,
+                                                                                   receiver):
+    import asyncio
+
+    from services.dispatcher.recorder import DeliveryState, Recorder
+    from services.dispatcher.sender import Attempt
+
+    path = await flowing_tenant(tenant, receiver)
+    await settle()
+    ids = await publish(source, tenant, count=2)
+    for event_id in ids:
+        await wait_for_status(tenant, event_id, "delivered")
+    rows = await pool.fetch("SELECT id, event_id FROM deliveries WHERE company_id = $1", tenant.id)
+    now = datetime.now(UTC)
+
+    def state(row, attempt_count: int) -> DeliveryState:
+        return DeliveryState(row["id"], tenant.id, row["event_id"], "pending_retry", attempt_count, now, [],
+                             "HTTP 503\x00", now, None)
+
+    attempt = Attempt("ep", receiver.url(path), now, 1.0, 503, "HTTP 503", "retryable", "busy\x00", None)
+    recorder = Recorder(pool)
+    stopping = asyncio.Event()
+    running = asyncio.create_task(recorder.run(stopping))
+    try:
+        # One result PostgreSQL refuses whatever we do (an attempt count beyond its integer), one fine.
+        await asyncio.wait_for(asyncio.gather(recorder.record(state(rows[0], 2**40), [attempt]),
+                                              recorder.record(state(rows[1], 2), [attempt])), 20)
+    finally:
+        stopping.set()
+        await running
+    statuses = {r["id"]: r for r in await pool.fetch(
+        "SELECT id, status, attempt_count, last_error FROM deliveries WHERE company_id = $1", tenant.id)}
+    assert statuses[rows[1]["id"]]["status"] == "pending_retry" and statuses[rows[1]["id"]]["attempt_count"] == 2
+    assert statuses[rows[1]["id"]]["last_error"] == "HTTP 503\ufffd"
+    assert statuses[rows[0]["id"]]["status"] == "failed" and "dead letter" in statuses[rows[0]["id"]]["last_error"]
+    [letter] = await dead_letters(admin, tenant.id)
+    assert letter["source"] == f"delivery:{rows[0]['id']}"

@@ -56,6 +56,12 @@ class DeliveryState:
     delivered_at: datetime | None
 
 
+MARK_UNRECORDABLE = """
+UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, updated_at = now(),
+       last_error = 'the result of this delivery could not be stored; an operator has it as a dead letter'
+WHERE id = $1 AND status <> 'handled'
+"""
+
 RECENT_SENDS = """
 SELECT extract(epoch FROM now() - started_at) - duration_ms / 1000.0
 FROM delivery_attempts
@@ -142,6 +148,8 @@ class Recorder:
                 await set_aside(self.pool, service="dispatcher", source=f"delivery:{state.delivery_id}",
                                 company_id=state.company_id, reason=f"{type(again).__name__}: {again}",
                                 payload=orjson.dumps(result, default=str))
+                # Not left `queued` for ever: the company sees it failed, and can republish it.
+                await self.pool.execute(MARK_UNRECORDABLE, state.delivery_id)
 
     async def _flush(self, batch) -> None:
         attempts = [[] for _ in range(10)]
