@@ -50,9 +50,9 @@ class Settings(BaseSettings):
     retry_jitter: float = 0.2
     request_timeout_seconds: float = 10.0
     dispatcher_concurrency: int = 128
-    # Requests in flight from one company to one endpoint host: a slow endpoint holds at most this
-    # many of the above.
-    endpoint_concurrency: int = 16
+    # The smallest share of the above that one company's endpoint host gets; busy hosts share the
+    # slots equally, so a slow endpoint holds its share and no more.
+    endpoint_concurrency: int = 8
     circuit_failure_threshold: int = 5
     circuit_open_seconds: float = 30.0
     retry_poll_seconds: float = 1.0

@@ -4,12 +4,12 @@
 -> the recorder writes it -> the offset may move.
 
 Messages are handled concurrently. Capacity is shared fairly: each company's endpoint host has
-its own lane of `EM_ENDPOINT_CONCURRENCY` requests (services/dispatcher/lanes.py), taken before
-one of the shared slots, so a slow endpoint uses its share and no more. A throttled configuration waits in
-its own ThrottleBucket. When a bucket's or a lane's backlog grows past what drains in a few
-seconds, the excess is parked in the database with a due time instead of holding memory or the
-partition. A message that cannot be handled is set aside (shared/deadletter.py), never lost
-silently, never retried forever."""
+its own lane (services/dispatcher/lanes.py) holding at most an equal share of the shared slots
+among the busy lanes, taken before a shared slot, so a slow endpoint uses its share and no more.
+A throttled configuration waits in its own ThrottleBucket. When a bucket's or a lane's backlog
+grows past what drains in a few seconds, the excess is parked in the database with a due time
+instead of holding memory or the partition. A message that cannot be handled is set aside
+(shared/deadletter.py), never lost silently, never retried forever."""
 
 from __future__ import annotations
 
@@ -46,10 +46,9 @@ LATENCY = Histogram("em_dispatcher_request_seconds", "Endpoint response time")
 
 MAX_IN_FLIGHT = 5000
 THROTTLE_BACKLOG_SECONDS = 2.0
-# A lane parks what arrives once its backlog would take this long to drain, or once it holds
-# this share of the deliveries in memory (the endpoint's pace is not known yet, or it hangs).
+# A lane parks what arrives once its backlog would take this long to drain at the host's pace
+# (presumed slow until it has answered once, so a burst to a host that hangs is parked too).
 LANE_BACKLOG_SECONDS = 5.0
-LANE_MAX_WAITING = MAX_IN_FLIGHT // 4
 USER_AGENT = "EventManager/1.0 (+webhooks)"
 
 
@@ -67,7 +66,7 @@ class Dispatcher:
         self.offsets = OffsetTracker()
         self.buckets: dict[str, ThrottleBucket] = {}
         self.requests = asyncio.Semaphore(settings.dispatcher_concurrency)
-        self.lanes = EndpointLanes(settings.endpoint_concurrency)
+        self.lanes = EndpointLanes(settings.dispatcher_concurrency, settings.endpoint_concurrency)
         self._tasks: set[asyncio.Task] = set()
 
     # --- the consumer loop ----------------------------------------------------------------
@@ -305,10 +304,8 @@ class Dispatcher:
             del self.buckets[configuration_id]
 
 
-
 def _backlog_seconds(lane: EndpointLane) -> float:
     """How long a new delivery would wait in this lane, when that is too long to wait in memory;
     0 when it should simply join the lane."""
-    if lane.waiting >= LANE_MAX_WAITING:
-        return max(lane.backlog_seconds, 1.0)
-    return lane.backlog_seconds if lane.backlog_seconds > LANE_BACKLOG_SECONDS else 0.0
+    backlog = lane.backlog_seconds
+    return backlog if backlog > LANE_BACKLOG_SECONDS else 0.0
