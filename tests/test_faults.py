@@ -14,9 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiohttp import web
 
-from shared.devstack import wait_for_ready
+from shared.devstack import free_port, wait_for_ready
 from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
+from tests.receiver import serve
 
 
 class Publisher:
@@ -144,3 +146,83 @@ async def _is(status_coroutine, wanted: int) -> bool:
         return await status_coroutine == wanted
     except httpx.HTTPError:
         return False
+
+
+class FlakyEndpoint:
+    """A real endpoint that goes through the ways of being down: nothing listening (refused),
+    then 503s, then answers too slow for the timeout, then back."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.mode = "503"
+        self.accepted: list[str] = []
+        self.runner = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/crm"
+
+    async def listen(self) -> None:
+        app = web.Application()
+        app.router.add_post("/crm", self._answer)
+        self.runner = await serve(app, self.port)
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if self.mode == "503":
+            return web.Response(status=503, text="maintenance")
+        if self.mode == "slow":
+            await asyncio.sleep(5)  # beyond the dispatcher's timeout
+            return web.Response(status=200)
+        self.accepted.append(body["id"])
+        return web.Response(status=200)
+
+
+@pytest.fixture
+async def patient_dispatcher(stack):
+    """The dispatcher with a retry schedule long enough to outlast an outage of several kinds
+    (the session's is three attempts a second apart); the usual one is back afterwards."""
+    usual = stack.services["dispatcher"]
+    await asyncio.to_thread(usual.stop)
+    patient = stack.start_service("dispatcher", {"EM_RETRY_SCHEDULE": "0,1,1,2,2,2,3,3,3,5,5,5,5,5,5"})
+    await asyncio.to_thread(wait_for_ready, stack.ports["dispatcher"], patient)
+    yield patient
+    await asyncio.to_thread(patient.stop)
+    stack.start_service("dispatcher")
+    await asyncio.to_thread(wait_for_ready, stack.ports["dispatcher"], stack.services["dispatcher"])
+
+
+@pytest.mark.timeout(240)
+async def test_an_endpoint_down_every_way_and_back_gets_everything(stack, patient_dispatcher, tenant, source):
+    import asyncpg
+
+    endpoint = FlakyEndpoint()
+    await subscribe(tenant, (await realtime_configuration(tenant, endpoint.url))["id"])
+    await settle()
+    pool = await asyncpg.create_pool(stack.env["EM_DATABASE_URL"], min_size=1, max_size=1)
+
+    async def attempts_where(condition: str) -> bool:
+        return await pool.fetchval(f"SELECT count(*) FROM delivery_attempts WHERE company_id = $1 AND {condition}",
+                                   tenant.id) > 0
+
+    try:
+        publisher = Publisher(source, tenant)
+        await publisher.batch(20)
+        await eventually(lambda: attempts_where("http_status IS NULL AND error NOT LIKE 'timeout%'"))  # refused
+        await endpoint.listen()
+        await eventually(lambda: attempts_where("http_status = 503"), timeout=30)
+        endpoint.mode = "slow"
+        await eventually(lambda: attempts_where("error LIKE 'timeout%'"), timeout=30)
+        endpoint.mode = "ok"
+        await eventually(lambda: _all_in(endpoint.accepted, publisher.acknowledged), timeout=120, interval=0.5)
+        duplicates = len(endpoint.accepted) - len(set(endpoint.accepted))
+        print(f"endpoint down (refused, 503, timeouts) and back: {len(publisher.acknowledged)} events, all "
+              f"delivered, {duplicates} duplicates")
+    finally:
+        await pool.close()
+        if endpoint.runner:
+            await endpoint.runner.cleanup()
+
+
+async def _all_in(received: list[str], wanted: list[str]) -> bool:
+    return set(received) >= set(wanted)
