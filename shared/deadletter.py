@@ -52,6 +52,20 @@ async def set_aside(pool: asyncpg.Pool, *, service: str, source: str, reason: st
                        bytes(payload or b""), key)
 
 
+
+class SetAsideOnce:
+    """For rows a worker reads again and again (a stored subscription at every reload, a schedule
+    at every tick): each version of a row is set aside once per process, not at every pass."""
+
+    def __init__(self) -> None:
+        self._done: set = set()
+
+    async def __call__(self, version, pool: asyncpg.Pool, **details) -> None:
+        if version in self._done:
+            return
+        await set_aside(pool, **details)
+        self._done.add(version)
+
 def is_unavailable(exc: BaseException) -> bool:
     """The database or broker is down or restarting: the input is not at fault, so the work is
     retried (offsets stay put) instead of being set aside."""

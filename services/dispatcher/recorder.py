@@ -8,12 +8,13 @@ import asyncio
 import logging
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
+from functools import partial
 
 import asyncpg
 import orjson
 
 from services.dispatcher.sender import Attempt
-from shared.deadletter import is_unavailable, set_aside
+from shared.deadletter import is_unavailable, retry_while_unavailable, set_aside
 
 log = logging.getLogger(__name__)
 
@@ -105,18 +106,9 @@ class Recorder:
                 await self._flush_until_done(batch)
 
     async def _flush_until_done(self, batch) -> None:
-        delay = 0.1
-        while True:
-            try:
-                await self._flush_or_split(batch)
-                break
-            except Exception as exc:
-                if not is_unavailable(exc):
-                    raise
-                # Never drop a result: the offsets behind it are not committed until it is written.
-                log.warning("writing %d delivery results failed (%s); retrying", len(batch), exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5)
+        # Never drop a result: the offsets behind it are not committed until it is written, so an
+        # outage is waited out.
+        await retry_while_unavailable("dispatcher-recorder", partial(self._flush_or_split, batch))
         for _, _, future in batch:
             if not future.done():
                 future.set_result(None)

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 import asyncpg
 import orjson
 
 from services.matcher.index import Route, SubscriptionIndex, route_from_row
-from shared.deadletter import set_aside
+from shared.deadletter import SetAsideOnce
 
-log = logging.getLogger(__name__)
-
-# Rows already set aside by this process (id, updated_at): reloads do not report them again.
-_reported: set[tuple] = set()
+# Each version (id, updated_at) of an unusable subscription is reported once, not at every reload.
+_set_aside_once = SetAsideOnce()
 
 # Only subscriptions that can receive anything: active, with an active configuration.
 ROUTES_SQL = """
@@ -43,11 +39,10 @@ async def _route_or_set_aside(pool: asyncpg.Pool, row) -> Route | None:
     try:
         return route_from_row(row)
     except Exception as exc:
-        if (row["id"], row["updated_at"]) not in _reported:
-            _reported.add((row["id"], row["updated_at"]))
-            await set_aside(pool, service="matcher", source=f"subscription:{row['id']}", company_id=row["company_id"],
-                            reason=f"subscription cannot be matched: {type(exc).__name__}: {exc}",
-                            payload=orjson.dumps(dict(row), default=str))
+        await _set_aside_once((row["id"], row["updated_at"]), pool, service="matcher",
+                              source=f"subscription:{row['id']}", company_id=row["company_id"],
+                              payload=orjson.dumps(dict(row), default=str),
+                              reason=f"subscription cannot be matched: {type(exc).__name__}: {exc}")
         return None
 
 

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
 
 from services.scheduler import buffer_files
-from shared.deadletter import is_unavailable, set_aside
+from shared.deadletter import SetAsideOnce, is_unavailable
 from shared.kafka import Topics
 from shared.media import MediaStore
 from shared.messages import encode, event_message, iso
@@ -57,7 +57,7 @@ class WindowRunner:
         self.producer = producer
         self.topics = topics
         self.api_base_url = api_base_url
-        self.set_aside_once: set[tuple[str, str | None]] = set()  # (configuration id, schedule as stored)
+        self.set_aside_once = SetAsideOnce()  # keyed by (configuration id, schedule as stored)
 
     async def run_due_windows(self, now: datetime) -> list[str]:
         """Claim and write every due window; returns the ids of the files this replica handled."""
@@ -87,20 +87,16 @@ class WindowRunner:
 
     async def skip(self, configuration: asyncpg.Record, exc: Exception) -> None:
         """Count a configuration this tick could not handle, and report it once per stored schedule:
-        the same broken schedule is not logged and set aside again at every tick; a changed one is."""
+        the same broken schedule is not set aside again at every tick; a changed one is."""
         CONFIGURATION_ERRORS.inc()
-        reported = (configuration["id"], configuration["schedule"])
-        if reported in self.set_aside_once:
-            return
-        log.error("skipping scheduled configuration %s: %s: %s", configuration["id"], type(exc).__name__, exc)
         try:
-            await set_aside(self.pool, service="scheduler", source=f"delivery_configuration:{configuration['id']}",
-                            reason=f"{type(exc).__name__}: {exc}", payload=(configuration["schedule"] or "").encode(),
-                            company_id=configuration["company_id"])
+            await self.set_aside_once((configuration["id"], configuration["schedule"]), self.pool,
+                                      service="scheduler", source=f"delivery_configuration:{configuration['id']}",
+                                      reason=f"{type(exc).__name__}: {exc}",
+                                      payload=(configuration["schedule"] or "").encode(),
+                                      company_id=configuration["company_id"])
         except Exception:
             log.exception("could not set aside configuration %s; trying again at the next tick", configuration["id"])
-            return
-        self.set_aside_once.add(reported)
 
     async def write(self, file_id: str) -> None:
         try:
