@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from services.dispatcher.lanes import EndpointLanes
 
@@ -63,8 +64,10 @@ async def test_the_backlog_is_measured_at_the_hosts_pace():
     lane = lanes.of("cmp_a", "http://h")
     lane.waiting = 40  # as if 40 deliveries waited
     share = lanes.share()
-    assert lane.backlog_seconds == 40 * 1.0 / share, "a host that never answered is presumed to take a second"
+    assert lane.backlog_seconds == 0, "a host nobody has sent to yet is not presumed slow"
+    lane.silent_since = time.monotonic() - 3
+    assert 40 * 3.0 / share <= lane.backlog_seconds < 40 * 4.0 / share, "silent for 3 s: presumed to take 3 s"
     lane.observe(8.0)
-    assert lane.backlog_seconds == 40 * 8.0 / share
+    assert lane.backlog_seconds == 40 * 8.0 / share, "once it answers, its answers tell"
     lane.observe(0.0)
     assert 40 * 6.0 / share <= lane.backlog_seconds < 40 * 8.0 / share, "the pace follows the host gradually"

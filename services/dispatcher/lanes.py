@@ -13,6 +13,7 @@ so the dispatcher can park a backlog that would take too long to drain (`Dispatc
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -20,9 +21,6 @@ from urllib.parse import urlsplit
 
 # How fast the response-time estimate follows the endpoint (exponential moving average).
 SMOOTHING = 0.2
-# Until a host has answered once, it is presumed this slow: a burst to a new host that hangs
-# is parked after a few seconds' worth instead of filling the dispatcher's memory.
-UNKNOWN_PACE_SECONDS = 1.0
 
 
 class EndpointLane:
@@ -31,6 +29,10 @@ class EndpointLane:
         self.waiting = 0
         self.in_flight = 0
         self.seconds_per_request: float | None = None  # unknown until the host answers
+        # When the first request to a host that never answered went out: until it answers, it
+        # is presumed to take as long as it has been silent, so a burst to a new host that hangs
+        # is parked after a few seconds instead of filling the dispatcher's memory.
+        self.silent_since: float | None = None
         self._queue: deque[asyncio.Future] = deque()
 
     @property
@@ -40,8 +42,13 @@ class EndpointLane:
     @property
     def backlog_seconds(self) -> float:
         """How long the deliveries waiting in this lane will take to go out, at the current pace."""
-        pace = UNKNOWN_PACE_SECONDS if self.seconds_per_request is None else self.seconds_per_request
-        return self.waiting * pace / self.lanes.share()
+        return self.waiting * self.pace / self.lanes.share()
+
+    @property
+    def pace(self) -> float:
+        if self.seconds_per_request is not None:
+            return self.seconds_per_request
+        return 0.0 if self.silent_since is None else time.monotonic() - self.silent_since
 
     def observe(self, seconds: float) -> None:
         """How long the host took to answer one request (the first answer replaces the guess)."""
@@ -59,6 +66,8 @@ class EndpointLane:
                 await self._wait_turn()
             else:
                 self.in_flight += 1
+            if self.seconds_per_request is None and self.silent_since is None:
+                self.silent_since = time.monotonic()
         except BaseException:  # cancelled while waiting
             if self.idle:
                 self.lanes.busy -= 1

@@ -47,8 +47,10 @@ LATENCY = Histogram("em_dispatcher_request_seconds", "Endpoint response time")
 MAX_IN_FLIGHT = 5000
 THROTTLE_BACKLOG_SECONDS = 2.0
 # A lane parks what arrives once its backlog would take this long to drain at the host's pace
-# (presumed slow until it has answered once, so a burst to a host that hangs is parked too).
-LANE_BACKLOG_SECONDS = 5.0
+# (a host that has not answered yet is presumed as slow as it has been silent). Long enough that
+# a busy but healthy host is never parked (parking costs a database round trip per delivery),
+# short enough that a slow host's backlog does not hold offsets and memory for minutes.
+LANE_BACKLOG_SECONDS = 30.0
 USER_AGENT = "EventManager/1.0 (+webhooks)"
 
 
@@ -306,6 +308,9 @@ class Dispatcher:
 
 def _backlog_seconds(lane: EndpointLane) -> float:
     """How long a new delivery would wait in this lane, when that is too long to wait in memory;
-    0 when it should simply join the lane."""
+    0 when it should simply join the lane. While the host's pace is only presumed, a parked
+    delivery comes back in a second, when the first answers will have told it."""
     backlog = lane.backlog_seconds
-    return backlog if backlog > LANE_BACKLOG_SECONDS else 0.0
+    if backlog <= LANE_BACKLOG_SECONDS:
+        return 0.0
+    return backlog if lane.seconds_per_request is not None else 1.0
