@@ -6,9 +6,9 @@
 Messages are handled concurrently. Capacity is shared fairly: each company's endpoint host has
 its own lane (services/dispatcher/lanes.py) holding at most an equal share of the shared slots
 among the busy lanes, taken before a shared slot, so a slow endpoint uses its share and no more.
-A throttled configuration waits in its own ThrottleBucket. When a bucket's or a lane's backlog
-grows past what drains in a few seconds, the excess is parked in the database with a due time
-instead of holding memory or the partition. A message that cannot be handled is set aside
+A throttled configuration waits in its own ThrottleBucket. When a bucket's backlog grows past
+a couple of seconds' worth, or a lane's past half a minute's, the excess is parked in the
+database with a due time instead of holding memory or the partition. A message that cannot be handled is set aside
 (shared/deadletter.py), never lost silently, never retried forever."""
 
 from __future__ import annotations
