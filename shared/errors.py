@@ -110,8 +110,31 @@ def install_problem_handlers(app: FastAPI) -> None:
             log.warning("%s %s: database or broker unavailable: %s", request.method, request.url.path, exc)
             return problem_response(503, "Service Unavailable", "the database or the broker is unavailable; "
                                     "nothing was changed, try again shortly", headers={"Retry-After": "5"})
+        if (race := _concurrent_change(exc)) is not None:
+            log.info("%s %s: %s", request.method, request.url.path, race.detail)
+            return problem_response(race.status, race.title, race.detail, headers=race.headers)
         log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
         return problem_response(500, "Internal Server Error", "an unexpected error occurred")
+
+
+def _concurrent_change(exc: BaseException) -> ProblemError | None:
+    """A request that lost a race with another one on the same objects: the object was deleted
+    meanwhile (404), or the transactions deadlocked or could not be serialised (409, retry).
+    The request's transaction was rolled back, so nothing of it was changed."""
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError, InvalidRequestError
+    from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
+
+    if isinstance(exc, StaleDataError | ObjectDeletedError) or (
+            isinstance(exc, InvalidRequestError) and "Could not refresh instance" in str(exc)):
+        return NotFound("it was deleted by another request meanwhile; nothing was changed")
+    cause = exc.orig.__cause__ if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    if isinstance(cause, asyncpg.ForeignKeyViolationError):
+        return Conflict("it refers to something deleted by another request meanwhile; nothing was changed")
+    if isinstance(cause, asyncpg.exceptions.TransactionRollbackError):  # deadlock, serialization failure
+        return Conflict("another request changed the same objects at the same time; nothing was changed, "
+                        "try again", headers={"Retry-After": "1"})
+    return None
 
 
 def _unavailable(exc: BaseException) -> bool:

@@ -12,12 +12,13 @@ Topics (prefix `em.` by default):
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
 import orjson
 
 SCHEMA_VERSION = 1
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class EventMessage(TypedDict):
@@ -83,8 +84,11 @@ def valid_event(message: dict) -> EventMessage:
     if not isinstance(message.get("data"), dict):
         raise ValueError("event field 'data' must be an object")
     for field in ("occurred_at", "received_at"):
-        if datetime.fromisoformat(message[field]).tzinfo is None:
+        moment = datetime.fromisoformat(message[field])
+        if moment.tzinfo is None:
             raise ValueError(f"event field {field!r} must carry a UTC offset")
+        if not EARLIEST <= moment < LATEST:  # what ingest accepts; PostgreSQL would store year 1 as is
+            raise ValueError(f"event field {field!r} is outside 1970-2200")
     return message  # type: ignore[return-value]
 
 

@@ -75,7 +75,7 @@ def _embedded_ipv4(ip: Address) -> ipaddress.IPv4Address | None:
         return ip.sixtofour
     if ip.teredo:
         return ip.teredo[1]
-    if ip in _NAT64 or ip in _IPV4_COMPATIBLE:
+    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and not (ip.is_loopback or ip.is_unspecified)):  # ::1 is not 0.0.0.1
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -23,9 +23,8 @@ from fastapi.routing import APIRoute
 from pydantic import AfterValidator, AwareDatetime, BaseModel
 
 from shared.errors import InvalidInput, problem_response
+from shared.messages import EARLIEST, LATEST
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 MOMENT_RANGE = "between 1970-01-01 and 2200-01-01"
 # Bodies larger than this are parsed and checked in a worker thread (a 16 MiB body takes a
 # good fraction of a second), so one large request does not hold up every other request.

@@ -425,3 +425,44 @@ async def test_an_unknown_query_parameter_is_refused_not_ignored(tenant):
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["loc"] == ["query", "statuss"]
     assert (await tenant.client.get("/v1/events", params={"status": "failed"})).status_code == 200
+
+
+async def test_requests_racing_on_the_same_objects_get_4xx_never_5xx(tenant, source, receiver):
+    """A delete racing a change, and republish racing mark-as-handled, on the same objects."""
+    statuses = []
+    for _ in range(8):
+        configuration = await realtime_configuration(tenant, receiver.url(unique_path()))
+        answers = await asyncio.gather(
+            tenant.client.delete(f"/v1/delivery-configurations/{configuration['id']}"),
+            tenant.client.patch(f"/v1/delivery-configurations/{configuration['id']}", json={"active": False}),
+            tenant.client.post("/v1/subscriptions", json={"topic": "SCG-Message", "start_at": "2026-01-01T00:00:00Z",
+                                                          "delivery_configuration_id": configuration["id"]}))
+        statuses += [answer.status_code for answer in answers]
+    configuration = await realtime_configuration(tenant, receiver.url(unique_path()))
+    await subscribe(tenant, configuration["id"])
+    await asyncio.sleep(1.5)  # the matcher applies the new subscription
+    [event_id] = await publish(source, tenant)
+    await wait_for_status(tenant, event_id, "delivered")
+    answers = await asyncio.gather(*(tenant.client.post(f"/v1/events/{event_id}/{action}")
+                                     for _ in range(10) for action in ("republish", "handled")))
+    statuses += [answer.status_code for answer in answers]
+    assert all(status < 500 for status in statuses), statuses
+
+
+async def test_a_phone_number_with_a_trailing_newline_is_not_e164(source, tenant):
+    # Python's `$` also matches before a final newline: the numbers are matched whole.
+    numbers = await tenant.client.post("/v1/monitored-numbers", json={"numbers": ["+4915112345678\n"]})
+    assert numbers.status_code == 422, numbers.text
+    event = {"topic": "NIS-Events", "event_type": "number.ported", "subject": "+4915199990000\n", "data": {}}
+    published = await source.post("/v1/events", json=event)
+    assert published.status_code == 422 and locs(published) == [["subject"]], published.text
+
+
+def test_loopback_ipv6_is_loopback_not_an_ipv4_compatible_address():
+    import ipaddress
+
+    from shared.netguard import address_refusal
+
+    assert address_refusal("::1", [ipaddress.ip_network("::1/128")]) is None
+    assert "loopback" in address_refusal("::1", [])
+    assert address_refusal("::10.0.0.1", [ipaddress.ip_network("::/96")]) is not None, "a tunnel still vets its IPv4"

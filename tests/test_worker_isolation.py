@@ -96,6 +96,8 @@ async def test_poison_event_messages_are_set_aside_while_others_flow(settings, p
     # Requeued unchanged, the same poison is set aside again, and the matcher still runs.
     response = await admin.post(f"/v1/admin/dead-letters/{nul_letter['id']}/requeue")
     assert response.status_code == 200 and response.json()["requeued_at"], response.text
+    again = await admin.post(f"/v1/admin/dead-letters/{nul_letter['id']}/requeue")
+    assert again.status_code == 409, "requeued once: a second call would put it back twice"
     await eventually(lambda: _at_least(dead_letters(admin, tenant.id), len(poisons) + 1))
     [later] = await publish(source, other_tenant)
     assert (await receiver.wait_for(other_path, 2))[1].json()["id"] == later
@@ -291,3 +293,18 @@ async def test_a_result_the_database_refuses_is_set_aside_and_the_others_recorde
     assert statuses[rows[0]["id"]]["status"] == "failed" and "dead letter" in statuses[rows[0]["id"]]["last_error"]
     [letter] = await dead_letters(admin, tenant.id)
     assert letter["source"] == f"delivery:{rows[0]['id']}"
+
+
+async def test_a_hostile_token_endpoint_fails_the_delivery_instead_of_breaking_it(tenant, source, receiver):
+    token_path, hook = unique_path("token"), unique_path()
+    receiver.script(token_path, headers={"content-type": "application/json"},
+                    body=orjson.dumps({"access_token": "x\r\nInjected: 1", "token_type": "bearer", "expires_in": 1e30}))
+    configuration = await realtime_configuration(tenant, receiver.url(hook), authentication={
+        "type": "oauth2", "grant_type": "client_credentials", "token_url": receiver.url(token_path),
+        "client_id": "crm", "client_secret": "s3cret-s3cret"})
+    await subscribe(tenant, configuration["id"])
+    await settle()
+    [event_id] = await publish(source, tenant)
+    failed = await wait_for_status(tenant, event_id, "failed")
+    assert "usable access_token" in failed["last_error"], failed
+    assert receiver.requests[hook] == [], "nothing was sent with a broken token"

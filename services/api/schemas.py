@@ -330,7 +330,7 @@ class SubscriptionPublic(BaseModel):
 
 # --- monitored numbers --------------------------------------------------------------------
 
-E164 = r"^\+[1-9][0-9]{6,14}$"
+E164 = r"\+[1-9][0-9]{6,14}"
 
 
 class MonitoredNumbers(Strict):
@@ -344,7 +344,7 @@ class MonitoredNumbers(Strict):
         import re
 
         pattern = re.compile(E164)
-        bad = [i for i, n in enumerate(numbers) if not isinstance(n, str) or not pattern.match(n)]
+        bad = [i for i, n in enumerate(numbers) if not isinstance(n, str) or not pattern.fullmatch(n)]
         if bad:
             shown = ", ".join(f"[{i}] {numbers[i]!r}" for i in bad[:10])
             raise ValueError(f"not E.164 numbers (+ and 7-15 digits): {shown}{' ...' if len(bad) > 10 else ''}")

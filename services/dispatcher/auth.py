@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,9 @@ from shared.netguard import EgressGuard, UrlRefused
 
 EXPIRY_MARGIN_SECONDS = 30.0
 DEFAULT_TOKEN_SECONDS = 300.0
+MAX_TOKEN_SECONDS = 86_400.0  # a token server's "1e30" must not pin a token for ever
+# RFC 6750 b64token: what may follow "Bearer " in a header (no spaces, no control characters).
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 class TokenError(Exception):
@@ -73,7 +77,12 @@ class Credentials:
             if cached and cached.expires_at > time.time():
                 return cached.access_token
             token = await self._fetch(target)
-            lifetime = float(token.get("expires_in") or DEFAULT_TOKEN_SECONDS)
+            if not _usable_token(token.get("access_token")):
+                raise TokenError("the token endpoint answered without a usable access_token", retryable=False)
+            try:
+                lifetime = min(float(token.get("expires_in") or DEFAULT_TOKEN_SECONDS), MAX_TOKEN_SECONDS)
+            except (TypeError, ValueError):
+                lifetime = DEFAULT_TOKEN_SECONDS
             cached = CachedToken(token["access_token"], time.time() + max(lifetime - EXPIRY_MARGIN_SECONDS,
                                                                           lifetime / 2))
             self._tokens[target.id] = cached
@@ -125,3 +134,7 @@ class Credentials:
         if grant == "refresh_token" and rotated and rotated != target.secrets.get("refresh_token"):
             await self.targets.store_refresh_token(target, rotated)
         return token
+
+
+def _usable_token(value) -> bool:
+    return isinstance(value, str) and len(value) <= 8192 and _B64TOKEN.fullmatch(value) is not None

@@ -133,6 +133,8 @@ class Dispatcher:
                 await retry_while_unavailable("dispatcher", partial(
                     set_aside, self.recorder.pool, service="dispatcher", source=kafka_source(partition.topic),
                     reason=reason, payload=raw, key=key, company_id=message and message["company_id"]))
+                if message is not None:  # the company sees it failed (and may republish it), not queued for ever
+                    await self._settle(message, [], "failed", error=f"could not be delivered: {reason}"[:500])
             except Exception:
                 log.exception("could not set aside %s", reason)
         finally:

@@ -43,7 +43,7 @@ from shared.validation import Moment
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 CACHE_SECONDS = 10.0
 
 
@@ -188,7 +188,7 @@ async def _validate(raw_events: list[Any], batched: bool, source: Source, catalo
             if event.company_id is not None:
                 errors.append({"loc": where(index, "company_id"),
                                "msg": f"{event.topic} is broadcast: it reaches companies by subject, not company_id"})
-            if not event.subject or not E164.match(event.subject):
+            if not event.subject or not E164.fullmatch(event.subject):
                 errors.append({"loc": where(index, "subject"),
                                "msg": f"{event.topic} events need the E.164 phone number as subject"})
         elif not event.company_id:

@@ -25,7 +25,10 @@ RECONCILE_OVERLAP = timedelta(seconds=30)
 async def follow_changes(feed: ChangeFeed, pool, index: SubscriptionIndex) -> None:
     async for change in feed.changes():
         reload = loader.load_company_numbers if change["kind"] == "monitored_numbers" else loader.load_company_routes
-        await retry_while_unavailable("matcher", partial(reload, pool, index, change["company_id"]))
+        try:
+            await retry_while_unavailable("matcher", partial(reload, pool, index, change["company_id"]))
+        except Exception:  # a notification no company can match (only a hand-made one): skip it
+            log.exception("could not apply change notification %r", change)
 
 
 async def reconcile(pool, index: SubscriptionIndex, every: float) -> None:

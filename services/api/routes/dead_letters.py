@@ -92,7 +92,7 @@ async def get_dead_letter(dead_letter_id: str, session: SessionDep, _: OperatorD
 @router.post("/{dead_letter_id}/requeue", response_model=DeadLetter, summary="Put a dead letter back on its topic",
              description="After the cause is fixed (a new release, a mended row), the original message goes back "
                          "to its Kafka topic with its original key. Only messages that came from Kafka can be "
-                         "requeued (409 otherwise); a dead letter can be requeued again if it fails again.")
+                         "requeued, and each once (409 otherwise): if it fails again, it is a new dead letter.")
 async def requeue(dead_letter_id: str, request: Request, session: SessionDep, _: OperatorDep):
     row = (await session.execute(text(f"SELECT {COLUMNS}, key FROM dead_letters WHERE id = :id"),
                                  {"id": dead_letter_id})).first()
@@ -100,10 +100,19 @@ async def requeue(dead_letter_id: str, request: Request, session: SessionDep, _:
         raise NotFound(f"dead letter {dead_letter_id} does not exist")
     if not row.source.startswith(KAFKA_SOURCE):
         raise Conflict(f"{row.source} is a stored row, not a message: mend it where it lives")
-    topic = row.source.removeprefix(KAFKA_SOURCE)
-    await request.app.state.producer.send_and_wait(topic, bytes(row.payload),
-                                                   key=bytes(row.key) if row.key is not None else None)
-    row = (await session.execute(text(f"UPDATE dead_letters SET requeued_at = now() WHERE id = :id "
-                                      f"RETURNING {COLUMNS}"), {"id": dead_letter_id})).first()
+    # Claimed first, so two calls cannot both put it back; released again if the broker refuses.
+    claimed = (await session.execute(text(f"UPDATE dead_letters SET requeued_at = now() "
+                                          f"WHERE id = :id AND requeued_at IS NULL RETURNING {COLUMNS}"),
+                                     {"id": dead_letter_id})).first()
     await session.commit()
-    return _view(row)
+    if claimed is None:
+        raise Conflict(f"dead letter {dead_letter_id} was requeued at {row.requeued_at.isoformat()}")
+    try:
+        await request.app.state.producer.send_and_wait(row.source.removeprefix(KAFKA_SOURCE), bytes(row.payload),
+                                                       key=bytes(row.key) if row.key is not None else None)
+    except BaseException:
+        await session.execute(text("UPDATE dead_letters SET requeued_at = NULL WHERE id = :id"),
+                              {"id": dead_letter_id})
+        await session.commit()
+        raise
+    return _view(claimed)
