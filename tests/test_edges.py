@@ -18,7 +18,7 @@ from shared.devstack import ServiceProcess, free_port, wait_for_ready
 from shared.kafka import Topics, make_consumer
 from shared.messages import decode
 from shared.settings import Settings
-from tests.conftest import eventually, realtime_configuration, subscribe, unique_path
+from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
 from tests.delivery_helpers import publish, wait_for_status
 
 MIB = 1024 * 1024
@@ -273,7 +273,7 @@ async def test_event_ids_are_not_silently_taken_over(admin, urls, source, tenant
     hook = unique_path()
     configuration = await realtime_configuration(tenant, receiver.url(hook))
     await subscribe(tenant, configuration["id"])
-    await asyncio.sleep(1.5)  # the matcher applies the new subscription
+    await settle()  # the matcher applies the new subscription
     created = await admin.post("/v1/admin/sources", json={"name": "other", "topics": ["SCG-Message"]})
     other_source = httpx.AsyncClient(base_url=urls.ingest, headers={
         "authorization": f"Bearer {created.json()['token']}"})
@@ -318,7 +318,7 @@ async def test_a_deletion_announced_late_still_stops_matching(stack, source, ten
     hook = unique_path()
     configuration = await realtime_configuration(tenant, receiver.url(hook))
     subscription = await subscribe(tenant, configuration["id"])
-    await asyncio.sleep(1.5)
+    await settle()
     [before] = await publish(source, tenant)
     await wait_for_status(tenant, before, "delivered")
     connection = await asyncpg.connect(asyncpg_dsn(stack.env["EM_DATABASE_URL"]))
@@ -337,7 +337,7 @@ async def test_a_deletion_announced_late_still_stops_matching(stack, source, ten
         await eventually(relayed, timeout=10)
     finally:
         await connection.close()
-    await asyncio.sleep(1.5)  # the matchers apply the change
+    await settle()  # the matchers apply the change
     [after] = await publish(source, tenant)
     summary = await eventually(lambda: _event_summary(tenant, after))
     assert summary["status"] == "unmatched"
@@ -440,7 +440,7 @@ async def test_requests_racing_on_the_same_objects_get_4xx_never_5xx(tenant, sou
         statuses += [answer.status_code for answer in answers]
     configuration = await realtime_configuration(tenant, receiver.url(unique_path()))
     await subscribe(tenant, configuration["id"])
-    await asyncio.sleep(1.5)  # the matcher applies the new subscription
+    await settle()  # the matcher applies the new subscription
     [event_id] = await publish(source, tenant)
     await wait_for_status(tenant, event_id, "delivered")
     answers = await asyncio.gather(*(tenant.client.post(f"/v1/events/{event_id}/{action}")
