@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Request
 from fastapi.routing import APIRoute
-from pydantic import AfterValidator, AwareDatetime, BaseModel
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator
 
 from shared.errors import InvalidInput, problem_response
 from shared.messages import EARLIEST, LATEST
@@ -169,8 +170,18 @@ def bounded(moment: datetime) -> datetime:
     return moment
 
 
-# An aware datetime within the range both PostgreSQL and Python hold.
-Moment = Annotated[AwareDatetime, AfterValidator(bounded)]
+def iso_8601(value: Any) -> Any:
+    """pydantic would read a number (or a numeric string, as every query parameter is) as a Unix
+    timestamp; the contract says an ISO 8601 date-time, so `from=1.5e-87` is an error, not 1970."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value.strip())):
+        raise ValueError("must be an ISO 8601 date-time with an offset, e.g. 2026-01-01T00:00:00Z")
+    return value
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+# An ISO 8601 date-time with an offset, within the range both PostgreSQL and Python hold.
+Moment = Annotated[AwareDatetime, BeforeValidator(iso_8601), AfterValidator(bounded)]
 
 
 # --- body size and JSON content at the ASGI layer ---------------------------------------------

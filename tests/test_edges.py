@@ -113,7 +113,18 @@ async def test_cursors_we_did_not_issue_are_refused(source, tenant):
         for path in ("/v1/events", "/v1/monitored-numbers", "/v1/buffer-files"):
             response = await tenant.client.get(path, params={"cursor": cursor})
             assert locs(response) == [["query", "cursor"]], (path, cursor, response.text)
+    # A genuine cursor of one listing is not a cursor of another (its key has another shape).
+    for path in ("/v1/monitored-numbers", "/v1/buffer-files"):
+        response = await tenant.client.get(path, params={"cursor": first["next_cursor"]})
+        assert locs(response) == [["query", "cursor"]], (path, response.text)
 
+
+
+async def test_a_number_is_not_a_date_time(tenant):
+    # pydantic alone would read these as Unix timestamps (1970, or 2023).
+    for value in ("1.4660785852590404e-87", "1700000000"):
+        response = await tenant.client.get("/v1/events", params={"from": value})
+        assert response.status_code == 422 and locs(response) == [["query", "from"]], response.text
 
 async def _count_events(tenant, wanted: int):
     return len((await tenant.client.get("/v1/events")).json()["data"]) >= wanted

@@ -156,6 +156,7 @@ class FlakyEndpoint:
         self.port = free_port()
         self.mode = "503"
         self.accepted: list[str] = []
+        self.hung_up = asyncio.Event()
         self.runner = None
 
     @property
@@ -172,7 +173,7 @@ class FlakyEndpoint:
         if self.mode == "503":
             return web.Response(status=503, text="maintenance")
         if self.mode == "slow":
-            await asyncio.sleep(5)  # beyond the dispatcher's timeout
+            await self.hung_up.wait()  # answers only once the test is over: beyond any timeout
             return web.Response(status=200)
         self.accepted.append(body["id"])
         return web.Response(status=200)
@@ -220,6 +221,7 @@ async def test_an_endpoint_down_every_way_and_back_gets_everything(stack, patien
               f"delivered, {duplicates} duplicates")
     finally:
         await pool.close()
+        endpoint.hung_up.set()
         if endpoint.runner:
             await endpoint.runner.cleanup()
 

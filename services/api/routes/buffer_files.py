@@ -58,12 +58,12 @@ async def list_files(session: SessionDep, caller: CompanyDep, settings: Settings
     if status:
         query = query.where(BufferFile.status == status)
     if cursor:
-        query = query.where(BufferFile.id < decode_cursor(cursor)[0])
+        query = query.where(BufferFile.id < decode_cursor(cursor, "buffer-files")[0])
     rows = (await session.scalars(query.order_by(BufferFile.id.desc()).limit(limit + 1))).all()
     more = len(rows) > limit
     rows = rows[:limit]
     return BufferFilePage(data=[public(r, settings.api_base_url) for r in rows],
-                          next_cursor=encode_cursor(rows[-1].id) if more else None)
+                          next_cursor=encode_cursor("buffer-files", rows[-1].id) if more else None)
 
 
 async def _owned(session, company_id: str, file_id: str) -> BufferFile:

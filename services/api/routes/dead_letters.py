@@ -14,7 +14,7 @@ from sqlalchemy import text
 from services.api.deps import OperatorDep, SessionDep
 from services.api.pagination import decode_cursor, encode_cursor
 from shared.deadletter import KAFKA_SOURCE
-from shared.errors import Conflict, InvalidInput, NotFound
+from shared.errors import Conflict, NotFound
 
 router = APIRouter(prefix="/v1/admin/dead-letters", tags=["operator"])
 
@@ -63,19 +63,15 @@ async def list_dead_letters(session: SessionDep, _: OperatorDep,
         conditions.append("company_id = :company_id")
         params["company_id"] = company_id
     if cursor:
-        key = decode_cursor(cursor)
-        if len(key) != 2 or not all(isinstance(part, str) for part in key):
-            raise InvalidInput.at(["query", "cursor"], "not a cursor this API issued")
-        try:
-            params["after_at"], params["after_id"] = datetime.fromisoformat(key[0]), key[1]
-        except ValueError:
-            raise InvalidInput.at(["query", "cursor"], "not a cursor this API issued") from None
+        after_at, params["after_id"] = decode_cursor(cursor, "dead-letters")
+        params["after_at"] = datetime.fromisoformat(after_at)
         conditions.append("(created_at, id) < (:after_at, :after_id)")
     rows = (await session.execute(text(
         f"SELECT {COLUMNS} FROM dead_letters WHERE {' AND '.join(conditions)} "
         "ORDER BY created_at DESC, id DESC LIMIT :limit"), params)).all()
     page = rows[:limit]
-    next_cursor = encode_cursor(page[-1].created_at.isoformat(), page[-1].id) if len(rows) > limit else None
+    last = page[-1] if len(rows) > limit else None
+    next_cursor = encode_cursor("dead-letters", last.created_at.isoformat(), last.id) if last else None
     return DeadLetterPage(data=[_view(row) for row in page], next_cursor=next_cursor)
 
 

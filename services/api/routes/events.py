@@ -128,7 +128,7 @@ async def search(
                  "subscription_id": subscription_id}
     query = select(Event).where(*matching_events(caller.company_id, selection))
     if cursor:
-        received_at, last_id = decode_cursor(cursor)
+        received_at, last_id = decode_cursor(cursor, "events")
         received = datetime.fromisoformat(received_at)
         query = query.where(or_(Event.received_at < received,
                                 and_(Event.received_at == received, Event.id < last_id)))
@@ -137,7 +137,7 @@ async def search(
     more = len(events) > limit
     events = events[:limit]
     deliveries = await _deliveries_of(session, caller.company_id, [e.id for e in events])
-    next_cursor = encode_cursor(events[-1].received_at.isoformat(), events[-1].id) if more else None
+    next_cursor = encode_cursor("events", events[-1].received_at.isoformat(), events[-1].id) if more else None
     return EventPage(data=[EventSummary(**_summary(e, deliveries.get(e.id, []))) for e in events],
                      next_cursor=next_cursor)
 

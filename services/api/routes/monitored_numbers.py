@@ -63,7 +63,7 @@ async def remove(body: MonitoredNumbers, request: Request, session: SessionDep, 
 async def list_numbers(session: SessionDep, caller: CompanyDep, limit: int = Query(1000, ge=1, le=10_000),
                        cursor: str | None = None):
     """Monitored numbers in ascending order, paginated with `cursor`."""
-    after = decode_cursor(cursor)[0] if cursor else ""
+    after = decode_cursor(cursor, "monitored-numbers")[0] if cursor else ""
     rows = (await session.execute(
         text("SELECT number FROM monitored_numbers WHERE company_id = :company AND number > :after "
              "ORDER BY number LIMIT :limit"),
@@ -71,4 +71,4 @@ async def list_numbers(session: SessionDep, caller: CompanyDep, limit: int = Que
     )).scalars().all()
     more = len(rows) > limit
     rows = rows[:limit]
-    return NumberPage(data=rows, next_cursor=encode_cursor(rows[-1]) if more else None)
+    return NumberPage(data=rows, next_cursor=encode_cursor("monitored-numbers", rows[-1]) if more else None)
