@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 from aiokafka.errors import KafkaError, KafkaTimeoutError
@@ -65,6 +66,26 @@ class SetAsideOnce:
             return
         await set_aside(pool, **details)
         self._done.add(version)
+
+async def isolate_failures(items: list, handle: Callable[[list], Awaitable[None]],
+                           alone: Callable[[Any, Exception], Awaitable[None]]) -> None:
+    """`handle(items)` as one batch; when it fails for the content (not an outage, which is
+    raised), halves are tried until the culprit is alone, and `alone(item, error)` deals with
+    it. One bad item costs about log2(n) retries of its neighbours, never the whole batch."""
+    if not items:
+        return
+    try:
+        await handle(items)
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise
+        if len(items) == 1:
+            await alone(items[0], exc)
+            return
+        middle = len(items) // 2
+        await isolate_failures(items[:middle], handle, alone)
+        await isolate_failures(items[middle:], handle, alone)
+
 
 def is_unavailable(exc: BaseException) -> bool:
     """The database or broker is down or restarting: the input is not at fault, so the work is

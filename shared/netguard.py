@@ -138,6 +138,9 @@ def _first_space_or_control(text: str) -> int | None:
     return None
 
 
+HTTPS_REQUIRED = "the URL must start with https:// (this installation requires https)"
+
+
 @lru_cache(maxsize=8192)
 def check_url_syntax(url: str, require_https: bool = False) -> tuple[str, int]:
     """The URL's host (ASCII, as DNS sees it) and port, or UrlRefused saying what is wrong.
@@ -154,7 +157,7 @@ def check_url_syntax(url: str, require_https: bool = False) -> tuple[str, int]:
     if parts.scheme not in ("http", "https"):
         raise UrlRefused("the URL must start with http:// or https://")
     if require_https and parts.scheme != "https":
-        raise UrlRefused("the URL must start with https:// (this installation requires https)")
+        raise UrlRefused(HTTPS_REQUIRED)
     if "@" in parts.netloc:
         raise UrlRefused("put credentials in the authentication settings, not in the URL")
     if not _AUTHORITY.fullmatch(parts.netloc):  # urlsplit lets "[::1]x" or "a:1:2" through
@@ -269,7 +272,7 @@ class EgressGuard:
 
     def https_refusal(self, scheme: str) -> UrlRefused | None:
         if self.require_https and scheme != "https":
-            return UrlRefused("the URL must start with https:// (this installation requires https)")
+            return UrlRefused(HTTPS_REQUIRED)
         return None
 
     # aiohttp: deliveries

@@ -14,7 +14,7 @@ import asyncpg
 import orjson
 
 from services.dispatcher.sender import Attempt
-from shared.deadletter import is_unavailable, retry_while_unavailable, set_aside
+from shared.deadletter import is_unavailable, isolate_failures, retry_while_unavailable, set_aside
 
 log = logging.getLogger(__name__)
 
@@ -108,40 +108,30 @@ class Recorder:
     async def _flush_until_done(self, batch) -> None:
         # Never drop a result: the offsets behind it are not committed until it is written, so an
         # outage is waited out.
-        await retry_while_unavailable("dispatcher-recorder", partial(self._flush_or_split, batch))
+        await retry_while_unavailable("dispatcher-recorder", partial(isolate_failures, batch, self._flush,
+                                                                     self._write_alone))
         for _, _, future in batch:
             if not future.done():
                 future.set_result(None)
 
-    async def _flush_or_split(self, batch) -> None:
-        """PostgreSQL refusing a batch for its content (a value out of range, say) must not hold
-        back the other deliveries in it: halves are written until the culprit is alone; it is
-        then written without the endpoint's words, and set aside if even that fails."""
+    async def _write_alone(self, pending, error: Exception) -> None:
+        """A result PostgreSQL refused on its own (the others of its batch are written): written
+        again without the endpoint's words, and set aside if even that fails."""
+        state, attempts, _ = pending
+        log.warning("delivery %s: result refused (%s: %s); storing it without response text",
+                    state.delivery_id, type(error).__name__, error)
+        plain = [replace(attempt, response_excerpt=None, error=_ascii(attempt.error)) for attempt in attempts]
         try:
-            await self._flush(batch)
-        except Exception as exc:
-            if is_unavailable(exc):
+            await self._flush([(replace(state, last_error=_ascii(state.last_error)), plain, None)])
+        except Exception as again:
+            if is_unavailable(again):
                 raise
-            if len(batch) > 1:
-                middle = len(batch) // 2
-                await self._flush_or_split(batch[:middle])
-                await self._flush_or_split(batch[middle:])
-                return
-            state, attempts, _ = batch[0]
-            log.warning("delivery %s: result refused (%s: %s); storing it without response text",
-                        state.delivery_id, type(exc).__name__, exc)
-            plain = [replace(attempt, response_excerpt=None, error=_ascii(attempt.error)) for attempt in attempts]
-            try:
-                await self._flush([(replace(state, last_error=_ascii(state.last_error)), plain, None)])
-            except Exception as again:
-                if is_unavailable(again):
-                    raise
-                result = {"state": asdict(state), "attempts": [asdict(attempt) for attempt in attempts]}
-                await set_aside(self.pool, service="dispatcher", source=f"delivery:{state.delivery_id}",
-                                company_id=state.company_id, reason=f"{type(again).__name__}: {again}",
-                                payload=orjson.dumps(result, default=str))
-                # Not left `queued` for ever: the company sees it failed, and can republish it.
-                await self.pool.execute(MARK_UNRECORDABLE, state.delivery_id)
+            result = {"state": asdict(state), "attempts": [asdict(attempt) for attempt in attempts]}
+            await set_aside(self.pool, service="dispatcher", source=f"delivery:{state.delivery_id}",
+                            company_id=state.company_id, reason=f"{type(again).__name__}: {again}",
+                            payload=orjson.dumps(result, default=str))
+            # Not left `queued` for ever: the company sees it failed, and can republish it.
+            await self.pool.execute(MARK_UNRECORDABLE, state.delivery_id)
 
     async def _flush(self, batch) -> None:
         attempts = [[] for _ in range(10)]

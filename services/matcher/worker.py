@@ -24,7 +24,7 @@ from prometheus_client import Counter, Histogram
 
 from services.matcher.index import SubscriptionIndex
 from services.matcher.matching import recipients_of
-from shared.deadletter import is_unavailable, kafka_source, retry_while_unavailable, set_aside
+from shared.deadletter import isolate_failures, kafka_source, retry_while_unavailable, set_aside
 from shared.ids import new_id
 from shared.kafka import Topics
 from shared.messages import decode, delivered_document, delivery_message, encode, valid_event
@@ -106,24 +106,16 @@ class Matcher:
         await self._store_and_publish(events)
 
     async def _store_and_publish(self, events: list[tuple[dict, bytes, bytes | None]]) -> None:
-        """The whole batch in one transaction; when PostgreSQL refuses it for its content (or
-        anything else about one event fails), halves are tried until the culprit is alone, and
-        it is set aside. Unavailability (the database or broker down) is raised to the caller,
-        which retries the whole batch."""
-        if not events:
-            return
-        try:
-            await self._store_and_publish_batch([event for event, _, _ in events])
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise
-            if len(events) == 1:
-                _, raw, key = events[0]
-                await self._set_aside(raw, key, f"{type(exc).__name__}: {exc}")
-                return
-            middle = len(events) // 2
-            await self._store_and_publish(events[:middle])
-            await self._store_and_publish(events[middle:])
+        """The whole batch in one transaction; an event PostgreSQL refuses (or that fails in any
+        other way) is found and set aside. An outage is raised: the caller retries the batch."""
+        async def batch(items):
+            await self._store_and_publish_batch([event for event, _, _ in items])
+
+        async def alone(item, exc):
+            _, raw, key = item
+            await self._set_aside(raw, key, f"{type(exc).__name__}: {exc}")
+
+        await isolate_failures(events, batch, alone)
 
     async def _store_and_publish_batch(self, events: list[dict]) -> None:
         event_rows, delivery_rows, outgoing = self._plan(events)
