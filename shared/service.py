@@ -36,6 +36,7 @@ class Runtime:
         self.checks: dict[str, ReadinessCheck] = {}
         self.tasks: list[asyncio.Task] = []
         self.draining: list[asyncio.Task] = []
+        self.jobs: set[asyncio.Task] = set()
         self.cleanups: list[Callable[[], Awaitable[None]]] = []
         # Loops that hold work in flight watch this and return once they have finished it.
         self.stopping = asyncio.Event()
@@ -46,6 +47,15 @@ class Runtime:
         task = asyncio.create_task(coroutine, name=name)
         task.add_done_callback(_exit_if_crashed)
         (self.draining if drains else self.tasks).append(task)
+
+    def spawn(self, name: str, coroutine: Awaitable[None]) -> None:
+        """Run a finite job (a bulk action, say) in the background. Unlike a loop, a job that
+        fails is logged and forgotten: one company's job must not take the process down. Jobs
+        still running at shutdown are cancelled; they are resumable by design."""
+        task = asyncio.create_task(coroutine, name=name)
+        self.jobs.add(task)
+        task.add_done_callback(_log_if_failed)
+        task.add_done_callback(self.jobs.discard)
 
     def on_shutdown(self, cleanup: Callable[[], Awaitable[None]]) -> None:
         self.cleanups.append(cleanup)
@@ -91,9 +101,10 @@ class Runtime:
         self.stopping.set()
         if self.draining:
             await asyncio.wait(self.draining, timeout=drain_seconds)
-        for task in self.tasks + self.draining:
+        everything = [*self.tasks, *self.draining, *self.jobs]
+        for task in everything:
             task.cancel()
-        await asyncio.gather(*self.tasks, *self.draining, return_exceptions=True)
+        await asyncio.gather(*everything, return_exceptions=True)
         for cleanup in reversed(self.cleanups):
             try:
                 await cleanup()
@@ -107,6 +118,11 @@ def _exit_if_crashed(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None and not isinstance(task.exception(), SystemExit):
         log.critical("worker %s crashed; exiting", task.get_name(), exc_info=task.exception())
         os._exit(70)
+
+
+def _log_if_failed(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("job %s failed", task.get_name(), exc_info=task.exception())
 
 
 def _max_body_bytes(service: str) -> int:

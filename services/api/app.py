@@ -33,7 +33,7 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
     app.state.media = MediaStore(runtime.settings)
 
     def start_bulk_job(job_id: str) -> None:
-        runtime.run_forever(f"bulk-{job_id}", bulk.run_job(db, job_id), drains=True)
+        runtime.spawn(f"bulk-{job_id}", bulk.run_job(db, job_id))
 
     app.state.start_bulk_job = start_bulk_job
     await bulk.resume_jobs(db, start_bulk_job)
