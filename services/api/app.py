@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from services.api import bulk
 from services.api.changes import relay_changes
+from services.api.console import mount_console
 from services.api.routes import (
     admin,
     buffer_files,
@@ -50,3 +51,4 @@ app = create_service_app(
 for module in (admin, topics, delivery_configurations, subscriptions, monitored_numbers, events, dashboard,
                bulk_actions, buffer_files, dead_letters, schedules):
     app.include_router(module.router)
+mount_console(app)  # the web console at /console, a client of the API above
