@@ -31,7 +31,7 @@ def _serve(service: str) -> None:
         port=settings.port_of(service),
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=15,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
     )
 
 

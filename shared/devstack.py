@@ -22,7 +22,7 @@ from typing import IO
 
 import psutil
 
-from shared.settings import SERVICE_PORTS
+from shared.settings import SERVICE_PORTS, get_settings
 
 log = logging.getLogger("eventmgr.dev")
 
@@ -242,7 +242,7 @@ class ServiceProcess:
                 f"(last: {self.exit_reason()}); giving up on it.\n"
                 f"  last lines of {self.log_path}:\n{tail}")
 
-    def stop(self, timeout: float = 15) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         self.request_stop()
         self.wait_stopped(timeout)
 
@@ -251,9 +251,14 @@ class ServiceProcess:
         if self.alive():
             self.process.send_signal(signal.SIGTERM)
 
-    def wait_stopped(self, timeout: float = 15) -> None:
+    def wait_stopped(self, timeout: float | None = None) -> None:
+        """Wait for a drained exit (by default as long as the settings' shutdown budgets add up
+        to), then kill."""
         if self.process is None:
             return
+        if timeout is None:
+            settings = get_settings()
+            timeout = settings.graceful_shutdown_seconds + settings.drain_seconds + 3
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:

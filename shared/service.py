@@ -97,10 +97,10 @@ class Runtime:
         self.checks["database"] = db.ping
         return db
 
-    async def shutdown(self, drain_seconds: float = 12) -> None:
+    async def shutdown(self) -> None:
         self.stopping.set()
         if self.draining:
-            await asyncio.wait(self.draining, timeout=drain_seconds)
+            await asyncio.wait(self.draining, timeout=self.settings.drain_seconds)
         everything = [*self.tasks, *self.draining, *self.jobs]
         for task in everything:
             task.cancel()

@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     # How often each api replica looks for change notifications left to relay (it is also woken
     # at once by its own commits).
     outbox_poll_seconds: float = 1.0
+    # Shutdown budgets, each inside the next. A partition taken away in a rebalance gets
+    # `revoke_drain_seconds` to finish its in-flight deliveries. On SIGTERM, uvicorn first waits
+    # up to `graceful_shutdown_seconds` for open HTTP requests, then the service's loops get
+    # `drain_seconds` to finish their work (the dispatcher's deliveries, then the recorder's
+    # writes; the matcher's batch). Kubernetes' terminationGracePeriodSeconds (30 s in deploy/)
+    # and `eventmgr dev`'s stop wait must cover the sum.
+    revoke_drain_seconds: float = 8.0
+    graceful_shutdown_seconds: float = 15.0
+    drain_seconds: float = 12.0
 
     @field_validator("retry_schedule", mode="before")
     @classmethod

@@ -3,6 +3,8 @@ but a partition's committed offset may only pass records that are all done."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka import TopicPartition
 
 
@@ -11,6 +13,7 @@ class OffsetTracker:
         self._pending: dict[TopicPartition, set[int]] = {}
         self._highest: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
+        self._progress = asyncio.Event()  # set whenever a record is done
 
     def begin(self, partition: TopicPartition, offset: int) -> None:
         self._pending.setdefault(partition, set()).add(offset)
@@ -18,6 +21,18 @@ class OffsetTracker:
 
     def done(self, partition: TopicPartition, offset: int) -> None:
         self._pending.get(partition, set()).discard(offset)
+        self._progress.set()
+
+    async def wait_done(self, partitions, timeout: float) -> bool:
+        """Wait until no record of these partitions is in flight; False if `timeout` ran out."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.in_flight(partitions):
+                    self._progress.clear()
+                    await self._progress.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def in_flight(self, partitions=None) -> int:
         return sum(len(self._pending.get(p, ())) for p in (partitions or self._pending))

@@ -13,6 +13,7 @@ import aiohttp
 
 from services.dispatcher.retry import is_retryable_status, parse_retry_after
 from shared.netguard import EgressGuard, UrlRefused, refusal_of
+from shared.statuses import AttemptOutcome
 
 EXCERPT_BYTES = 512
 
@@ -25,19 +26,19 @@ class Attempt:
     duration_ms: float
     http_status: int | None
     error: str | None
-    outcome: str  # success | retryable | failed
+    outcome: AttemptOutcome
     response_excerpt: str | None = None
     retry_after: float | None = None
 
     @property
     def succeeded(self) -> bool:
-        return self.outcome == "success"
+        return self.outcome == AttemptOutcome.SUCCESS
 
 
 def failed_attempt(endpoint: dict, error: str, retryable: bool) -> Attempt:
     """An attempt that never reached the endpoint (token or URL problem)."""
     return Attempt(endpoint["id"], endpoint["url"], datetime.now(UTC), 0.0, None, error,
-                   "retryable" if retryable else "failed")
+                   AttemptOutcome.RETRYABLE if retryable else AttemptOutcome.FAILED)
 
 
 def delivery_session(guard: EgressGuard) -> aiohttp.ClientSession:
@@ -62,20 +63,20 @@ async def post(session: aiohttp.ClientSession, endpoint: dict, body: bytes, head
             retry_after = parse_retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
     except TimeoutError:
         return Attempt(endpoint["id"], endpoint["url"], started_at, _ms(started), None,
-                       f"timeout after {timeout_seconds:g}s", "retryable")
+                       f"timeout after {timeout_seconds:g}s", AttemptOutcome.RETRYABLE)
     except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError, UrlRefused) as exc:
         # A refused address or URL stays refused: only a configuration change can help. A name
         # that does not resolve, or a connection that fails, may well work next time.
         refusal = refusal_of(exc) or (exc if isinstance(exc, aiohttp.InvalidURL) else None)
         if refusal is not None:
             return Attempt(endpoint["id"], endpoint["url"], started_at, _ms(started), None,
-                           f"endpoint URL refused: {refusal}"[:300], "failed")
+                           f"endpoint URL refused: {refusal}"[:300], AttemptOutcome.FAILED)
         return Attempt(endpoint["id"], endpoint["url"], started_at, _ms(started), None,
-                       f"{type(exc).__name__}: {exc}"[:300], "retryable")
+                       f"{type(exc).__name__}: {exc}"[:300], AttemptOutcome.RETRYABLE)
     if 200 <= status < 300:
-        outcome, error = "success", None
+        outcome, error = AttemptOutcome.SUCCESS, None
     else:
-        outcome = "retryable" if is_retryable_status(status) else "failed"
+        outcome = AttemptOutcome.RETRYABLE if is_retryable_status(status) else AttemptOutcome.FAILED
         error = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
     return Attempt(endpoint["id"], endpoint["url"], started_at, _ms(started), status, error, outcome,
                    excerpt or None, retry_after)

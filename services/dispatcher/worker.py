@@ -1,15 +1,21 @@
-"""The dispatcher's pipeline for one delivery message:
-`prepare` (configuration, throttle lane, endpoints still to do) -> `attempt` each endpoint
-(circuit breaker, throttle, credentials, HTTP) -> `settle` (delivered, pending_retry or failed)
--> the recorder writes it -> the offset may move.
+"""The dispatcher's steps for one delivery message, in `Dispatcher.deliver`:
+
+1. `before_sending` (services/dispatcher/decision.py): the configuration and the endpoints still
+   to do, or an outcome at once (configuration deleted or inactive, nothing left to send);
+2. `_wait_ahead`: park the delivery in the database when too much waits ahead of it in its
+   throttle bucket or endpoint lane;
+3. `_send_to_all` -> `_send_to_endpoint` for each endpoint (circuit breaker, URL check,
+   credentials, throttle, lane, HTTP);
+4. `decide` (decision.py): delivered, retry later, or give up;
+5. `_settle`: the recorder writes the state and the attempts, then the offset may move.
 
 Messages are handled concurrently. Capacity is shared fairly: each company's endpoint host has
 its own lane (services/dispatcher/lanes.py) holding at most an equal share of the shared slots
 among the busy lanes, taken before a shared slot, so a slow endpoint uses its share and no more.
 A throttled configuration waits in its own ThrottleBucket. When a bucket's backlog grows past
 a couple of seconds' worth, or a lane's past half a minute's, the excess is parked in the
-database with a due time instead of holding memory or the partition. A message that cannot be handled is set aside
-(shared/deadletter.py), never lost silently, never retried forever."""
+database with a due time instead of holding memory or the partition. A message that cannot be
+handled is set aside (shared/deadletter.py), never lost silently, never retried forever."""
 
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from prometheus_client import Counter, Histogram
 from services.dispatcher.auth import Credentials, TokenError
 from services.dispatcher.breaker import Breakers
 from services.dispatcher.configs import Target, TargetCache
+from services.dispatcher.decision import EndpointResult, GaveUp, Outcome, RetryLater, before_sending, decide
 from services.dispatcher.formats import render, webhook_headers
 from services.dispatcher.lanes import EndpointLane, EndpointLanes
 from services.dispatcher.offsets import OffsetTracker
@@ -36,15 +43,17 @@ from services.dispatcher.throttle import ThrottleBucket
 from shared.deadletter import kafka_source, retry_while_unavailable, set_aside
 from shared.messages import decode, valid_delivery
 from shared.netguard import UrlRefused, check_url_syntax
+from shared.statuses import AttemptOutcome, DeliveryStatus
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS = Counter("em_dispatcher_attempts_total", "HTTP attempts", ["outcome"])
-ATTEMPT_OUTCOMES = {outcome: ATTEMPTS.labels(outcome) for outcome in ("success", "retryable", "failed")}
+ATTEMPT_OUTCOMES = {outcome: ATTEMPTS.labels(outcome) for outcome in AttemptOutcome}
 DELIVERIES = Counter("em_dispatcher_deliveries_total", "Delivery states recorded (parked ones too)", ["status"])
 LATENCY = Histogram("em_dispatcher_request_seconds", "Endpoint response time")
 
 MAX_IN_FLIGHT = 5000
+RECORDER_FLUSH_SECONDS = 2.0
 THROTTLE_BACKLOG_SECONDS = 2.0
 # A lane parks what arrives once its backlog would take this long to drain at the host's pace
 # (a host that has not answered yet is presumed as slow as it has been silent). Long enough that
@@ -70,28 +79,32 @@ class Dispatcher:
         self.requests = asyncio.Semaphore(settings.dispatcher_concurrency)
         self.lanes = EndpointLanes(settings.dispatcher_concurrency, settings.endpoint_concurrency)
         self._tasks: set[asyncio.Task] = set()
+        # Read no more messages while this many are in flight.
+        self._room = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     # --- the consumer loop ----------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
         last_commit = time.monotonic()
         while not stopping.is_set():
-            if len(self._tasks) >= MAX_IN_FLIGHT:
-                await asyncio.sleep(0.01)
-            else:
-                batches = await self.consumer.getmany(timeout_ms=100, max_records=1000)
-                for partition, records in batches.items():
-                    for record in records:
-                        self.offsets.begin(partition, record.offset)
-                        task = asyncio.create_task(self._handle(partition, record.offset, record.value, record.key))
-                        self._tasks.add(task)
-                        task.add_done_callback(self._tasks.discard)
+            batches = await self.consumer.getmany(timeout_ms=100, max_records=1000)
+            for partition, records in batches.items():
+                for record in records:
+                    await self._room.acquire()
+                    self.offsets.begin(partition, record.offset)
+                    task = asyncio.create_task(self._handle(partition, record.offset, record.value, record.key))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._finished)
             if time.monotonic() - last_commit > 0.5:
                 await self.commit()
                 last_commit = time.monotonic()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=10)
+        if self._tasks:  # leave the recorder time to write what these conclude
+            await asyncio.wait(self._tasks, timeout=self.settings.drain_seconds - RECORDER_FLUSH_SECONDS)
         await self.commit()
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        self._room.release()
 
     async def commit(self, partitions=None) -> None:
         offsets = self.offsets.committable(partitions)
@@ -106,9 +119,7 @@ class Dispatcher:
             async def on_partitions_revoked(self, revoked):
                 # Let in-flight deliveries of these partitions finish and commit them, so the
                 # next owner does not send them again.
-                deadline = time.monotonic() + 8
-                while dispatcher.offsets.in_flight(revoked) and time.monotonic() < deadline:  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
+                await dispatcher.offsets.wait_done(revoked, dispatcher.settings.revoke_drain_seconds)
                 try:
                     await dispatcher.commit(revoked)
                 except Exception as exc:
@@ -134,7 +145,7 @@ class Dispatcher:
                     set_aside, self.recorder.pool, service="dispatcher", source=kafka_source(partition.topic),
                     reason=reason, payload=raw, key=key, company_id=message and message["company_id"]))
                 if message is not None:  # the company sees it failed (and may republish it), not queued for ever
-                    await self._settle(message, [], "failed", error=f"could not be delivered: {reason}"[:500])
+                    await self._settle(message, [], GaveUp(f"could not be delivered: {reason}"[:500]))
             except Exception:
                 log.exception("could not set aside %s", reason)
         finally:
@@ -143,76 +154,75 @@ class Dispatcher:
     # --- one delivery ---------------------------------------------------------------------
 
     async def deliver(self, message: dict) -> None:
-        target = await self.targets.get(message["delivery_configuration_id"])
-        if target is None or not target.active or target.mode != "realtime":
-            reason = "the delivery configuration was deleted" if target is None else \
-                "the delivery configuration is not active"
-            await self._settle(message, [], "failed", error=reason)
+        configuration = await self.targets.get(message["delivery_configuration_id"])
+        already_succeeded = set(message["succeeded_endpoints"])
+        outcome, endpoints = before_sending(configuration, already_succeeded)
+        if outcome is not None:
+            await self._settle(message, [], outcome)
             return
-        bucket = await self._bucket(target)
+        bucket = await self._bucket(configuration)
+        wait = self._wait_ahead(configuration, endpoints, bucket)
+        if wait:
+            await self._park(message, wait)
+            return
+        results = await self._send_to_all(configuration, endpoints, message, bucket)
+        attempts = [a for result in results for a in result.attempts]
+        attempts_made = message["attempt"] + (1 if attempts else 0)
+        outcome = decide(results, [e["id"] for e in endpoints], already_succeeded, attempts_made, self.schedule,
+                         time.time())
+        succeeded = already_succeeded | {a.endpoint_id for a in attempts if a.succeeded}
+        await self._settle(message, attempts, outcome, succeeded=succeeded, attempts_made=attempts_made)
+
+    def _wait_ahead(self, configuration: Target, endpoints: list[dict], bucket: ThrottleBucket | None) -> float:
+        """Seconds to park this delivery for, or 0 to send it now."""
         if bucket is not None and bucket.waiting >= max(bucket.rate * THROTTLE_BACKLOG_SECONDS, 1):
             # Come back when the queue ahead is half drained, so the bucket never runs dry.
-            await self._park(message, bucket.waiting / bucket.rate / 2)
-            return
-        done = set(message["succeeded_endpoints"])
-        endpoints = [e for e in target.endpoints if e["active"] and e["id"] not in done]
-        if not endpoints:
-            status = "delivered" if done else "failed"
-            await self._settle(message, [], status, error=None if done else "no active endpoint")
-            return
-        backlog = max(_backlog_seconds(self.lanes.of(target.company_id, e["url"])) for e in endpoints)
-        if backlog:
-            await self._park(message, backlog / 2)
-            return
-        body, content_type = render(message["event"], target.format)
-        if len(endpoints) == 1:  # the common case: no gather, no extra task
-            results = [await self.attempt(target, endpoints[0], body, content_type, message["delivery_id"], bucket)]
-        else:
-            results = await asyncio.gather(*(
-                self.attempt(target, endpoint, body, content_type, message["delivery_id"], bucket)
-                for endpoint in endpoints
-            ))
-        attempts = [a for result in results for a in result if isinstance(a, Attempt)]
-        held_until = [r for result in results for r in result if isinstance(r, float)]
-        await self._conclude(message, endpoints, attempts, held_until, done)
+            return bucket.waiting / bucket.rate / 2
+        backlog = max(_backlog_seconds(self.lanes.of(configuration.company_id, e["url"])) for e in endpoints)
+        return backlog / 2
 
-    async def attempt(self, target: Target, endpoint: dict, body: bytes, content_type: str, delivery_id: str,
-                      bucket: ThrottleBucket | None) -> list[Attempt | float]:
-        """Attempts made against one endpoint (two after a 401 with a refreshed token), or the
-        time its open circuit breaker holds the delivery until."""
+    async def _send_to_all(self, configuration: Target, endpoints: list[dict], message: dict,
+                           bucket: ThrottleBucket | None) -> list[EndpointResult]:
+        body, content_type = render(message["event"], configuration.format)
+        send = partial(self._send_to_endpoint, configuration, body=body, content_type=content_type,
+                       delivery_id=message["delivery_id"], bucket=bucket)
+        if len(endpoints) == 1:  # the common case: no gather, no extra task
+            return [await send(endpoints[0])]
+        return list(await asyncio.gather(*(send(endpoint) for endpoint in endpoints)))
+
+    async def _send_to_endpoint(self, configuration: Target, endpoint: dict, *, body: bytes, content_type: str,
+                                delivery_id: str, bucket: ThrottleBucket | None) -> EndpointResult:
         breaker = self.breakers.of(endpoint["id"])
         if not breaker.allows():
-            return [breaker.open_until]
+            return EndpointResult([], held_until=breaker.open_until)
         try:
             # Syntax and https only (cached, no DNS): the addresses are vetted on each connection.
             check_url_syntax(endpoint["url"], self.settings.require_https)
         except UrlRefused as exc:
             breaker.record(True)  # not the endpoint's fault; release a half-open probe
-            return [failed_attempt(endpoint, f"endpoint URL refused: {exc}", retryable=False)]
+            return EndpointResult([failed_attempt(endpoint, f"endpoint URL refused: {exc}", retryable=False)])
+        lane = self.lanes.of(configuration.company_id, endpoint["url"])
         attempts = []
         for _ in range(2):
             try:
-                authorization = await self.credentials.authorization(target)
+                authorization = await self.credentials.authorization(configuration)
             except TokenError as exc:
                 breaker.record(True)
                 attempts.append(failed_attempt(endpoint, str(exc), exc.retryable))
                 break
             headers = {"content-type": content_type, "user-agent": USER_AGENT,
-                       **webhook_headers(delivery_id, body, target.signing_secret)}
+                       **webhook_headers(delivery_id, body, configuration.signing_secret)}
             if authorization:
                 headers["authorization"] = authorization
-            attempt = await self._send(self.lanes.of(target.company_id, endpoint["url"]), endpoint, body, headers,
-                                       bucket)
-            ATTEMPT_OUTCOMES[attempt.outcome].inc()
-            LATENCY.observe(attempt.duration_ms / 1000)
+            attempt = await self._send(lane, endpoint, body, headers, bucket)
             attempts.append(attempt)
-            breaker.record(attempt.outcome != "retryable")
-            is_oauth = target.authentication.get("type") == "oauth2"
+            breaker.record(attempt.outcome != AttemptOutcome.RETRYABLE)
+            is_oauth = configuration.authentication.get("type") == "oauth2"
             if attempt.http_status == 401 and is_oauth and len(attempts) == 1:
-                self.credentials.forget(target, authorization)  # refresh once, then try again
+                self.credentials.forget(configuration, authorization)  # refresh once, then try again
                 continue
             break
-        return attempts
+        return EndpointResult(attempts)
 
     async def _send(self, lane: EndpointLane, endpoint: dict, body: bytes, headers: dict,
                     bucket: ThrottleBucket | None) -> Attempt:
@@ -226,62 +236,42 @@ class Dispatcher:
             async with lane.slot(), self.requests:  # the lane first: waiting for it holds no shared slot
                 attempt = await post(self.http, endpoint, body, headers, timeout)
         lane.observe(attempt.duration_ms / 1000)  # the host's own time, not the wait for a slot
+        ATTEMPT_OUTCOMES[attempt.outcome].inc()
+        LATENCY.observe(attempt.duration_ms / 1000)
         return attempt
 
-    async def _conclude(self, message: dict, endpoints: list[dict], attempts: list[Attempt],
-                        held_until: list[float], done: set[str]) -> None:
-        succeeded = done | {a.endpoint_id for a in attempts if a.succeeded}
-        remaining = [e for e in endpoints if e["id"] not in succeeded]
-        made = message["attempt"] + (1 if attempts else 0)
-        if not remaining:
-            await self._settle(message, attempts, "delivered", succeeded=succeeded, attempts_made=made)
-            return
-        last_failure = next((a for a in reversed(attempts) if not a.succeeded), None)
-        error = last_failure.error if last_failure else "endpoint circuit breaker is open"
-        permanent = last_failure is not None and all(
-            a.outcome == "failed" for a in attempts if a.endpoint_id in {e["id"] for e in remaining}
-        ) and not held_until
-        if permanent:
-            await self._settle(message, attempts, "failed", error=error, succeeded=succeeded, attempts_made=made)
-            return
-        if attempts:
-            retry_after = max((a.retry_after for a in attempts if a.retry_after), default=None)
-            delay = self.schedule.delay_after(made, retry_after)
-            if delay is not None and held_until:
-                delay = max(delay, max(held_until) - time.time())
-        else:  # every endpoint left was held by its open breaker: no attempt was used up
-            delay = max(held_until) - time.time()
-        if delay is None:
-            await self._settle(message, attempts, "failed", error=error, succeeded=succeeded, attempts_made=made)
-            return
-        next_at = datetime.now(UTC) + timedelta(seconds=max(delay, 0))
-        await self._settle(message, attempts, "pending_retry", error=error, succeeded=succeeded,
-                           attempts_made=made, next_attempt_at=next_at)
-
-    async def _settle(self, message: dict, attempts: list[Attempt], status: str, error: str | None = None,
-                      succeeded: set[str] | None = None, attempts_made: int | None = None,
-                      next_attempt_at: datetime | None = None) -> None:
+    async def _settle(self, message: dict, attempts: list[Attempt], outcome: Outcome,
+                      succeeded: set[str] | None = None, attempts_made: int | None = None) -> None:
         now = datetime.now(UTC)
-        DELIVERIES.labels(status).inc()
-        await self.recorder.record(DeliveryState(
+        next_attempt_at = now + timedelta(seconds=outcome.after_seconds) if isinstance(outcome, RetryLater) else None
+        await self._record(message, DeliveryState(
             delivery_id=message["delivery_id"],
             company_id=message["company_id"],
             event_id=message["event"]["id"],
-            status=status,
+            status=outcome.status,
             attempt_count=message["attempt"] if attempts_made is None else attempts_made,
             next_attempt_at=next_attempt_at,
             succeeded_endpoints=sorted(succeeded or message["succeeded_endpoints"]),
-            last_error=error,
+            last_error=getattr(outcome, "error", None),
             last_attempt_at=attempts[-1].started_at if attempts else None,
-            delivered_at=now if status == "delivered" else None,
+            delivered_at=now if outcome.status == DeliveryStatus.DELIVERED else None,
         ), attempts)
 
     async def _park(self, message: dict, seconds: float) -> None:
         """Too much waiting ahead of this delivery (a throttle, a slow endpoint): keep it in the
-        database, not in memory, and put it back on Kafka in `seconds`."""
-        due = datetime.now(UTC) + timedelta(seconds=max(seconds, 1.0))
-        status = "queued" if message["attempt"] == 0 else "pending_retry"
-        await self._settle(message, [], status, next_attempt_at=due)
+        database, not in memory, and put it back on Kafka in `seconds`. Its status is unchanged."""
+        status = DeliveryStatus.QUEUED if message["attempt"] == 0 else DeliveryStatus.PENDING_RETRY
+        await self._record(message, DeliveryState(
+            delivery_id=message["delivery_id"], company_id=message["company_id"], event_id=message["event"]["id"],
+            status=status, attempt_count=message["attempt"],
+            next_attempt_at=datetime.now(UTC) + timedelta(seconds=max(seconds, 1.0)),
+            succeeded_endpoints=sorted(message["succeeded_endpoints"]), last_error=None, last_attempt_at=None,
+            delivered_at=None,
+        ), [])
+
+    async def _record(self, message: dict, state: DeliveryState, attempts: list[Attempt]) -> None:
+        DELIVERIES.labels(state.status).inc()
+        await self.recorder.record(state, attempts)
 
     async def _bucket(self, target: Target) -> ThrottleBucket | None:
         throttle = target.throttle

@@ -1,0 +1,105 @@
+"""The dispatcher's decisions, without I/O: what becomes of a delivery before anything is sent,
+and after its attempts (services/dispatcher/decision.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from services.dispatcher.decision import (
+    BREAKER_OPEN,
+    Delivered,
+    EndpointResult,
+    GaveUp,
+    RetryLater,
+    before_sending,
+    decide,
+)
+from services.dispatcher.retry import RetrySchedule
+from services.dispatcher.sender import Attempt
+from shared.statuses import AttemptOutcome, DeliveryStatus
+
+NOW = 1_000_000.0
+SCHEDULE = RetrySchedule([0, 5, 300], jitter=0)  # three attempts: now, +5 s, +300 s
+
+
+def answered(endpoint_id: str, http_status: int | None, outcome: AttemptOutcome, retry_after=None) -> Attempt:
+    error = None if outcome == AttemptOutcome.SUCCESS else f"HTTP {http_status}"
+    return Attempt(endpoint_id, f"https://{endpoint_id}.example/hook", datetime.now(UTC), 12.0, http_status, error,
+                   outcome, None, retry_after)
+
+
+def ok(endpoint_id="a"):
+    return EndpointResult([answered(endpoint_id, 200, AttemptOutcome.SUCCESS)])
+
+
+def server_error(endpoint_id="a", retry_after=None):
+    return EndpointResult([answered(endpoint_id, 503, AttemptOutcome.RETRYABLE, retry_after)])
+
+
+def refused(endpoint_id="a"):
+    return EndpointResult([answered(endpoint_id, 400, AttemptOutcome.FAILED)])
+
+
+def held(until: float):
+    return EndpointResult([], held_until=until)
+
+
+@pytest.mark.parametrize(("name", "results", "endpoints", "already", "made", "expected"), [
+    ("a 2xx delivers", [ok()], ["a"], set(), 1, Delivered()),
+    ("a 5xx is retried after the schedule's next delay", [server_error()], ["a"], set(), 1,
+     RetryLater("HTTP 503", 5.0)),
+    ("the second failure waits the third delay", [server_error()], ["a"], set(), 2, RetryLater("HTTP 503", 300.0)),
+    ("a 5xx on the last attempt gives up", [server_error()], ["a"], set(), 3, GaveUp("HTTP 503")),
+    ("a 4xx gives up at once", [refused()], ["a"], set(), 1, GaveUp("HTTP 400")),
+    ("Retry-After replaces the schedule's delay", [server_error(retry_after=120.0)], ["a"], set(), 1,
+     RetryLater("HTTP 503", 120.0)),
+    ("Retry-After does not add attempts", [server_error(retry_after=120.0)], ["a"], set(), 3, GaveUp("HTTP 503")),
+    ("every breaker open: wait for it, no attempt used", [held(NOW + 30)], ["a"], set(), 3,
+     RetryLater(BREAKER_OPEN, 30.0)),
+    ("a breaker whose time has passed: retry now", [held(NOW - 1)], ["a"], set(), 0, RetryLater(BREAKER_OPEN, 0.0)),
+    ("one success, one 5xx: retry (the success is kept)", [ok("a"), server_error("b")], ["a", "b"], set(), 1,
+     RetryLater("HTTP 503", 5.0)),
+    ("one success, one 4xx: give up on the rest", [ok("a"), refused("b")], ["a", "b"], set(), 1, GaveUp("HTTP 400")),
+    ("a 4xx beside a 5xx: retry both", [refused("a"), server_error("b")], ["a", "b"], set(), 1,
+     RetryLater("HTTP 503", 5.0)),
+    ("a 4xx beside an open breaker: not given up", [refused("a"), held(NOW + 60)], ["a", "b"], set(), 1,
+     RetryLater("HTTP 400", 60.0)),
+    ("one success, one held: wait for the longer of schedule and breaker", [ok("a"), held(NOW + 60)], ["a", "b"],
+     set(), 1, RetryLater(BREAKER_OPEN, 60.0)),
+    ("the schedule's delay when longer than the breaker", [server_error("a"), held(NOW + 1)], ["a", "b"], set(), 1,
+     RetryLater("HTTP 503", 5.0)),
+    ("an earlier round's success counts", [ok("b")], ["b"], {"a"}, 2, Delivered()),
+])
+def test_decide(name, results, endpoints, already, made, expected):
+    assert decide(results, endpoints, already, made, SCHEDULE, NOW) == expected
+
+
+def test_outcomes_carry_their_delivery_status():
+    assert Delivered().status == DeliveryStatus.DELIVERED
+    assert GaveUp("x").status == DeliveryStatus.FAILED
+    assert RetryLater("x", 1.0).status == DeliveryStatus.PENDING_RETRY
+
+
+@dataclass
+class Configuration:
+    active: bool = True
+    mode: str = "realtime"
+    endpoints: list[dict] = field(default_factory=lambda: [{"id": "a", "active": True}, {"id": "b", "active": True}])
+
+
+@pytest.mark.parametrize(("configuration", "already", "expected", "endpoint_ids"), [
+    (None, set(), GaveUp("the delivery configuration was deleted"), []),
+    (Configuration(active=False), set(), GaveUp("the delivery configuration is not active"), []),
+    (Configuration(mode="scheduled"), set(), GaveUp("the delivery configuration is not active"), []),
+    (Configuration(endpoints=[{"id": "a", "active": False}]), set(), GaveUp("no active endpoint"), []),
+    (Configuration(), {"a", "b"}, Delivered(), []),
+    (Configuration(), {"a"}, None, ["b"]),
+    (Configuration(), set(), None, ["a", "b"]),
+])
+def test_before_sending(configuration, already, expected, endpoint_ids):
+    outcome, endpoints = before_sending(configuration, already)
+    assert outcome == expected
+    assert [e["id"] for e in endpoints] == endpoint_ids
