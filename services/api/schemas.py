@@ -1,19 +1,26 @@
-"""Request and response bodies. `XCreate` / `XUpdate` are what callers send, `XPublic` what
-they get back; secrets only ever travel inwards (responses say `password_set: true`)."""
+"""Request and response bodies shared by more than one route. `XCreate` / `XUpdate` are what
+callers send, `XPublic` what they get back (a route's own answers, such as a page or a count,
+live beside the route); secrets only ever travel inwards (responses say `password_set: true`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
+from shared.statuses import DeliveryStatus
 from shared.validation import Moment
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
-
-# Where a delivery stands (see the contract's event reporting).
-DeliveryStatus = Literal["queued", "pending_retry", "delivered", "failed", "handled", "buffered"]
 
 
 class Strict(BaseModel):
@@ -124,6 +131,14 @@ class TopicPublic(BaseModel):
     requires_event_type: bool
     broadcast: bool
     event_types: list[EventTypePublic]
+
+    @classmethod
+    def of(cls, topic, event_types) -> TopicPublic:
+        """A catalog topic (`shared.models.Topic`) and its event types, as both the company and
+        the operator routes show them."""
+        return cls(name=topic.name, service=topic.service, description=topic.description,
+                   requires_event_type=topic.requires_event_type, broadcast=topic.broadcast,
+                   event_types=[EventTypePublic(name=t.name, description=t.description) for t in event_types])
 
 
 # --- delivery configurations --------------------------------------------------------------
@@ -351,6 +366,37 @@ class MonitoredNumbers(Strict):
         return numbers
 
 
-class Page(BaseModel):
-    data: list[Any]
-    next_cursor: str | None
+# --- event search and bulk actions ----------------------------------------------------------
+
+
+# One model for the search parameters of `GET /v1/events`, the `filter` of a bulk action and
+# what a bulk job stores (`stored()`), so the three cannot drift apart.
+class EventFilter(Strict):
+    """What a search selects. Filters combine with AND; `status`, `delivery_configuration_id` and
+    `subscription_id` select events having such a delivery."""
+
+    id: str | None = None
+    topic: str | None = None
+    event_type: str | None = None
+    status: DeliveryStatus | None = Field(None, description="events having a delivery in this status")
+    delivery_configuration_id: str | None = Field(None, description="events having a delivery through it")
+    subscription_id: str | None = Field(None, description="events having a delivery for it")
+    subject: str | None = None
+    # `from` is a Python keyword, hence the alias; it is the only name callers see.
+    from_: Moment | None = Field(None, alias="from", description="events received at or after this time")
+    to: Moment | None = Field(None, description="events received before this time")
+
+    @field_serializer("from_", "to", when_used="json-unless-none")
+    def _as_iso(self, moment: datetime) -> str:
+        return moment.isoformat()  # as bulk jobs have always stored it (`+00:00`, not pydantic's `Z`)
+
+    def stored(self) -> dict:
+        """The filter as a bulk job keeps it: JSON, the filters given and no others."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class EventSearch(EventFilter):
+    """The query parameters of `GET /v1/events`: a filter and a page."""
+
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = Field(None, description="`next_cursor` of the previous page")

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from services.api.deps import OperatorDep, SessionDep
-from services.api.routes.topics import topic_public
 from services.api.schemas import (
     ApiKey,
     ApplicationCreate,
@@ -21,28 +18,30 @@ from services.api.schemas import (
     TopicCreate,
     TopicPublic,
 )
-from shared.errors import Conflict, InvalidInput, NotFound
-from shared.ids import new_id
-from shared.models import Application, Company, EventType, Source, Topic
-from shared.security import digest, new_secret
+from services.api.store import admin as store
+from services.api.store import topics
+from shared.models import Application
 
 router = APIRouter(prefix="/v1/admin", tags=["operator"])
+
+
+def _application(application: Application, api_key: str | None = None) -> ApplicationPublic:
+    return ApplicationPublic(id=application.id, company_id=application.company_id, name=application.name,
+                             event_manager_enabled=application.event_manager_enabled, api_key=api_key)
 
 
 @router.post("/companies", status_code=201, response_model=CompanyPublic, summary="Create a company")
 async def create_company(body: CompanyCreate, session: SessionDep, _: OperatorDep):
     """A company owns applications, delivery configurations, subscriptions and its events."""
-    company = Company(id=new_id("cmp"), name=body.name)
-    session.add(company)
+    company = await store.create_company(session, body.name)
     await session.commit()
-    await session.refresh(company)
     return company
 
 
 @router.get("/companies", response_model=list[CompanyPublic], summary="List companies")
 async def list_companies(session: SessionDep, _: OperatorDep):
     """Every company, oldest first."""
-    return (await session.scalars(select(Company).order_by(Company.id))).all()
+    return await store.companies(session)
 
 
 @router.post(
@@ -53,52 +52,23 @@ async def list_companies(session: SessionDep, _: OperatorDep):
     description="The API key is returned in this response only; it is stored as a digest.",
 )
 async def create_application(company_id: str, body: ApplicationCreate, session: SessionDep, _: OperatorDep):
-    if await session.get(Company, company_id) is None:
-        raise NotFound(f"company {company_id} does not exist")
-    api_key = new_secret("emk")
-    application = Application(
-        id=new_id("app"),
-        company_id=company_id,
-        name=body.name,
-        event_manager_enabled=body.event_manager_enabled,
-        api_key_digest=digest(api_key),
-    )
-    session.add(application)
+    application, api_key = await store.create_application(session, company_id, body)
     await session.commit()
-    return ApplicationPublic(**_application_fields(application), api_key=api_key)
-
-
-def _application_fields(application: Application) -> dict:
-    return {
-        "id": application.id,
-        "company_id": application.company_id,
-        "name": application.name,
-        "event_manager_enabled": application.event_manager_enabled,
-    }
-
-
-async def _application(session, application_id: str) -> Application:
-    application = await session.get(Application, application_id)
-    if application is None:
-        raise NotFound(f"application {application_id} does not exist")
-    return application
+    return _application(application, api_key)
 
 
 @router.patch("/applications/{application_id}", response_model=ApplicationPublic, summary="Enable or disable")
 async def update_application(application_id: str, body: ApplicationUpdate, session: SessionDep, _: OperatorDep):
     """A disabled application's key answers 403 on every company route until it is enabled again."""
-    application = await _application(session, application_id)
-    application.event_manager_enabled = body.event_manager_enabled
+    application = await store.set_enabled(session, application_id, body.event_manager_enabled)
     await session.commit()
-    return ApplicationPublic(**_application_fields(application))
+    return _application(application)
 
 
 @router.post("/applications/{application_id}/rotate-key", response_model=ApiKey, summary="Rotate the API key")
 async def rotate_key(application_id: str, session: SessionDep, _: OperatorDep):
     """Issues a new API key (shown once) and invalidates the old one immediately."""
-    application = await _application(session, application_id)
-    api_key = new_secret("emk")
-    application.api_key_digest = digest(api_key)
+    api_key = await store.rotate_key(session, application_id)
     await session.commit()
     return ApiKey(api_key=api_key)
 
@@ -107,13 +77,7 @@ async def rotate_key(application_id: str, session: SessionDep, _: OperatorDep):
 async def create_source(body: SourceCreate, session: SessionDep, _: OperatorDep):
     """A source service (SMS, NIS, MSS, batch automation...) gets a token, shown once, that may publish only the
     listed topics."""
-    known = set((await session.scalars(select(Topic.name).where(Topic.name.in_(body.topics)))).all())
-    for index, topic in enumerate(body.topics):
-        if topic not in known:
-            raise InvalidInput.at(["topics", index], f"unknown topic {topic!r}")
-    token = new_secret("ems")
-    source = Source(id=new_id("src"), name=body.name, topics=body.topics, token_digest=digest(token))
-    session.add(source)
+    source, token = await store.create_source(session, body)
     await session.commit()
     return SourcePublic(id=source.id, name=source.name, topics=source.topics, token=token)
 
@@ -121,13 +85,9 @@ async def create_source(body: SourceCreate, session: SessionDep, _: OperatorDep)
 @router.post("/topics", status_code=201, response_model=TopicPublic, summary="Add a topic to the catalog")
 async def create_topic(body: TopicCreate, session: SessionDep, _: OperatorDep):
     """Adds a topic and its event types to the catalog companies subscribe from."""
-    session.add(Topic(**body.model_dump(exclude={"event_types"})))
-    session.add_all(EventType(topic=body.name, **t.model_dump()) for t in body.event_types)
-    try:
-        await session.commit()
-    except IntegrityError:
-        raise Conflict(f"topic {body.name!r} already exists") from None
-    return await topic_public(session, body.name)
+    await topics.create(session, body)
+    await session.commit()
+    return TopicPublic.of(*await topics.find(session, body.name))
 
 
 @router.post(
@@ -135,11 +95,6 @@ async def create_topic(body: TopicCreate, session: SessionDep, _: OperatorDep):
 )
 async def add_event_type(topic: str, body: EventTypeIn, session: SessionDep, _: OperatorDep):
     """Adds one event type to an existing topic."""
-    if await session.get(Topic, topic) is None:
-        raise NotFound(f"topic {topic!r} does not exist")
-    session.add(EventType(topic=topic, **body.model_dump()))
-    try:
-        await session.commit()
-    except IntegrityError:
-        raise Conflict(f"event type {body.name!r} already exists on {topic!r}") from None
-    return await topic_public(session, topic)
+    await topics.add_event_type(session, topic, body)
+    await session.commit()
+    return TopicPublic.of(*await topics.find(session, topic))

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from services.api.deps import CompanyDep, SessionDep, SettingsDep
 from services.api.pagination import decode_cursor, encode_cursor
+from services.api.store import buffer_files as store
 from shared.errors import NotFound
 from shared.models import BufferFile
+from shared.statuses import BufferFileStatus
 
 router = APIRouter(prefix="/v1/buffer-files", tags=["buffer files"])
 
@@ -23,7 +23,7 @@ class BufferFilePublic(BaseModel):
     delivery_configuration_id: str
     window_start: datetime | None
     window_end: datetime
-    status: str
+    status: BufferFileStatus
     event_count: int
     size_bytes: int
     url: str | None
@@ -36,11 +36,12 @@ class BufferFilePage(BaseModel):
     next_cursor: str | None
 
 
-def public(row: BufferFile, base_url: str) -> BufferFilePublic:
+def present(row: BufferFile, base_url: str) -> BufferFilePublic:
+    stored = row.status == BufferFileStatus.STORED
     return BufferFilePublic(
         id=row.id, delivery_configuration_id=row.delivery_configuration_id, window_start=row.window_start,
         window_end=row.window_end, status=row.status, event_count=row.event_count, size_bytes=row.size_bytes,
-        url=f"{base_url}/v1/buffer-files/{row.id}/download" if row.status == "stored" else None,
+        url=f"{base_url}/v1/buffer-files/{row.id}/download" if stored else None,
         error=row.error, created_at=row.created_at,
     )
 
@@ -49,34 +50,18 @@ def public(row: BufferFile, base_url: str) -> BufferFilePublic:
             description="Newest window first. `status`: `writing`, `stored`, `failed`, or `empty` (a window "
                         "without events: recorded, but no file is written).")
 async def list_files(session: SessionDep, caller: CompanyDep, settings: SettingsDep,
-                     delivery_configuration_id: str | None = None,
-                     status: Literal["writing", "stored", "failed", "empty"] | None = None,
+                     delivery_configuration_id: str | None = None, status: BufferFileStatus | None = None,
                      limit: int = Query(50, ge=1, le=500), cursor: str | None = None):
-    query = select(BufferFile).where(BufferFile.company_id == caller.company_id)
-    if delivery_configuration_id:
-        query = query.where(BufferFile.delivery_configuration_id == delivery_configuration_id)
-    if status:
-        query = query.where(BufferFile.status == status)
-    if cursor:
-        query = query.where(BufferFile.id < decode_cursor(cursor, "buffer-files")[0])
-    rows = (await session.scalars(query.order_by(BufferFile.id.desc()).limit(limit + 1))).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return BufferFilePage(data=[public(r, settings.api_base_url) for r in rows],
+    after = decode_cursor(cursor, "buffer-files")[0] if cursor else None
+    rows, more = await store.page(session, caller.company_id, delivery_configuration_id, status, after, limit)
+    return BufferFilePage(data=[present(r, settings.api_base_url) for r in rows],
                           next_cursor=encode_cursor("buffer-files", rows[-1].id) if more else None)
-
-
-async def _owned(session, company_id: str, file_id: str) -> BufferFile:
-    row = await session.get(BufferFile, file_id)
-    if row is None or row.company_id != company_id:
-        raise NotFound(f"buffer file {file_id} does not exist")
-    return row
 
 
 @router.get("/{file_id}", response_model=BufferFilePublic, summary="Get a buffer file's status")
 async def get_file(file_id: str, session: SessionDep, caller: CompanyDep, settings: SettingsDep):
     """One buffer file: its window, status, event count, size and download URL."""
-    return public(await _owned(session, caller.company_id, file_id), settings.api_base_url)
+    return present(await store.find(session, caller.company_id, file_id), settings.api_base_url)
 
 
 @router.get("/{file_id}/download", summary="Download a buffer file",
@@ -84,8 +69,8 @@ async def get_file(file_id: str, session: SessionDep, caller: CompanyDep, settin
             response_class=StreamingResponse)
 async def download(file_id: str, request: Request, session: SessionDep, caller: CompanyDep,
                    redirect: bool = False):
-    row = await _owned(session, caller.company_id, file_id)
-    if row.status != "stored" or not row.object_key:
+    row = await store.find(session, caller.company_id, file_id)
+    if row.status != BufferFileStatus.STORED or not row.object_key:
         raise NotFound(f"buffer file {file_id} has no stored file (status {row.status})")
     media = request.app.state.media
     if redirect:

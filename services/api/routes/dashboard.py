@@ -1,39 +1,25 @@
 """The delivery dashboard: per delivery configuration, counts by status, last success and
-failure, and each endpoint's health. Counts come from trigger-kept counters, so the answer
-costs a few index lookups whatever the size of the deliveries table."""
+failure, and each endpoint's health."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import get_args
 
 from fastapi import APIRouter
 from pydantic import BaseModel
-from sqlalchemy import select, text
 
 from services.api.deps import CompanyDep, SessionDep
-from services.api.schemas import DeliveryStatus
-from shared.models import DeliveryConfiguration, DeliveryConfigurationActivity, DeliveryStatusCount
+from services.api.store import dashboard as store
+from services.api.store import delivery_configurations
+from shared.models import DeliveryConfiguration, DeliveryConfigurationActivity
+from shared.statuses import AttemptOutcome, DeliveryStatus
 
 router = APIRouter(prefix="/v1/dashboard", tags=["dashboard"])
 
 HEALTH_SAMPLE = 20
 
-# The last few attempts of each of the company's endpoints, in one query
-# (one index range of ix_attempts_endpoint_health per endpoint).
-ENDPOINT_HEALTH = text("""
-SELECT u.url, recent.outcome, recent.started_at, recent.error
-FROM unnest(CAST(:urls AS text[])) AS u(url)
-CROSS JOIN LATERAL (
-    SELECT outcome, started_at, error FROM delivery_attempts
-    WHERE company_id = :company AND endpoint_url = u.url
-    ORDER BY started_at DESC LIMIT :sample
-) AS recent
-ORDER BY u.url, recent.started_at DESC
-""")
 
-
-class EndpointHealth(BaseModel):
+class EndpointHealthPublic(BaseModel):
     id: str
     url: str
     active: bool
@@ -43,7 +29,7 @@ class EndpointHealth(BaseModel):
     last_error: str | None
 
 
-class ConfigurationStatus(BaseModel):
+class ConfigurationStatusPublic(BaseModel):
     delivery_configuration_id: str
     name: str
     mode: str
@@ -51,60 +37,51 @@ class ConfigurationStatus(BaseModel):
     counts: dict[str, int]
     last_success_at: datetime | None
     last_failure_at: datetime | None
-    endpoints: list[EndpointHealth]
+    endpoints: list[EndpointHealthPublic]
 
 
-class Dashboard(BaseModel):
-    data: list[ConfigurationStatus]
+class DashboardPublic(BaseModel):
+    data: list[ConfigurationStatusPublic]
 
 
-def _health(attempts) -> tuple[str, float | None]:
+def _health(attempts: list) -> tuple[str, float | None]:
+    """Judged from the last attempts, newest first: the latest outcome and the success rate."""
     if not attempts:
         return "unknown", None
-    rate = sum(1 for a in attempts if a.outcome == "success") / len(attempts)
-    if attempts[0].outcome == "success":
+    rate = sum(1 for a in attempts if a.outcome == AttemptOutcome.SUCCESS) / len(attempts)
+    if attempts[0].outcome == AttemptOutcome.SUCCESS:
         return ("healthy" if rate >= 0.9 else "degraded"), rate
     return ("failing" if rate < 0.5 else "degraded"), rate
 
 
-@router.get("", response_model=Dashboard, summary="Delivery dashboard",
+def _endpoint(endpoint: dict, attempts: list) -> EndpointHealthPublic:
+    health, rate = _health(attempts)
+    return EndpointHealthPublic(
+        id=endpoint["id"], url=endpoint["url"], active=endpoint["active"], health=health, success_rate=rate,
+        last_attempt_at=attempts[0].started_at if attempts else None,
+        last_error=next((a.error for a in attempts if a.outcome != AttemptOutcome.SUCCESS), None))
+
+
+def _configuration(configuration: DeliveryConfiguration, counts: dict[str, int] | None,
+                   seen: DeliveryConfigurationActivity | None, attempts: dict[str, list]) -> ConfigurationStatusPublic:
+    return ConfigurationStatusPublic(
+        delivery_configuration_id=configuration.id, name=configuration.name, mode=configuration.mode,
+        active=configuration.active, counts=counts or {status.value: 0 for status in DeliveryStatus},
+        last_success_at=seen.last_success_at if seen else None,
+        last_failure_at=seen.last_failure_at if seen else None,
+        endpoints=[_endpoint(endpoint, attempts[endpoint["url"]]) for endpoint in configuration.endpoints])
+
+
+@router.get("", response_model=DashboardPublic, summary="Delivery dashboard",
             description="For each delivery configuration: deliveries by status (`queued`, `pending_retry`, "
                         "`failed`, `delivered`, `handled`, `buffered`), last success and failure, and the health "
                         f"of each endpoint judged from its last {HEALTH_SAMPLE} attempts.")
 async def dashboard(session: SessionDep, caller: CompanyDep):
-    configurations = (await session.scalars(
-        select(DeliveryConfiguration).where(DeliveryConfiguration.company_id == caller.company_id)
-        .order_by(DeliveryConfiguration.id))).all()
-    ids = [c.id for c in configurations]
-    # A subquery, not a list of ids: a company may have more configurations than a statement may have parameters.
-    owned = select(DeliveryConfiguration.id).where(DeliveryConfiguration.company_id == caller.company_id)
-    counts: dict[str, dict[str, int]] = {i: dict.fromkeys(get_args(DeliveryStatus), 0) for i in ids}
-    for row in (await session.scalars(
-            select(DeliveryStatusCount).where(DeliveryStatusCount.delivery_configuration_id.in_(owned)))).all():
-        counts[row.delivery_configuration_id][row.status] = row.count
-    activity = {row.delivery_configuration_id: row for row in (await session.scalars(
-        select(DeliveryConfigurationActivity)
-        .where(DeliveryConfigurationActivity.delivery_configuration_id.in_(owned)))).all()}
+    configurations = await delivery_configurations.list_all(session, caller.company_id)
+    counts = await store.status_counts(session, caller.company_id)
+    activity = await store.activity(session, caller.company_id)
     urls = sorted({endpoint["url"] for configuration in configurations for endpoint in configuration.endpoints})
-    recent_attempts: dict[str, list] = {url: [] for url in urls}
-    for row in (await session.execute(ENDPOINT_HEALTH, {"company": caller.company_id, "urls": urls,
-                                                        "sample": HEALTH_SAMPLE})).all():
-        recent_attempts[row.url].append(row)
-    result = []
-    for configuration in configurations:
-        endpoints = []
-        for endpoint in configuration.endpoints:
-            attempts = recent_attempts[endpoint["url"]]
-            health, rate = _health(attempts)
-            last_error = next((a.error for a in attempts if a.outcome != "success"), None)
-            endpoints.append(EndpointHealth(
-                id=endpoint["id"], url=endpoint["url"], active=endpoint["active"], health=health,
-                success_rate=rate, last_attempt_at=attempts[0].started_at if attempts else None,
-                last_error=last_error))
-        seen = activity.get(configuration.id)
-        result.append(ConfigurationStatus(
-            delivery_configuration_id=configuration.id, name=configuration.name, mode=configuration.mode,
-            active=configuration.active, counts=counts[configuration.id],
-            last_success_at=seen.last_success_at if seen else None,
-            last_failure_at=seen.last_failure_at if seen else None, endpoints=endpoints))
-    return Dashboard(data=result)
+    attempts = await store.recent_attempts(session, caller.company_id, urls, HEALTH_SAMPLE)
+    return DashboardPublic(data=[_configuration(c, counts.get(c.id), activity.get(c.id), attempts)
+                                 for c in configurations])
+

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import text
 
 from services.api.changes import announce
 from services.api.deps import CompanyDep, SessionDep
 from services.api.pagination import decode_cursor, encode_cursor
 from services.api.schemas import MonitoredNumbers
+from services.api.store import monitored_numbers as store
 
 router = APIRouter(prefix="/v1/monitored-numbers", tags=["monitored numbers"])
 
@@ -33,30 +33,21 @@ class NumberPage(BaseModel):
              description="Up to 200,000 E.164 numbers per request; numbers already monitored are counted, "
                          "not duplicated.")
 async def add(body: MonitoredNumbers, request: Request, session: SessionDep, caller: CompanyDep):
-    numbers = sorted(set(body.numbers))
-    result = await session.execute(
-        text(
-            "INSERT INTO monitored_numbers (company_id, number, created_at) "
-            "SELECT :company, n, now() FROM unnest(CAST(:numbers AS text[])) AS n ON CONFLICT DO NOTHING"
-        ),
-        {"company": caller.company_id, "numbers": numbers},
-    )
+    added = await store.add(session, caller.company_id, set(body.numbers))
     announce(request, session, "monitored_numbers", caller.company_id)
     await session.commit()
-    return AddResult(added=result.rowcount, already_present=len(body.numbers) - result.rowcount)
+    # A number given twice in the request counts once as added and once as already present.
+    return AddResult(added=added, already_present=len(body.numbers) - added)
 
 
 @router.delete("", response_model=RemoveResult, summary="Stop monitoring numbers (bulk)")
 async def remove(body: MonitoredNumbers, request: Request, session: SessionDep, caller: CompanyDep):
     """Numbers not monitored are counted in `not_present`. Takes effect within 2 seconds."""
-    numbers = sorted(set(body.numbers))
-    result = await session.execute(
-        text("DELETE FROM monitored_numbers WHERE company_id = :company AND number = ANY(CAST(:numbers AS text[]))"),
-        {"company": caller.company_id, "numbers": numbers},
-    )
+    numbers = set(body.numbers)
+    removed = await store.remove(session, caller.company_id, numbers)
     announce(request, session, "monitored_numbers", caller.company_id)
     await session.commit()
-    return RemoveResult(removed=result.rowcount, not_present=len(numbers) - result.rowcount)
+    return RemoveResult(removed=removed, not_present=len(numbers) - removed)
 
 
 @router.get("", response_model=NumberPage, summary="List monitored numbers")
@@ -64,11 +55,5 @@ async def list_numbers(session: SessionDep, caller: CompanyDep, limit: int = Que
                        cursor: str | None = None):
     """Monitored numbers in ascending order, paginated with `cursor`."""
     after = decode_cursor(cursor, "monitored-numbers")[0] if cursor else ""
-    rows = (await session.execute(
-        text("SELECT number FROM monitored_numbers WHERE company_id = :company AND number > :after "
-             "ORDER BY number LIMIT :limit"),
-        {"company": caller.company_id, "after": after, "limit": limit + 1},
-    )).scalars().all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return NumberPage(data=rows, next_cursor=encode_cursor("monitored-numbers", rows[-1]) if more else None)
+    numbers, more = await store.page(session, caller.company_id, after, limit)
+    return NumberPage(data=numbers, next_cursor=encode_cursor("monitored-numbers", numbers[-1]) if more else None)

@@ -1,16 +1,20 @@
-"""The two things a company can do to deliveries, for one event or for a bulk selection."""
+"""The two things a company can do to deliveries, for one event or for a bulk selection. The
+company is a required argument: the conditions only narrow the company's own deliveries."""
 
 from __future__ import annotations
 
 from sqlalchemy import case, func, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import Delivery, DeliveryConfiguration
+from shared.statuses import DeliveryStatus
 
 
-async def requeue_deliveries(session, company_id: str, conditions: list, configuration_id: str | None = None) -> int:
+async def requeue(session: AsyncSession, company_id: str, conditions: list,
+                  delivery_configuration_id: str | None = None) -> int:
     """Deliver again from the start of the retry schedule. Realtime deliveries become due now
-    (the dispatcher's retry poller puts them on Kafka within a second); scheduled ones go back
-    to `buffered` and into the next file."""
+    (the dispatcher's retry poller puts them on Kafka); scheduled ones go back to `buffered` and
+    into the next file. Only through one configuration when `delivery_configuration_id` is given."""
     scheduled = DeliveryConfiguration.mode == "scheduled"
     statement = (
         update(Delivery)
@@ -20,7 +24,7 @@ async def requeue_deliveries(session, company_id: str, conditions: list, configu
             *conditions,
         )
         .values(
-            status=case((scheduled, "buffered"), else_="queued"),
+            status=case((scheduled, DeliveryStatus.BUFFERED.value), else_=DeliveryStatus.QUEUED.value),
             next_attempt_at=case((scheduled, None), else_=func.now()),
             buffer_file_id=None,
             attempt_count=0,
@@ -30,17 +34,17 @@ async def requeue_deliveries(session, company_id: str, conditions: list, configu
         )
         .execution_options(synchronize_session=False)
     )
-    if configuration_id:
-        statement = statement.where(Delivery.delivery_configuration_id == configuration_id)
+    if delivery_configuration_id:
+        statement = statement.where(Delivery.delivery_configuration_id == delivery_configuration_id)
     return (await session.execute(statement)).rowcount
 
 
-async def handle_deliveries(session, company_id: str, conditions: list) -> int:
-    """Mark as handled: nothing more is attempted."""
+async def mark_handled(session: AsyncSession, company_id: str, conditions: list) -> int:
+    """Nothing more is attempted."""
     statement = (
         update(Delivery)
         .where(Delivery.company_id == company_id, *conditions)
-        .values(status="handled", next_attempt_at=None, updated_at=func.now())
+        .values(status=DeliveryStatus.HANDLED.value, next_attempt_at=None, updated_at=func.now())
         .execution_options(synchronize_session=False)
     )
     return (await session.execute(statement)).rowcount

@@ -1,0 +1,38 @@
+"""Bulk action jobs as a company sees them (the job itself runs in services/api/bulk.py)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.api.schemas import EventFilter
+from services.api.store import find_owned, saved
+from shared.ids import new_id
+from shared.models import BulkAction
+
+LISTED = 100  # the most recent jobs a listing shows
+
+
+class BulkActionStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+async def find(session: AsyncSession, company_id: str, bulk_action_id: str) -> BulkAction:
+    return await find_owned(session, BulkAction, company_id, bulk_action_id, "bulk action")
+
+
+async def recent(session: AsyncSession, company_id: str) -> list[BulkAction]:
+    """The company's last LISTED jobs, newest first."""
+    return list((await session.scalars(select(BulkAction).where(BulkAction.company_id == company_id)
+                                       .order_by(BulkAction.id.desc()).limit(LISTED))).all())
+
+
+async def create(session: AsyncSession, company_id: str, action: str, event_filter: EventFilter) -> BulkAction:
+    """A running job with its filter stored; start it once committed."""
+    job = BulkAction(id=new_id("bulk"), company_id=company_id, action=action, filter=event_filter.stored(),
+                     status=BulkActionStatus.RUNNING.value, total=0, processed=0)
+    return await saved(session, job)
