@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
 from functools import partial
 
 import asyncpg
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import Counter, Histogram
 
 from services.matcher.index import SubscriptionIndex
-from services.matcher.matching import recipients_of
+from services.matcher.plan import BatchPlan, EventKey, Incoming, columns, plan_batch, read_batch
 from shared.deadletter import isolate_failures, kafka_source, retry_while_unavailable, set_aside
-from shared.ids import new_id
 from shared.kafka import Topics
-from shared.messages import decode, delivered_document, delivery_message, encode, valid_event
+from shared.messages import delivered_document, delivery_message, encode
+from shared.statuses import DeliveryStatus
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +49,11 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
 ON CONFLICT DO NOTHING
 """
 
-UNFINISHED_FANOUT = """
+UNFINISHED_FANOUT = f"""
 SELECT d.id, d.company_id, d.event_id, d.subscription_id, d.delivery_configuration_id
 FROM events e JOIN deliveries d ON d.company_id = e.company_id AND d.event_id = e.id
 WHERE NOT e.fanned_out AND (e.company_id, e.id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-  AND d.status = 'queued' AND d.next_attempt_at IS NULL
+  AND d.status = '{DeliveryStatus.QUEUED}' AND d.next_attempt_at IS NULL
 """
 
 MARK_FANNED_OUT = """
@@ -88,101 +86,50 @@ class Matcher:
     async def process(self, raw_messages: list[bytes], keys: list[bytes | None] | None = None) -> None:
         """Store and fan out a batch. A message that cannot be decoded, matched or stored is set
         aside with its reason; the rest of the batch goes on."""
-        keys = keys or [None] * len(raw_messages)
-        events, seen = [], set()
-        for raw, key in zip(raw_messages, keys, strict=True):
-            try:
-                event = valid_event(decode(raw))
-            except Exception as exc:  # whatever is wrong with it, it is this message's problem alone
-                await self._set_aside(raw, key, f"undecodable event message: {type(exc).__name__}: {exc}")
-                continue
-            # A repeated id in the same batch: the database would keep one row, but both copies
-            # would be published. The first one wins, as it does across batches.
-            identity = (event["company_id"], event["id"])
-            if identity not in seen:
-                seen.add(identity)
-                events.append((event, raw, key))
+        events, rejected = read_batch(raw_messages, keys or [None] * len(raw_messages))
+        for message in rejected:
+            await self._set_aside(message.raw, message.key, message.reason)
         EVENTS_IN.inc(len(events))
-        await self._store_and_publish(events)
+        # The whole batch in one transaction; an event PostgreSQL refuses (or that fails in any
+        # other way) is found and set aside. An outage is raised: the caller retries the batch.
+        await isolate_failures(events, self._store_and_publish, self._set_aside_alone)
 
-    async def _store_and_publish(self, events: list[tuple[dict, bytes, bytes | None]]) -> None:
-        """The whole batch in one transaction; an event PostgreSQL refuses (or that fails in any
-        other way) is found and set aside. An outage is raised: the caller retries the batch."""
-        async def batch(items):
-            await self._store_and_publish_batch([event for event, _, _ in items])
-
-        async def alone(item, exc):
-            _, raw, key = item
-            await self._set_aside(raw, key, f"{type(exc).__name__}: {exc}")
-
-        await isolate_failures(events, batch, alone)
-
-    async def _store_and_publish_batch(self, events: list[dict]) -> None:
-        event_rows, delivery_rows, outgoing = self._plan(events)
-        if not event_rows[0]:
+    async def _store_and_publish(self, batch: list[Incoming]) -> None:
+        events = [incoming.event for incoming in batch]
+        plan = plan_batch(self.index, events)
+        DELIVERIES_OUT.labels("realtime").inc(plan.realtime_count)
+        DELIVERIES_OUT.labels("scheduled").inc(plan.scheduled_count)
+        if not plan.events:
             return
-        async with self.pool.acquire() as connection, connection.transaction():
-            inserted = {(r[0], r[1]) for r in await connection.fetch(INSERT_EVENTS, *event_rows)}
-            fresh = [i for i, key in enumerate(zip(delivery_rows[1], delivery_rows[2], strict=True))
-                     if key in inserted]
-            await connection.execute(INSERT_DELIVERIES, *[[column[i] for i in fresh] for column in delivery_rows])
-            replayed = [key for key in zip(event_rows[0], event_rows[1], strict=True)
-                        if key not in inserted]
-            retry_fanout = await connection.fetch(UNFINISHED_FANOUT, [k[0] for k in replayed],
-                                                  [k[1] for k in replayed]) if replayed else []
+        inserted, interrupted = await self._store(plan)
         # Realtime deliveries of the events stored just now, and of replayed ones whose fan-out
         # was interrupted; replays that were fully published are not published again.
-        messages = [message for key, planned in outgoing.items() if key in inserted for message in planned]
-        messages += self._republished(retry_fanout, events)
+        messages = [message for key, planned in plan.outgoing.items() if key in inserted for message in planned]
+        messages += self._republished(interrupted, events)
         await self._publish(messages)
         fanned = {(m["company_id"], m["event"]["id"]) for m in messages}
         if fanned:
-            await self.pool.execute(MARK_FANNED_OUT, [k[0] for k in fanned], [k[1] for k in fanned])
+            await self.pool.execute(MARK_FANNED_OUT, *columns(list(fanned), 2))
+
+    async def _store(self, plan: BatchPlan) -> tuple[set[EventKey], list]:
+        """Insert the events new to the database and their deliveries. Returns the events
+        inserted, and the queued deliveries of the others whose fan-out never finished."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            inserted = {(r[0], r[1]) for r in await connection.fetch(INSERT_EVENTS, *columns(plan.events, 9))}
+            fresh = [row for row in plan.deliveries if (row.company_id, row.event_id) in inserted]
+            await connection.execute(INSERT_DELIVERIES, *columns(fresh, 6))
+            replayed = [(row.company_id, row.id) for row in plan.events if (row.company_id, row.id) not in inserted]
+            if not replayed:
+                return inserted, []
+            return inserted, await connection.fetch(UNFINISHED_FANOUT, *columns(replayed, 2))
+
+    async def _set_aside_alone(self, incoming: Incoming, error: Exception) -> None:
+        await self._set_aside(incoming.raw, incoming.key, f"{type(error).__name__}: {error}")
 
     async def _set_aside(self, raw: bytes, key: bytes | None, reason: str) -> None:
         company_id = key.decode("utf-8", "replace") if key else None
         await set_aside(self.pool, service="matcher", source=kafka_source(self.topics.events), reason=reason,
                         payload=raw, company_id=company_id, key=key)
-
-    def _plan(self, events: list[dict]):
-        """Column arrays for the two inserts, and the Kafka message of each realtime delivery."""
-        event_rows: list[list] = [[] for _ in range(9)]
-        delivery_rows: list[list] = [[] for _ in range(6)]
-        outgoing: dict[tuple[str, str], list[dict]] = {}
-        realtime_count = scheduled_count = 0
-        for event in events:
-            recipients = recipients_of(self.index, event)
-            if not recipients:
-                continue
-            # Parsed and encoded once, however many companies a broadcast event reaches.
-            occurred_at, received_at = (datetime.fromisoformat(event["occurred_at"]),
-                                        datetime.fromisoformat(event["received_at"]))
-            data = orjson.dumps(event["data"]).decode()
-            for recipient in recipients:
-                has_realtime = any(route.realtime for route in recipient.routes)
-                for column, value in zip(event_rows, (
-                    recipient.company_id, event["id"], event["topic"], event["event_type"], event["subject"],
-                    occurred_at, received_at, data, not has_realtime,
-                ), strict=True):
-                    column.append(value)
-                for route in recipient.routes:
-                    delivery_id = new_id("dlv")
-                    status = "queued" if route.realtime else "buffered"
-                    for column, value in zip(delivery_rows, (
-                        delivery_id, recipient.company_id, event["id"], route.subscription_id,
-                        route.configuration_id, status,
-                    ), strict=True):
-                        column.append(value)
-                    if route.realtime:
-                        realtime_count += 1
-                        outgoing.setdefault((recipient.company_id, event["id"]), []).append(
-                            delivery_message(delivery_id, route.configuration_id, recipient.company_id,
-                                             delivered_document(event, recipient.company_id, route.subscription_id)))
-                    else:
-                        scheduled_count += 1
-        DELIVERIES_OUT.labels("realtime").inc(realtime_count)
-        DELIVERIES_OUT.labels("scheduled").inc(scheduled_count)
-        return event_rows, delivery_rows, outgoing
 
     def _republished(self, rows, events: list[dict]) -> list[dict]:
         by_id = {event["id"]: event for event in events}
