@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -20,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.statuses import UNFINISHED_FILES, AttemptOutcome, BufferFileStatus, DeliveryStatus, sql_list
 
 
 class Base(DeclarativeBase):
@@ -169,6 +172,7 @@ class Delivery(Base):
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     __table_args__ = (
+        CheckConstraint(f"status IN ({sql_list(DeliveryStatus)})", name="ck_deliveries_status"),
         UniqueConstraint("company_id", "event_id", "subscription_id", name="uq_delivery_event_subscription"),
         Index("ix_deliveries_company_event", "company_id", "event_id"),
         Index("ix_deliveries_config_status", "delivery_configuration_id", "status"),
@@ -182,7 +186,7 @@ class Delivery(Base):
             "ix_deliveries_buffered",
             "delivery_configuration_id",
             "created_at",
-            postgresql_where="status = 'buffered' AND buffer_file_id IS NULL",
+            postgresql_where=f"status = '{DeliveryStatus.BUFFERED}' AND buffer_file_id IS NULL",
         ),
     )
 
@@ -201,6 +205,7 @@ class DeliveryAttempt(Base):
     outcome: Mapped[str] = mapped_column(String, nullable=False)
     response_excerpt: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (
+        CheckConstraint(f"outcome IN ({sql_list(AttemptOutcome)})", name="ck_delivery_attempts_outcome"),
         Index("ix_attempts_company_event", "company_id", "event_id", "started_at"),
         Index("ix_attempts_endpoint_health", "company_id", "endpoint_url", "started_at"),
         Index("ix_attempts_started", "started_at"),
@@ -223,8 +228,10 @@ class BufferFile(Base):
     attempted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # A window is written exactly once, whichever scheduler replica gets there first.
     __table_args__ = (
+        CheckConstraint(f"status IN ({sql_list(BufferFileStatus)})", name="ck_buffer_files_status"),
         UniqueConstraint("delivery_configuration_id", "window_end", name="uq_buffer_window"),
-        Index("ix_buffer_files_unfinished", "attempted_at", postgresql_where="status IN ('failed', 'writing')"),
+        Index("ix_buffer_files_unfinished", "attempted_at",
+              postgresql_where=f"status IN ({sql_list(UNFINISHED_FILES)})"),
     )
 
 

@@ -14,6 +14,7 @@ from prometheus_client import Counter
 
 from shared.deadletter import is_unavailable, set_aside
 from shared.messages import delivered_document, delivery_message, encode, iso
+from shared.statuses import DeliveryStatus
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,10 @@ WHERE d.next_attempt_at <= now()
 ORDER BY d.next_attempt_at
 LIMIT $1
 FOR UPDATE OF d SKIP LOCKED
+"""
+
+MARK_UNQUEUEABLE = f"""
+UPDATE deliveries SET status = '{DeliveryStatus.FAILED}', last_error = $2, updated_at = now() WHERE id = $1
 """
 
 
@@ -46,8 +51,7 @@ async def requeue_due(pool: asyncpg.Pool, producer: AIOKafkaProducer, topic: str
                                  [row["id"] for row in rows])
         for row, error in refused:  # e.g. an event too large for the broker: it would block every poll
             reason = f"{type(error).__name__}: {error}"
-            await connection.execute("UPDATE deliveries SET status = 'failed', last_error = $2, updated_at = now() "
-                                     "WHERE id = $1", row["id"], f"could not be queued for delivery: {reason}"[:500])
+            await connection.execute(MARK_UNQUEUEABLE, row["id"], f"could not be queued for delivery: {reason}"[:500])
             await set_aside(pool, service="dispatcher", source=f"delivery:{row['id']}", company_id=row["company_id"],
                             reason=reason, payload=orjson.dumps(dict(row), default=str))
     REQUEUED.inc(len(rows) - len(refused))

@@ -15,6 +15,7 @@ import orjson
 
 from services.dispatcher.sender import Attempt
 from shared.deadletter import is_unavailable, isolate_failures, retry_while_unavailable, set_aside
+from shared.statuses import DeliveryStatus
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +27,21 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timesta
 """
 
 # A delivery someone marked `handled` meanwhile stays handled.
-UPDATE_DELIVERIES = """
+UPDATE_DELIVERIES = f"""
 UPDATE deliveries AS d SET
     status = u.status,
     attempt_count = u.attempt_count,
     next_attempt_at = u.next_attempt_at,
     succeeded_endpoints = string_to_array(u.succeeded, ','),
-    last_error = COALESCE(u.last_error, CASE WHEN u.status = 'delivered' THEN NULL ELSE d.last_error END),
+    last_error = COALESCE(u.last_error,
+                          CASE WHEN u.status = '{DeliveryStatus.DELIVERED}' THEN NULL ELSE d.last_error END),
     last_attempt_at = COALESCE(u.last_attempt_at, d.last_attempt_at),
     delivered_at = COALESCE(u.delivered_at, d.delivered_at),
     updated_at = now()
 FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::text[], $7::timestamptz[],
             $8::timestamptz[]) AS u(id, status, attempt_count, next_attempt_at, succeeded, last_error,
                                     last_attempt_at, delivered_at)
-WHERE d.id = u.id AND d.status <> 'handled'
+WHERE d.id = u.id AND d.status <> '{DeliveryStatus.HANDLED}'
 """
 
 
@@ -48,7 +50,7 @@ class DeliveryState:
     delivery_id: str
     company_id: str
     event_id: str
-    status: str
+    status: DeliveryStatus
     attempt_count: int
     next_attempt_at: datetime | None
     succeeded_endpoints: list[str]
@@ -57,10 +59,10 @@ class DeliveryState:
     delivered_at: datetime | None
 
 
-MARK_UNRECORDABLE = """
-UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, updated_at = now(),
+MARK_UNRECORDABLE = f"""
+UPDATE deliveries SET status = '{DeliveryStatus.FAILED}', next_attempt_at = NULL, updated_at = now(),
        last_error = 'the result of this delivery could not be stored; an operator has it as a dead letter'
-WHERE id = $1 AND status <> 'handled'
+WHERE id = $1 AND status <> '{DeliveryStatus.HANDLED}'
 """
 
 RECENT_SENDS = """

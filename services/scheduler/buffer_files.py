@@ -20,20 +20,22 @@ import orjson
 from shared.ids import new_id
 from shared.media import MediaStore
 from shared.messages import iso
+from shared.statuses import BufferFileStatus, DeliveryStatus
 
 log = logging.getLogger(__name__)
 
-CLAIM_WINDOW = """
+CLAIM_WINDOW = f"""
 INSERT INTO buffer_files (id, company_id, delivery_configuration_id, window_start, window_end, status,
                           event_count, size_bytes, created_at, attempted_at)
-VALUES ($1, $2, $3, $4, $5, 'writing', 0, 0, now(), now())
+VALUES ($1, $2, $3, $4, $5, '{BufferFileStatus.WRITING}', 0, 0, now(), now())
 ON CONFLICT (delivery_configuration_id, window_end) DO NOTHING
 RETURNING id
 """
 
-CLAIM_DELIVERIES = """
+CLAIM_DELIVERIES = f"""
 UPDATE deliveries SET buffer_file_id = $1
-WHERE delivery_configuration_id = $2 AND status = 'buffered' AND buffer_file_id IS NULL AND created_at <= $3
+WHERE delivery_configuration_id = $2 AND status = '{DeliveryStatus.BUFFERED}' AND buffer_file_id IS NULL
+  AND created_at <= $3
 """
 
 FILE_EVENTS = """
@@ -83,11 +85,12 @@ async def write_file(pool: asyncpg.Pool, media: MediaStore, file_id: str) -> Wri
 async def finish(pool: asyncpg.Pool, written: WrittenFile) -> None:
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute(
-            "UPDATE deliveries SET status = 'delivered', delivered_at = now(), updated_at = now() "
-            "WHERE buffer_file_id = $1 AND status = 'buffered'", written.id)
+            f"UPDATE deliveries SET status = '{DeliveryStatus.DELIVERED}', delivered_at = now(), updated_at = now() "
+            f"WHERE buffer_file_id = $1 AND status = '{DeliveryStatus.BUFFERED}'", written.id)
         await connection.execute(
-            "UPDATE buffer_files SET status = 'stored', event_count = $2, size_bytes = $3, object_key = $4, "
-            "error = NULL WHERE id = $1", written.id, written.event_count, written.size_bytes, written.object_key)
+            f"UPDATE buffer_files SET status = '{BufferFileStatus.STORED}', event_count = $2, size_bytes = $3, "
+            "object_key = $4, error = NULL WHERE id = $1",
+            written.id, written.event_count, written.size_bytes, written.object_key)
 
 
 async def _stream_to_storage(pool: asyncpg.Pool, media: MediaStore, key: str, row, count: int) -> int:
@@ -125,16 +128,17 @@ async def _stream_to_storage(pool: asyncpg.Pool, media: MediaStore, key: str, ro
 
 
 async def mark_failed(pool: asyncpg.Pool, file_id: str, error: str) -> None:
-    await pool.execute("UPDATE buffer_files SET status = 'failed', error = $2, attempted_at = now() WHERE id = $1",
+    await pool.execute(f"UPDATE buffer_files SET status = '{BufferFileStatus.FAILED}', error = $2, "
+                       "attempted_at = now() WHERE id = $1",
                        file_id, error[:500])
 
 
-RETAKE = """
-UPDATE buffer_files SET status = 'writing', attempted_at = now()
+RETAKE = f"""
+UPDATE buffer_files SET status = '{BufferFileStatus.WRITING}', attempted_at = now()
 WHERE id = (
     SELECT id FROM buffer_files
-    WHERE (status = 'failed' AND attempted_at < now() - make_interval(secs => $1))
-       OR (status = 'writing' AND attempted_at < now() - make_interval(secs => $2))
+    WHERE (status = '{BufferFileStatus.FAILED}' AND attempted_at < now() - make_interval(secs => $1))
+       OR (status = '{BufferFileStatus.WRITING}' AND attempted_at < now() - make_interval(secs => $2))
     ORDER BY window_end LIMIT 1 FOR UPDATE SKIP LOCKED
 )
 RETURNING id

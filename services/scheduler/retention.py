@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from prometheus_client import Counter
 
+from shared.statuses import UNSETTLED, sql_list
+
 log = logging.getLogger(__name__)
 
 PURGED = Counter("em_retention_purged_total", "Rows removed by retention", ["table"])
@@ -28,12 +30,12 @@ DELETE FROM ingest_ids WHERE (company_key, id) IN (
     SELECT company_key, id FROM ingest_ids WHERE received_at < $1 LIMIT $2)
 """
 
-PURGE_EVENTS = """
+PURGE_EVENTS = f"""
 WITH doomed AS (
     SELECT e.company_id, e.id FROM events e
     WHERE e.received_at < $1 AND NOT EXISTS (
         SELECT 1 FROM deliveries d WHERE d.company_id = e.company_id AND d.event_id = e.id
-          AND d.status IN ('queued', 'pending_retry', 'buffered'))
+          AND d.status IN ({sql_list(UNSETTLED)}))
     LIMIT $2
 ), gone_deliveries AS (
     DELETE FROM deliveries d USING doomed
