@@ -1,4 +1,5 @@
-"""Dependencies of the api routes: the database session, the calling company or operator."""
+"""Dependencies of the api routes: the database session, the settings, and the caller (a company,
+by its application's API key, or the operator)."""
 
 from __future__ import annotations
 

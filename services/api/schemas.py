@@ -86,7 +86,7 @@ class SourcePublic(BaseModel):
     token: str | None = Field(None, description="Shown only when the source is created")
 
 
-class EventTypeIn(Strict):
+class EventTypeCreate(Strict):
     model_config = with_example({"name": "message.expired", "description": "The message expired before delivery"})
 
     name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -108,11 +108,11 @@ class TopicCreate(Strict):
     description: str = ""
     requires_event_type: bool = False
     broadcast: bool = False
-    event_types: list[EventTypeIn] = Field(default=[], max_length=1000)
+    event_types: list[EventTypeCreate] = Field(default=[], max_length=1000)
 
     @field_validator("event_types")
     @classmethod
-    def _distinct(cls, event_types: list[EventTypeIn]) -> list[EventTypeIn]:
+    def _distinct(cls, event_types: list[EventTypeCreate]) -> list[EventTypeCreate]:
         names = [t.name for t in event_types]
         if len(set(names)) != len(names):
             raise ValueError(f"event type names must be distinct: {sorted({n for n in names if names.count(n) > 1})}")
@@ -258,6 +258,7 @@ class DeliveryConfigurationCreate(Strict):
 # In the updates, a field left out keeps its value; `null` is accepted only where it means
 # "remove" (throttle, schedule, signing secret, matching criteria, end), and refused (422) for
 # the fields a configuration or subscription cannot be without: hence `T = None`, not `T | None`.
+# services/api/store/patch.py merges an update onto the stored values by these rules.
 
 
 class DeliveryConfigurationUpdate(Strict):

@@ -12,7 +12,7 @@ from services.api.schemas import (
     ApplicationUpdate,
     CompanyCreate,
     CompanyPublic,
-    EventTypeIn,
+    EventTypeCreate,
     SourceCreate,
     SourcePublic,
     TopicCreate,
@@ -93,7 +93,7 @@ async def create_topic(body: TopicCreate, session: SessionDep, _: OperatorDep):
 @router.post(
     "/topics/{topic}/event-types", status_code=201, response_model=TopicPublic, summary="Add an event type"
 )
-async def add_event_type(topic: str, body: EventTypeIn, session: SessionDep, _: OperatorDep):
+async def add_event_type(topic: str, body: EventTypeCreate, session: SessionDep, _: OperatorDep):
     """Adds one event type to an existing topic."""
     await topics.add_event_type(session, topic, body)
     await session.commit()

@@ -47,7 +47,7 @@ def present(row: BufferFile, base_url: str) -> BufferFilePublic:
 
 
 @router.get("", response_model=BufferFilePage, summary="List buffer files",
-            description="Newest window first. `status`: `writing`, `stored`, `failed`, or `empty` (a window "
+            description="Most recently recorded first. `status`: `writing`, `stored`, `failed`, or `empty` (a window "
                         "without events: recorded, but no file is written).")
 async def list_files(session: SessionDep, caller: CompanyDep, settings: SettingsDep,
                      delivery_configuration_id: str | None = None, status: BufferFileStatus | None = None,

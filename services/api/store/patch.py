@@ -1,12 +1,10 @@
 """PATCH semantics, once for every resource: a field the caller left out keeps its value, a
 field sent is replaced whole.
 
-The update models make `null` mean "remove" only where a resource can be without the value
-(throttle, schedule, signing secret, matching criteria, end): a field that cannot be is declared
-`T = None`, not `T | None`, so pydantic refuses an explicit null with a 422 naming it, and a None
-that reaches `merge_patch` always means "remove". Nested objects (endpoints, a schedule,
-authentication with its secrets) are replaced whole, with their own defaults filled in: to keep a
-stored secret, leave its object out."""
+The update models (services/api/schemas.py) refuse `null` with a 422 where a resource cannot be
+without the value, so a None that reaches `merge_patch` always means "remove". Nested objects
+(endpoints, a schedule, authentication with its secrets) are replaced whole, with their own
+defaults filled in: to keep a stored secret, leave its object out."""
 
 from __future__ import annotations
 

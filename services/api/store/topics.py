@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.api.schemas import EventTypeIn, TopicCreate
+from services.api.schemas import EventTypeCreate, TopicCreate
 from shared.errors import Conflict, NotFound
 from shared.models import EventType, Topic
 
@@ -39,7 +39,7 @@ async def create(session: AsyncSession, body: TopicCreate) -> None:
         raise Conflict(f"topic {body.name!r} already exists") from None
 
 
-async def add_event_type(session: AsyncSession, topic: str, body: EventTypeIn) -> None:
+async def add_event_type(session: AsyncSession, topic: str, body: EventTypeCreate) -> None:
     if await session.get(Topic, topic) is None:
         raise NotFound(f"topic {topic!r} does not exist")
     session.add(EventType(topic=topic, **body.model_dump()))
