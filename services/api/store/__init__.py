@@ -3,7 +3,9 @@ speak HTTP: parse, call this layer, present) and the database.
 
 The rule that keeps tenants apart: every function that reads or changes a company's rows takes
 the company as a required argument, and a finder answers NotFound alike for a row that does not
-exist and for another company's row (Svix's `secure_find(org_id, id)`). Functions stage their
+exist and for another company's row (Svix's `secure_find(org_id, id)`). Operator data (admin,
+topics, dead_letters) has no company. tests/test_api_store.py checks the rule for every function
+here that takes a session, so a new one cannot forget the company. Functions stage their
 changes in the caller's session; the route announces the change (`changes.announce`) and
 commits, so a change and its notification commit together."""
 
