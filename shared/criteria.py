@@ -365,21 +365,12 @@ def _wildcard_pieces(text: str, path: list) -> list[str]:
     return pieces
 
 
+_ANYTHING_BUT_OPERATORS = ("prefix", "suffix", "equals-ignore-case", "wildcard")
+
+
 def _compile_anything_but(argument: Any, path: list, budget: _Budget) -> Predicate:
     if isinstance(argument, dict):
-        if len(argument) != 1 or next(iter(argument)) not in (
-            "prefix", "suffix", "equals-ignore-case", "wildcard"
-        ):
-            raise CriteriaError(
-                path, "anything-but takes values or one of prefix, suffix, equals-ignore-case, wildcard"
-            )
-        name, inner = next(iter(argument.items()))
-        if name == "equals-ignore-case" and isinstance(inner, list):
-            folded = {_require_string(v, [*path, name, i], budget).casefold() for i, v in enumerate(inner)}
-            longest = max((len(text) for text in folded), default=0)
-            return lambda value: isinstance(value, str) and (len(value) > longest or value.casefold() not in folded)
-        inner_match = _compile_operator(argument, path, budget)
-        return lambda value: isinstance(value, str) and not inner_match(value)
+        return _compile_anything_but_operator(argument, path, budget)
     values = argument if isinstance(argument, list) else [argument]
     if not values:
         raise CriteriaError(path, "anything-but needs at least one value")
@@ -391,6 +382,19 @@ def _compile_anything_but(argument: Any, path: list, budget: _Budget) -> Predica
             budget.charge_text(value, [*path, index])
         excluded.add(_literal_key(value))
     return lambda value: (isinstance(value, str) or _is_number(value)) and _literal_key(value) not in excluded
+
+
+def _compile_anything_but_operator(argument: dict, path: list, budget: _Budget) -> Predicate:
+    """`{"anything-but": {"prefix": ...}}` and the like: a string the inner operator refuses."""
+    if len(argument) != 1 or next(iter(argument)) not in _ANYTHING_BUT_OPERATORS:
+        raise CriteriaError(path, "anything-but takes values or one of prefix, suffix, equals-ignore-case, wildcard")
+    name, inner = next(iter(argument.items()))
+    if name == "equals-ignore-case" and isinstance(inner, list):
+        folded = {_require_string(v, [*path, name, i], budget).casefold() for i, v in enumerate(inner)}
+        longest = max((len(text) for text in folded), default=0)
+        return lambda value: isinstance(value, str) and (len(value) > longest or value.casefold() not in folded)
+    inner_match = _compile_operator(argument, path, budget)
+    return lambda value: isinstance(value, str) and not inner_match(value)
 
 
 def _compile_numeric(argument: Any, path: list) -> Predicate:

@@ -176,12 +176,7 @@ def _checked_host(hostname: str | None, bracketed: bool) -> str:
     if not hostname:
         raise UrlRefused("the URL has no host")
     if bracketed:
-        if "%" in hostname:
-            raise UrlRefused("the URL's IPv6 address may not have a zone identifier")
-        try:
-            return str(ipaddress.IPv6Address(hostname))
-        except ValueError:
-            raise UrlRefused(f"the URL's host [{hostname}] is not a valid IPv6 address") from None
+        return _checked_ipv6(hostname)
     name = hostname[:-1] if hostname.endswith(".") else hostname  # one trailing dot: a fully qualified name
     labels = name.split(".")
     if "" in labels:
@@ -193,21 +188,40 @@ def _checked_host(hostname: str | None, bracketed: bool) -> str:
             raise UrlRefused(f"the URL's host {hostname!r} is not a valid IPv4 address (write a.b.c.d)") from None
         return name
     if name.isascii() and not any(label.startswith("xn--") for label in labels):
-        bad = next((label for label in labels if not _ASCII_LABEL.fullmatch(label)), None)
-        if bad is not None:
-            raise UrlRefused(f"the URL's host label {bad!r} may hold only letters, digits, '-' and '_', "
-                             "and may not start or end with '-'")
+        _check_ascii_labels(labels)
     else:
-        try:
-            name = idna.encode(name, uts46=True).decode("ascii")
-            idna.decode(name)  # a label that is already punycode (xn--) must decode to a valid name
-        except (idna.IDNAError, UnicodeError) as exc:
-            raise UrlRefused(f"the URL's host is not a valid internationalised domain name: {exc}") from None
+        name = _punycode(name)
     if len(name) > MAX_HOST_LENGTH:
         raise UrlRefused(f"the URL's host is longer than {MAX_HOST_LENGTH} characters")
     if any(len(label) > MAX_LABEL_LENGTH for label in name.split(".")):
         raise UrlRefused(f"a label of the URL's host is longer than {MAX_LABEL_LENGTH} characters")
     return name
+
+
+def _checked_ipv6(hostname: str) -> str:
+    if "%" in hostname:
+        raise UrlRefused("the URL's IPv6 address may not have a zone identifier")
+    try:
+        return str(ipaddress.IPv6Address(hostname))
+    except ValueError:
+        raise UrlRefused(f"the URL's host [{hostname}] is not a valid IPv6 address") from None
+
+
+def _check_ascii_labels(labels: list[str]) -> None:
+    bad = next((label for label in labels if not _ASCII_LABEL.fullmatch(label)), None)
+    if bad is not None:
+        raise UrlRefused(f"the URL's host label {bad!r} may hold only letters, digits, '-' and '_', "
+                         "and may not start or end with '-'")
+
+
+def _punycode(name: str) -> str:
+    """An internationalised name as the ASCII name DNS knows."""
+    try:
+        ascii_name = idna.encode(name, uts46=True).decode("ascii")
+        idna.decode(ascii_name)  # a label that is already punycode (xn--) must decode to a valid name
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise UrlRefused(f"the URL's host is not a valid internationalised domain name: {exc}") from None
+    return ascii_name
 
 
 async def check_url(url: str, allowed: list[Network], require_https: bool = False) -> None:

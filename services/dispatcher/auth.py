@@ -91,15 +91,7 @@ class Credentials:
     async def _fetch(self, target: Target) -> dict:
         settings = target.authentication
         grant = settings["grant_type"]
-        token_url = settings["token_url"]
-        try:
-            self.guard.check_url(token_url)
-        except UrlRefused as exc:
-            raise TokenError(f"token URL refused: {exc}", retryable=False) from None
-        if grant == "refresh_token":
-            expires = settings.get("refresh_token_expires_at")
-            if expires and datetime.fromisoformat(expires) <= datetime.now(UTC):
-                raise TokenError(f"the stored refresh token timed out at {expires}; set a new one", retryable=False)
+        _check_grant_usable(self.guard, settings)
         self.token_requests += 1
         client = AsyncOAuth2Client(
             client_id=settings["client_id"],
@@ -111,14 +103,7 @@ class Credentials:
         )
         try:
             async with client:
-                if grant == "refresh_token":
-                    token = await client.refresh_token(token_url, refresh_token=target.secrets.get("refresh_token"))
-                elif grant == "password":
-                    token = await client.fetch_token(token_url, grant_type="password",
-                                                     username=settings.get("username"),
-                                                     password=target.secrets.get("password"))
-                else:
-                    token = await client.fetch_token(token_url, grant_type="client_credentials")
+                token = await _request_token(client, grant, settings, target.secrets)
         except UrlRefused as exc:  # an address (or plain http) the guard refused while connecting
             raise TokenError(f"token URL refused: {exc}", retryable=False) from None
         except OAuthError as exc:
@@ -134,6 +119,27 @@ class Credentials:
         if grant == "refresh_token" and rotated and rotated != target.secrets.get("refresh_token"):
             await self.targets.store_refresh_token(target, rotated)
         return token
+
+
+def _check_grant_usable(guard: EgressGuard, settings: dict) -> None:
+    """Refuse before any request what can only fail: a refused token URL, an expired refresh token."""
+    try:
+        guard.check_url(settings["token_url"])
+    except UrlRefused as exc:
+        raise TokenError(f"token URL refused: {exc}", retryable=False) from None
+    expires = settings.get("refresh_token_expires_at")
+    if settings["grant_type"] == "refresh_token" and expires and datetime.fromisoformat(expires) <= datetime.now(UTC):
+        raise TokenError(f"the stored refresh token timed out at {expires}; set a new one", retryable=False)
+
+
+async def _request_token(client: AsyncOAuth2Client, grant: str, settings: dict, secrets: dict) -> dict:
+    token_url = settings["token_url"]
+    if grant == "refresh_token":
+        return await client.refresh_token(token_url, refresh_token=secrets.get("refresh_token"))
+    if grant == "password":
+        return await client.fetch_token(token_url, grant_type="password", username=settings.get("username"),
+                                        password=secrets.get("password"))
+    return await client.fetch_token(token_url, grant_type="client_credentials")
 
 
 def _usable_token(value) -> bool:

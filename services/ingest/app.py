@@ -162,45 +162,46 @@ async def _validate(raw_events: list[Any], batched: bool, source: Source, catalo
     errors: list[dict] = []
     forbidden: list[str] = []
     events: list[IncomingEvent] = []
-
-    def where(index: int, *loc) -> list:
-        return ["events", index, *loc] if batched else list(loc)
-
     await catalog.learn_companies({raw["company_id"] for raw in raw_events
                                    if isinstance(raw, dict) and isinstance(raw.get("company_id"), str)})
     for index, raw in enumerate(raw_events):
+        prefix = ["events", index] if batched else []
         try:
             event = IncomingEvent.model_validate(raw)
         except ValidationError as exc:
-            errors += [{"loc": where(index, *e["loc"]), "msg": e["msg"]} for e in validation_errors(exc.errors())]
+            errors += [{"loc": [*prefix, *e["loc"]], "msg": e["msg"]} for e in validation_errors(exc.errors())]
             continue
-        topic = catalog.topics.get(event.topic)
-        if topic is None:
-            errors.append({"loc": where(index, "topic"), "msg": f"unknown topic {event.topic!r}"})
-            continue
-        if event.topic not in source.topics:
+        if event.topic in catalog.topics and event.topic not in source.topics:
             forbidden.append(event.topic)
             continue
-        if event.event_type not in catalog.event_types.get(event.topic, set()):
-            errors.append({"loc": where(index, "event_type"),
-                           "msg": f"{event.event_type!r} is not an event type of {event.topic}"})
-        if topic.broadcast:
-            if event.company_id is not None:
-                errors.append({"loc": where(index, "company_id"),
-                               "msg": f"{event.topic} is broadcast: it reaches companies by subject, not company_id"})
-            if not event.subject or not E164.fullmatch(event.subject):
-                errors.append({"loc": where(index, "subject"),
-                               "msg": f"{event.topic} events need the E.164 phone number as subject"})
-        elif not event.company_id:
-            errors.append({"loc": where(index, "company_id"), "msg": f"{event.topic} events need a company_id"})
-        elif event.company_id not in catalog.companies:
-            errors.append({"loc": where(index, "company_id"), "msg": f"unknown company {event.company_id!r}"})
+        errors += [{"loc": [*prefix, field], "msg": message} for field, message in _problems(event, catalog)]
         events.append(event)
     if forbidden:
         raise Forbidden(f"this source may not publish to {', '.join(sorted(set(forbidden)))}")
     if errors:
         raise InvalidInput(f"{len(errors)} invalid field(s); nothing was accepted", errors)
     return events
+
+
+def _problems(event: IncomingEvent, catalog: Catalog) -> list[tuple[str, str]]:
+    """(field, message) for what is wrong with a well-formed event against the catalog."""
+    topic = catalog.topics.get(event.topic)
+    if topic is None:
+        return [("topic", f"unknown topic {event.topic!r}")]
+    problems = []
+    if event.event_type not in catalog.event_types.get(event.topic, set()):
+        problems.append(("event_type", f"{event.event_type!r} is not an event type of {event.topic}"))
+    if topic.broadcast:
+        if event.company_id is not None:
+            problems.append(("company_id", f"{event.topic} is broadcast: it reaches companies by subject, "
+                                           "not company_id"))
+        if not event.subject or not E164.fullmatch(event.subject):
+            problems.append(("subject", f"{event.topic} events need the E.164 phone number as subject"))
+    elif not event.company_id:
+        problems.append(("company_id", f"{event.topic} events need a company_id"))
+    elif event.company_id not in catalog.companies:
+        problems.append(("company_id", f"unknown company {event.company_id!r}"))
+    return problems
 
 
 def _encoded(events: list[IncomingEvent], batched: bool, max_bytes: int) -> list[tuple[str, bytes, bytes]]:
@@ -257,17 +258,25 @@ async def _claim_ids(db: Database, events: list[IncomingEvent], batched: bool, s
             holders.setdefault(row.id, []).append(row)
         conflicts = []
         for index, key, event_id, event_digest in given:
-            for holder in holders.get(event_id, ()):
-                collides = holder.company_key == key or "" in (key, holder.company_key)
-                if not collides or (holder.source_id == source.id and holder.digest == event_digest):
-                    continue
-                reason = "from another source" if holder.source_id != source.id else "with other content"
+            reason = next(filter(None, (_conflict(holder, key, source.id, event_digest)
+                                        for holder in holders.get(event_id, ()))), None)
+            if reason:
                 conflicts.append({"loc": ["events", index, "id"] if batched else ["id"],
                                   "msg": f"id {event_id!r} was already accepted {reason}"})
-                break
         if conflicts:
             await session.rollback()
             raise Conflict(f"{len(conflicts)} event id(s) already in use; nothing was accepted", conflicts)
+
+
+def _conflict(holder, company_key: str, source_id: str, digest: bytes) -> str | None:
+    """Why an id recorded as `holder` cannot be accepted again, or None when it can: it is the
+    same event again, or it belongs to another company (a broadcast event, key '', collides
+    with every company's)."""
+    if holder.company_key != company_key and "" not in (company_key, holder.company_key):
+        return None
+    if holder.source_id != source_id:
+        return "from another source"
+    return None if holder.digest == digest else "with other content"
 
 
 async def _settled(sending: Any) -> Exception | None:
