@@ -24,7 +24,7 @@ class Route:
     subscription_id: str
     company_id: str
     topic: str
-    configuration_id: str
+    delivery_configuration_id: str
     realtime: bool
     event_types: frozenset[str] | None  # None: every event type of the topic
     start: float
@@ -45,7 +45,7 @@ def route_from_row(row) -> Route:
         subscription_id=row["id"],
         company_id=row["company_id"],
         topic=row["topic"],
-        configuration_id=row["delivery_configuration_id"],
+        delivery_configuration_id=row["delivery_configuration_id"],
         realtime=row["mode"] == "realtime",
         event_types=frozenset(row["event_types"]) if row["event_types"] else None,
         start=_timestamp(row["start_at"]),

@@ -105,10 +105,10 @@ def plan_batch(index: SubscriptionIndex, events: list[dict]) -> BatchPlan:
                 delivery_id = new_id("dlv")
                 status = DeliveryStatus.QUEUED if route.realtime else DeliveryStatus.BUFFERED
                 plan.deliveries.append(DeliveryRow(delivery_id, company_id, event["id"], route.subscription_id,
-                                                   route.configuration_id, status))
+                                                   route.delivery_configuration_id, status))
                 if route.realtime:
                     plan.outgoing.setdefault((company_id, event["id"]), []).append(delivery_message(
-                        delivery_id, route.configuration_id, company_id,
+                        delivery_id, route.delivery_configuration_id, company_id,
                         delivered_document(event, company_id, route.subscription_id)))
                 else:
                     plan.scheduled_count += 1
