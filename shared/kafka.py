@@ -98,12 +98,18 @@ IGNORED_CHANGES = Counter("em_ignored_changes_total", "Undecodable change notifi
 class ChangeFeed:
     """Every replica reads every change (no consumer group). Start it *before* the full load:
     it pins the current end of the topic first, so a change made during the load is replayed
-    afterwards rather than lost."""
+    afterwards rather than lost.
+
+    `applied` is how far this replica has applied the topic: every notification below that
+    offset (per partition) was handled to the end by the loop reading `changes()`. `progress()`
+    shows it beside the topic's end, so anyone (an operator, the tests) can tell a replica that
+    is behind on configuration changes from one that is up to date."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.topic = Topics.of(settings).changes
         self.consumer = make_consumer(settings, None, auto_offset_reset="latest")
+        self.applied: dict[int, int] = {}
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -112,9 +118,12 @@ class ChangeFeed:
         self.consumer.assign(assignment)
         await self.consumer.seek_to_end(*assignment)
         for tp in assignment:  # resolve the position now, before the caller's full load
-            await self.consumer.position(tp)
+            # What is before it, the full load covers.
+            self.applied[tp.partition] = await self.consumer.position(tp)
 
     async def changes(self):
+        """Each notification, once. It counts as applied when the caller asks for the next one
+        (the body of its `async for` has finished with it)."""
         while True:
             batch = await self.consumer.getmany(timeout_ms=500, max_records=500)
             for records in batch.values():
@@ -129,8 +138,19 @@ class ChangeFeed:
                         # aside: it is logged and counted instead.
                         IGNORED_CHANGES.inc()
                         log.warning("ignoring change message at offset %s: %s", record.offset, exc)
-                        continue
-                    yield change
+                    else:
+                        yield change
+                    self.applied[record.partition] = record.offset + 1
+
+    def progress(self) -> dict:
+        """Per partition: the offset below which every change is applied, and the topic's end as
+        of the last fetch (this replica polls twice a second, so a replica that keeps `end` ahead
+        of `applied` is stuck on a change)."""
+        partitions = {}
+        for partition, applied in sorted(self.applied.items()):
+            end = self.consumer.highwater(TopicPartition(self.topic, partition))
+            partitions[str(partition)] = {"applied": applied, "end": applied if end is None else max(end, applied)}
+        return {"topic": self.topic, "partitions": partitions}
 
     async def stop(self) -> None:
         await self.consumer.stop()

@@ -11,10 +11,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from shared.db import asyncpg_dsn
 from shared.devstack import SERVICES, Stack, free_port
+from shared.kafka import Topics
+from shared.settings import Settings
 from tests.receiver import Receiver
 
 # Short retry delays and breaker pauses so retry behaviour is observable within seconds.
@@ -30,8 +35,13 @@ TEST_SERVICE_ENV = {
 }
 
 
+# The session's stack, for settle(): a plain function, so helpers call it without a fixture.
+_session_stack: Stack | None = None
+
+
 @pytest.fixture(scope="session")
 def stack():
+    global _session_stack
     for key, value in TEST_SERVICE_ENV.items():
         os.environ.setdefault(key, value)
     # Not under pytest's own temporary tree: every pytest session makes that private again, and the
@@ -42,6 +52,7 @@ def stack():
     try:
         stack.prepare()
         stack.start_services()
+        _session_stack = stack
         yield stack
     finally:
         stack.stop()  # the embedded PostgreSQL deletes its own data when the session ends
@@ -138,9 +149,55 @@ async def subscribe(tenant: Tenant, configuration_id: str, topic: str = "SCG-Mes
     return response.json()
 
 
-async def settle(seconds: float = 1.5) -> None:
-    """Let configuration changes reach the matcher and dispatcher (they apply within 2 s)."""
-    await asyncio.sleep(seconds)
+async def settle(*replica_ports: int, timeout: float = 20) -> None:
+    """Wait until every configuration change made so far is applied by the matcher and the
+    dispatcher (and by the extra replicas listening on `replica_ports`): the api's outbox is
+    empty, so every change notification is on the changes topic, and each replica's `/changes`
+    says it has applied the topic up to the end it has now."""
+    stack = _session_stack
+    connection = await asyncpg.connect(asyncpg_dsn(stack.env["EM_DATABASE_URL"]))
+    try:
+        await eventually(lambda: connection.fetchval("SELECT NOT EXISTS (SELECT FROM change_outbox)"),
+                         timeout=timeout, interval=0.05)
+    finally:
+        await connection.close()
+    ends = await end_offsets(stack, topics(stack).changes)
+    ports = [stack.ports["matcher"], stack.ports["dispatcher"], *replica_ports]
+    behind: dict[int, object] = {}
+    async with httpx.AsyncClient(timeout=5) as client:
+
+        async def applied_everywhere() -> bool:
+            behind.clear()
+            for port in ports:
+                try:
+                    partitions = (await client.get(f"http://127.0.0.1:{port}/changes")).json()["partitions"]
+                except httpx.HTTPError as exc:  # restarting: it is not up to date until it answers
+                    behind[port] = repr(exc)
+                    continue
+                if any(partitions.get(str(p), {}).get("applied", 0) < end for p, end in ends.items()):
+                    behind[port] = partitions
+            return not behind
+
+        try:
+            await eventually(applied_everywhere, timeout=timeout, interval=0.05)
+        except AssertionError:
+            raise AssertionError(f"changes topic ends at {ends}; replicas behind (by port): {behind}") from None
+
+
+def topics(stack: Stack) -> Topics:
+    return Topics.of(Settings(kafka_topic_prefix=stack.env.get("EM_KAFKA_TOPIC_PREFIX", "em")))
+
+
+async def end_offsets(stack: Stack, topic: str) -> dict[int, int]:
+    """The end offset of each partition of `topic`, from the broker."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.env["EM_KAFKA_BOOTSTRAP"])
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches the metadata partitions_for_topic reads
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items()}
+    finally:
+        await consumer.stop()
 
 
 async def eventually(check, timeout: float = 20, interval: float = 0.2):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from aiokafka.partitioner import murmur2
+
 from tests.conftest import eventually
 
 
@@ -16,6 +18,16 @@ async def publish(source, tenant, count: int = 1, topic: str = "SCG-Message", ev
     ]})
     assert response.status_code == 202, response.text
     return ids
+
+
+async def stored(tenant, event_id: str) -> dict:
+    """The event as the event viewer shows it, once the matcher has stored it (with all its
+    deliveries: they are written in one transaction)."""
+    async def check():
+        response = await tenant.client.get(f"/v1/events/{event_id}")
+        return response.json() if response.status_code == 200 else None
+
+    return await eventually(check)
 
 
 async def deliveries_of(tenant, event_id: str) -> list[dict]:
@@ -42,3 +54,31 @@ async def wait_for_status(tenant, event_id: str, wanted: str, timeout: float = 2
 
 async def attempts_of(tenant, event_id: str) -> list[dict]:
     return (await tenant.client.get(f"/v1/events/{event_id}/attempts")).json()
+
+
+async def sentinel(source, tenant, receiver, path: str, **fields) -> str:
+    """Publish one more event for `tenant` and wait until it arrives at `path`, to end a negative
+    check ("nothing else arrived") with an event instead of silence. It takes the way of the
+    events before it: the same company is the same events partition, which the matcher takes in
+    order; the same configuration is the same deliveries partition. So once it has arrived,
+    the matcher has decided every event published before it."""
+    [event_id] = await publish(source, tenant, **fields)
+
+    async def arrived():
+        return any(request.json()["id"] == event_id for request in receiver.requests[path])
+
+    await eventually(arrived)
+    return event_id
+
+
+def same_partition_id(event_id: str, partitions: int) -> str:
+    """A new event id that Kafka's default partitioner (ingest's producer) puts on the partition
+    of `event_id`. A broadcast event (NIS-Events) is keyed by its id, not by a company, so only
+    a sentinel on the same partition is sure to be matched after it."""
+    def partition(key: str) -> int:
+        return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+    while True:
+        candidate = f"sentinel-{uuid.uuid4().hex}"
+        if partition(candidate) == partition(event_id):
+            return candidate

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import httpx
 import pytest
 
-from tests.conftest import realtime_configuration, settle, subscribe, unique_path
+from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
 
 pytestmark = pytest.mark.chaos
 
@@ -42,12 +43,14 @@ async def test_killing_matcher_and_dispatcher_loses_nothing(stack, tenant, sourc
 
     await asyncio.gather(publish_slowly(), kill_and_restart(stack, "matcher", 1.0),
                          kill_and_restart(stack, "dispatcher", 2.0))
-    deadline = asyncio.get_running_loop().time() + 180
-    while asyncio.get_running_loop().time() < deadline:
-        received = {r.json()["id"] for r in receiver.requests[path]}
-        if received >= set(ids):
-            break
-        await asyncio.sleep(1)
+
+    async def all_arrived():
+        return {r.json()["id"] for r in receiver.requests[path]} >= set(ids)
+
+    try:
+        await eventually(all_arrived, timeout=180, interval=1)
+    except AssertionError:
+        pass  # say which are missing, below
     received_ids = [r.json()["id"] for r in receiver.requests[path]]
     missing = set(ids) - set(received_ids)
     assert not missing, f"{len(missing)} accepted events never arrived"
@@ -67,14 +70,19 @@ async def test_throttle_holds_with_two_dispatcher_replicas(stack, tenant, source
     second.start()
     try:
         await asyncio.to_thread(wait_for_ready, port, second)
-        await asyncio.sleep(8)  # let the group rebalance across both replicas
+
+        async def second_has_partitions():  # the group has rebalanced across both replicas
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                return 'em_consumer_lag{group="em-dispatcher"' in (await client.get("/metrics")).text
+
+        await eventually(second_has_partitions, timeout=30)
         paths = [unique_path("two") for _ in range(4)]
         for path in paths:
             configuration = await realtime_configuration(tenant, receiver.url(path),
                                                          throttle={"max_requests": 5, "per_seconds": 1})
             await subscribe(tenant, configuration["id"], event_types=["message.sent"],
                             matching_criteria={"data": {"path": [path]}})
-        await settle()
+        await settle(port)
         for path in paths:
             await publish(source, tenant, count=15, data={"path": path})
         for path in paths:

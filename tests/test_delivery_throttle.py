@@ -3,10 +3,8 @@ configuration does not slow an unthrottled one."""
 
 from __future__ import annotations
 
-import asyncio
-
-from tests.conftest import make_tenant, realtime_configuration, settle, subscribe, unique_path
-from tests.delivery_helpers import publish
+from tests.conftest import eventually, make_tenant, realtime_configuration, settle, subscribe, unique_path
+from tests.delivery_helpers import deliveries_of, publish
 
 
 def most_in_any_window(times: list[float], window: float) -> int:
@@ -64,8 +62,16 @@ async def test_throttle_window_survives_a_dispatcher_restart(stack, tenant, sour
     dispatcher = stack.services["dispatcher"]
     dispatcher.stop()
     dispatcher.start()
-    await publish(source, tenant, count=5)
-    await asyncio.sleep(12)  # the restarted dispatcher is up and would be free to send by now
+    ids = await publish(source, tenant, count=5)
+
+    async def held_back():
+        # The restarted dispatcher has these deliveries and holds them: one waits in the throttle
+        # bucket, so those behind it are parked with a due time. A dispatcher that forgot the
+        # window would have sent all five at once, parking none.
+        deliveries = [d for event_id in ids for d in await deliveries_of(tenant, event_id)]
+        return any(d["status"] == "queued" and d["next_attempt_at"] for d in deliveries)
+
+    await eventually(held_back, timeout=30)
     assert len(receiver.requests[path]) == 5, "the restarted dispatcher remembered the window"
     requests = await receiver.wait_for(path, 10, timeout=60)
     times = [r.at for r in requests]

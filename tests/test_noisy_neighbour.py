@@ -15,7 +15,7 @@ from shared.kafka import Topics, make_producer
 from shared.messages import encode, event_message
 from shared.settings import Settings
 from tests.conftest import realtime_configuration, settle, subscribe, unique_path
-from tests.delivery_helpers import publish
+from tests.delivery_helpers import publish, stored
 from tests.test_worker_isolation import _latencies, flowing_tenant
 
 WORST_WILDCARD = "*a*a*a*a*a*a*b"  # a backtracking regex takes seconds on a long run of "a"
@@ -93,13 +93,15 @@ async def test_one_company_cannot_stop_or_slow_another(stack, producer, tenant, 
     pids = {name: service.process.pid for name, service in stack.services.items()}
 
     quiet_run = await _latencies(source, quiet, receiver, quiet_path, 20)
+    pattern_events: list[str] = []
 
     async def noise():
         await publish(source, noisy, count=300, event_type="message.sent")  # 1.5 s each at the endpoint
         await publish(source, noisy, count=50, event_type="message.delivered")  # answered with NUL bytes
         long_run = "a" * 100_000
         for _ in range(5):  # each event costs a backtracking regex seconds; linear matching microseconds
-            await publish(source, noisy, count=20, event_type="message.received", data={"body": long_run})
+            pattern_events.extend(await publish(source, noisy, count=20, event_type="message.received",
+                                                data={"body": long_run}))
         await kafka_poison(*producer, noisy)
         return await edge_poison(noisy, source, slow["id"])
 
@@ -112,4 +114,6 @@ async def test_one_company_cannot_stop_or_slow_another(stack, producer, tenant, 
     assert max(loaded_run) <= max(2 * max(quiet_run), 0.5), (quiet_run, loaded_run)
     assert {name: service.process.pid for name, service in stack.services.items()} == pids, "a service restarted"
     await receiver.wait_for(nul_path, 50)
-    assert receiver.requests[pattern_path] == [], "no event matched the pattern (no b)"
+    for event_id in pattern_events:  # matched (stored) by now, each without a delivery
+        assert (await stored(noisy, event_id))["deliveries"] == [], "no event matched the pattern (no b)"
+    assert receiver.requests[pattern_path] == []

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared.devstack import SERVICES
-from tests.conftest import eventually
-from tests.delivery_helpers import publish
+from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
+from tests.delivery_helpers import publish, wait_for_status
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -22,14 +23,31 @@ async def test_health_readiness_and_metrics(stack, service):
         assert "python_info" in metrics.text
 
 
-async def test_metrics_count_the_work(stack, tenant, source):
-    await publish(source, tenant)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.ports['dispatcher']}") as client:
-        assert "em_dispatcher_attempts_total" in (await client.get("/metrics")).text
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.ports['matcher']}") as client:
+async def metric(client: httpx.AsyncClient, sample: str, **labels: str) -> float:
+    """The sum of `sample` over the series carrying `labels`, as the service's /metrics says now."""
+    text = (await client.get("/metrics")).text
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == sample and labels.items() <= s.labels.items())
 
-        async def lag_reported():
-            text = (await client.get("/metrics")).text
-            return "em_matcher_events_total" in text and 'em_consumer_lag{group="em-matcher"' in text
+
+async def test_metrics_count_the_work(stack, tenant, source, receiver):
+    configuration = await realtime_configuration(tenant, receiver.url(unique_path()))
+    await subscribe(tenant, configuration["id"])
+    await settle()
+    async with (httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.ports['matcher']}") as matcher,
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.ports['dispatcher']}") as dispatcher):
+        counters = [(matcher, "em_matcher_events_total", {}),
+                    (matcher, "em_matcher_deliveries_total", {"mode": "realtime"}),
+                    (dispatcher, "em_dispatcher_attempts_total", {"outcome": "success"}),
+                    (dispatcher, "em_dispatcher_deliveries_total", {"status": "delivered"})]
+        before = [await metric(client, sample, **labels) for client, sample, labels in counters]
+        [event_id] = await publish(source, tenant)
+        await wait_for_status(tenant, event_id, "delivered")
+        after = [await metric(client, sample, **labels) for client, sample, labels in counters]
+        for (_, sample, labels), then, now in zip(counters, before, after, strict=True):
+            assert now >= then + 1, (sample, labels, then, now)
+
+        async def lag_reported():  # the gauge has a series once the matcher has partitions to report on
+            return 'em_consumer_lag{group="em-matcher"' in (await matcher.get("/metrics")).text
 
         await eventually(lag_reported, timeout=15)

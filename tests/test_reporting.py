@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -48,8 +47,8 @@ async def test_search_filters_and_stable_cursor_pagination(tenant, source, recei
     everything = (await search(limit=100))["data"]
     times = [(e["received_at"], e["id"]) for e in everything]
     assert times == sorted(times, reverse=True), "newest first"
-    await publish(source, tenant, count=2)  # new events must not shift the pages already cut
-    await asyncio.sleep(1)
+    for event_id in await publish(source, tenant, count=2):  # new events must not shift the pages already cut
+        await wait_for_status(tenant, event_id, "delivered")
     pages, cursor = [first["data"]], first["next_cursor"]
     while cursor:
         page = await search(limit=4, cursor=cursor)

@@ -19,7 +19,7 @@ from shared.kafka import Topics, make_producer
 from shared.messages import encode, event_message
 from shared.settings import Settings
 from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
-from tests.delivery_helpers import attempts_of, publish, wait_for_status
+from tests.delivery_helpers import attempts_of, deliveries_of, publish, wait_for_status
 
 
 @pytest.fixture(scope="module")
@@ -171,13 +171,18 @@ async def test_a_stored_subscription_the_matcher_cannot_use_is_set_aside(pool, t
     # What an older release let through: a start stored as -infinity.
     await pool.execute("UPDATE subscriptions SET start_at = '-infinity', updated_at = now() WHERE id = $1",
                        broken["id"])
-    await subscribe(tenant, (await realtime_configuration(tenant, receiver.url(unique_path())))["id"])  # a reload
+    # Another subscription: its change notification makes the matcher reload the company.
+    reload = await subscribe(tenant, (await realtime_configuration(tenant, receiver.url(unique_path())))["id"])
     letters = await eventually(lambda: _at_least(dead_letters(admin, tenant.id), 1))
     assert letters[0]["source"] == f"subscription:{broken['id']}"
+    await settle()
     [event_id] = await publish(source, tenant)
     [others] = await publish(source, other_tenant)
     assert (await receiver.wait_for(path, 1))[0].json()["id"] == event_id
     assert (await receiver.wait_for(other_path, 1))[0].json()["id"] == others
+    # The event was stored with all its deliveries at once: none through the broken subscription.
+    delivered_through = {d["subscription_id"] for d in await deliveries_of(tenant, event_id)}
+    assert broken["id"] not in delivered_through and reload["id"] in delivered_through
     assert receiver.requests[broken_path] == []
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from services.dispatcher.auth import Credentials
 from services.dispatcher.breaker import Breakers
@@ -28,7 +28,7 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
     settings = runtime.settings
     topics = Topics.of(settings)
     pool = await runtime.database_pool(size=6)
-    feed = await runtime.change_feed()
+    app.state.change_feed = feed = await runtime.change_feed()
     targets = TargetCache(pool, settings.secret_key)
     guard = EgressGuard(settings.private_networks, settings.require_https)
     credentials = Credentials(targets, guard, settings.request_timeout_seconds)
@@ -57,3 +57,11 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
 
 
 app = create_service_app("dispatcher", start, version="1.0.0")
+
+
+@app.get("/changes", tags=["operations"], summary="How far this replica has applied configuration changes")
+async def changes_applied(request: Request) -> dict:
+    """Per partition of the changes topic: `applied`, the offset below which every change
+    notification has been applied (cached configurations dropped), and `end`, the topic's end
+    as this replica last saw it."""
+    return request.app.state.change_feed.progress()

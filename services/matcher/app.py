@@ -7,7 +7,7 @@ import logging
 from datetime import timedelta
 from functools import partial
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from services.matcher import loader
 from services.matcher.index import SubscriptionIndex
@@ -53,7 +53,8 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
     settings = runtime.settings
     topics = Topics.of(settings)
     pool = await runtime.database_pool(size=4)
-    feed = await runtime.change_feed()  # before the full load, so no change slips between the two
+    # Before the full load, so no change slips between the two.
+    app.state.change_feed = feed = await runtime.change_feed()
     app.state.index = index = SubscriptionIndex()
     await loader.load_all_routes(pool, index)
     await loader.load_all_numbers(pool, index)
@@ -65,3 +66,11 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
 
 
 app = create_service_app("matcher", start, version="1.0.0")
+
+
+@app.get("/changes", tags=["operations"], summary="How far this replica has applied configuration changes")
+async def changes_applied(request: Request) -> dict:
+    """Per partition of the changes topic: `applied`, the offset below which every change
+    notification has been applied (routes and monitored numbers reloaded), and `end`, the
+    topic's end as this replica last saw it."""
+    return request.app.state.change_feed.progress()
