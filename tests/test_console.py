@@ -597,3 +597,66 @@ def test_console_files_are_packaged():
     for script in static.rglob("*.js"):
         text = script.read_text()
         assert ".innerHTML" not in text and "insertAdjacentHTML" not in text and "eval(" not in text, script
+
+
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+
+
+async def test_no_serious_or_critical_accessibility_violations(browser, tenant, source, stack, urls):
+    """axe-core (vendored from npm) on every page and on the main modals."""
+    configuration = await realtime_configuration(tenant, "http://127.0.0.1:9/hook", active=False)
+    await subscribe(tenant, configuration["id"])
+    await publish(source, tenant, data={"a": 1})
+    # axe is injected as a script; the console's policy rightly refuses that, so this context bypasses it.
+    context = await browser.new_context(viewport={"width": 1366, "height": 900}, bypass_csp=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        console = Console(await context.new_page(), urls.api)
+        page = console.page
+        found = {}
+
+        async def audit(name: str) -> None:
+            if not await page.evaluate("typeof window.axe === 'object'"):
+                await page.add_script_tag(path=str(AXE))
+            result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+            assert result["testEngine"]["name"] == "axe-core" and result["passes"], name
+            bad = [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes'][:3]]}"
+                   for v in result["violations"] if v["impact"] in ("serious", "critical")]
+            if bad:
+                found[name] = bad
+
+        await page.goto(f"{urls.api}/console/")
+        await expect(page.get_by_label("API key or operator token")).to_be_visible()
+        await audit("sign-in")
+        await console.sign_in(tenant.api_key)
+        for fragment, heading in (("dashboard", "Event delivery dashboard"),
+                                  ("configurations", "Delivery configurations"),
+                                  ("subscriptions", "Subscriptions"), ("events", "Event viewer"),
+                                  ("search", "Event search"), ("buffer-files", "Event buffer files"),
+                                  ("numbers", "Monitored numbers"), ("topics", "Topic info")):
+            await console.open(fragment, heading)
+            await expect(page.locator(".loading")).to_have_count(0)
+            await audit(fragment)
+        await console.open("configurations", "Delivery configurations")
+        await page.get_by_role("button", name="New delivery configuration").click()
+        await audit("new configuration modal")
+        await console.dialog().get_by_role("button", name="Close").click()
+        row = console.row(id=configuration["id"])
+        await console.gear(row, "Actions for crm-realtime", "Authentication")
+        await console.dialog().get_by_label("OAuth 2.0").check()
+        await audit("authentication modal")
+        await console.dialog().get_by_role("button", name="Close").click()
+        await console.open("subscriptions", "Subscriptions")
+        await page.get_by_role("button", name="New Subscription").click()
+        await console.dialog().get_by_label("Topic").select_option("NIS-Events")
+        await audit("new subscription modal")
+        await page.get_by_role("button", name="Close").click()
+        await page.get_by_role("button", name="Sign out").click()
+        await console.sign_in(stack.env["EM_ADMIN_TOKEN"])
+        for fragment, heading in (("companies", "Companies"), ("applications", "Applications"),
+                                  ("sources", "Sources"), ("dead-letters", "Dead letters")):
+            await console.open(fragment, heading)
+            await audit(fragment)
+        assert found == {}
+    finally:
+        await context.close()
