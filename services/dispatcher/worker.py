@@ -100,6 +100,10 @@ class Dispatcher:
                 last_commit = time.monotonic()
         if self._tasks:  # leave the recorder time to write what these conclude
             await asyncio.wait(self._tasks, timeout=self.settings.drain_seconds - RECORDER_FLUSH_SECONDS)
+        unfinished = list(self._tasks)
+        for task in unfinished:  # their offsets stay uncommitted: the partition's next owner sends them
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
         await self.commit()
 
     def _finished(self, task: asyncio.Task) -> None:
@@ -148,8 +152,9 @@ class Dispatcher:
                     await self._settle(message, [], GaveUp(f"could not be delivered: {reason}"[:500]))
             except Exception:
                 log.exception("could not set aside %s", reason)
-        finally:
-            self.offsets.done(partition, offset)
+        # Not in a `finally`: a delivery cancelled at shutdown is not done, and its offset must
+        # not be committed past.
+        self.offsets.done(partition, offset)
 
     # --- one delivery ---------------------------------------------------------------------
 
