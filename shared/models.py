@@ -19,6 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -84,6 +85,8 @@ class DeliveryConfiguration(Base):
     name: Mapped[str] = mapped_column(String, nullable=False)
     mode: Mapped[str] = mapped_column(String, nullable=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Paused: events still match, their deliveries are held; resuming releases them.
+    paused: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=sa_false())
     endpoints: Mapped[list[dict]] = mapped_column(JSONB, nullable=False, default=list)
     format: Mapped[str] = mapped_column(String, nullable=False, default="json")
     throttle: Mapped[dict | None] = mapped_column(JSONB)
@@ -188,6 +191,8 @@ class Delivery(Base):
             "created_at",
             postgresql_where=f"status = '{DeliveryStatus.BUFFERED}' AND buffer_file_id IS NULL",
         ),
+        Index("ix_deliveries_held", "delivery_configuration_id", "created_at",
+              postgresql_where=f"status = '{DeliveryStatus.HELD}'"),
     )
 
 

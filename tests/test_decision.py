@@ -13,6 +13,7 @@ from services.dispatcher.decision import (
     Delivered,
     EndpointResult,
     GaveUp,
+    Held,
     RetryLater,
     before_sending,
     decide,
@@ -81,11 +82,13 @@ def test_outcomes_carry_their_delivery_status():
     assert Delivered().status == DeliveryStatus.DELIVERED
     assert GaveUp("x").status == DeliveryStatus.FAILED
     assert RetryLater("x", 1.0).status == DeliveryStatus.PENDING_RETRY
+    assert Held().status == DeliveryStatus.HELD
 
 
 @dataclass
 class Configuration:
     active: bool = True
+    paused: bool = False
     mode: str = "realtime"
     endpoints: list[dict] = field(default_factory=lambda: [{"id": "a", "active": True}, {"id": "b", "active": True}])
 
@@ -95,6 +98,8 @@ class Configuration:
     (Configuration(active=False), set(), GaveUp("the delivery configuration is not active"), []),
     (Configuration(mode="scheduled"), set(), GaveUp("the delivery configuration is not active"), []),
     (Configuration(endpoints=[{"id": "a", "active": False}]), set(), GaveUp("no active endpoint"), []),
+    (Configuration(paused=True), set(), Held(), []),
+    (Configuration(paused=True, active=False), set(), GaveUp("the delivery configuration is not active"), []),
     (Configuration(), {"a", "b"}, Delivered(), []),
     (Configuration(), {"a"}, None, ["b"]),
     (Configuration(), set(), None, ["a", "b"]),

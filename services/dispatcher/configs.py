@@ -18,6 +18,7 @@ class Target:
     id: str
     company_id: str
     active: bool
+    paused: bool
     mode: str
     endpoints: list[dict]
     format: str
@@ -51,7 +52,7 @@ class TargetCache:
             async with self._locks.setdefault(configuration_id, asyncio.Lock()):
                 if self._stale(configuration_id):
                     row = await self.pool.fetchrow(
-                        "SELECT id, company_id, active, mode, endpoints, format, throttle, authentication, "
+                        "SELECT id, company_id, active, paused, mode, endpoints, format, throttle, authentication, "
                         "secrets_encrypted FROM delivery_configurations WHERE id = $1",
                         configuration_id,
                     )
@@ -64,6 +65,7 @@ class TargetCache:
             id=row["id"],
             company_id=row["company_id"],
             active=row["active"],
+            paused=row["paused"],
             mode=row["mode"],
             endpoints=_json(row["endpoints"]),
             format=row["format"],
@@ -71,6 +73,9 @@ class TargetCache:
             authentication=_json(row["authentication"]),
             secrets=decrypt_json(self.secret_key, row["secrets_encrypted"]),
         )
+
+    def forget(self, configuration_id: str) -> None:
+        self._loaded_at.pop(configuration_id, None)
 
     def forget_company(self, company_id: str) -> list[str]:
         """Drop the company's cached configurations (and unknown ids); return the dropped ids."""

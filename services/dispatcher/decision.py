@@ -37,7 +37,14 @@ class RetryLater:
     status = DeliveryStatus.PENDING_RETRY
 
 
-Outcome = Delivered | GaveUp | RetryLater
+@dataclass(frozen=True, slots=True)
+class Held:
+    """The configuration is paused: keep the delivery until it is resumed."""
+
+    status = DeliveryStatus.HELD
+
+
+Outcome = Delivered | GaveUp | RetryLater | Held
 
 
 @dataclass(slots=True)
@@ -55,6 +62,8 @@ def before_sending(configuration, already_succeeded: set[str]) -> tuple[Outcome 
         return GaveUp("the delivery configuration was deleted"), []
     if not configuration.active or configuration.mode != "realtime":
         return GaveUp("the delivery configuration is not active"), []
+    if configuration.paused:
+        return Held(), []
     endpoints = [e for e in configuration.endpoints if e["active"] and e["id"] not in already_succeeded]
     if endpoints:
         return None, endpoints

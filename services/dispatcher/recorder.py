@@ -65,6 +65,15 @@ UPDATE deliveries SET status = '{DeliveryStatus.FAILED}', next_attempt_at = NULL
 WHERE id = $1 AND status <> '{DeliveryStatus.HANDLED}'
 """
 
+HOLD = f"""
+UPDATE deliveries SET status = '{DeliveryStatus.HELD}', next_attempt_at = NULL, updated_at = now()
+WHERE id = $1 AND status <> '{DeliveryStatus.HANDLED}'
+"""
+
+DUE_NOW = f"""
+UPDATE deliveries SET next_attempt_at = now(), updated_at = now() WHERE id = $1 AND status <> '{DeliveryStatus.HANDLED}'
+"""
+
 RECENT_SENDS = """
 SELECT extract(epoch FROM now() - started_at) - duration_ms / 1000.0
 FROM delivery_attempts
@@ -89,6 +98,18 @@ class Recorder:
         if len(self._pending) >= self.max_batch:
             self._wakeup.set()
         await future
+
+    async def hold(self, delivery_id: str, configuration_id: str) -> bool:
+        """Hold a delivery of a paused configuration; False (and the delivery is due again at
+        once) when the configuration is no longer paused. The configuration row is read FOR
+        SHARE: a resume updates that row first and then releases the held deliveries in the same
+        transaction, so it either waits for this hold and releases it too, or has committed
+        already and this delivery is not held at all."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            paused = await connection.fetchval(
+                "SELECT paused FROM delivery_configurations WHERE id = $1 FOR SHARE", configuration_id)
+            await connection.execute(HOLD if paused else DUE_NOW, delivery_id)
+        return bool(paused)
 
     async def recent_sends(self, company_id: str, urls: list[str], within_seconds: float, limit: int) -> list[float]:
         """How long ago (seconds) each of the last `limit` requests to these URLs was answered,

@@ -32,7 +32,7 @@ from prometheus_client import Counter, Histogram
 from services.dispatcher.auth import Credentials, TokenError
 from services.dispatcher.breaker import Breakers
 from services.dispatcher.configs import Target, TargetCache
-from services.dispatcher.decision import EndpointResult, GaveUp, Outcome, RetryLater, before_sending, decide
+from services.dispatcher.decision import EndpointResult, GaveUp, Held, Outcome, RetryLater, before_sending, decide
 from services.dispatcher.formats import render, webhook_headers
 from services.dispatcher.lanes import EndpointLane, EndpointLanes
 from services.dispatcher.offsets import OffsetTracker
@@ -247,6 +247,9 @@ class Dispatcher:
 
     async def _settle(self, message: dict, attempts: list[Attempt], outcome: Outcome,
                       succeeded: set[str] | None = None, attempts_made: int | None = None) -> None:
+        if isinstance(outcome, Held):
+            await self._hold(message)
+            return
         now = datetime.now(UTC)
         next_attempt_at = now + timedelta(seconds=outcome.after_seconds) if isinstance(outcome, RetryLater) else None
         await self._record(message, DeliveryState(
@@ -261,6 +264,12 @@ class Dispatcher:
             last_attempt_at=attempts[-1].started_at if attempts else None,
             delivered_at=now if outcome.status == DeliveryStatus.DELIVERED else None,
         ), attempts)
+
+    async def _hold(self, message: dict) -> None:
+        configuration_id = message["delivery_configuration_id"]
+        DELIVERIES.labels(DeliveryStatus.HELD).inc()
+        if not await self.recorder.hold(message["delivery_id"], configuration_id):
+            self.targets.forget(configuration_id)  # resumed meanwhile: our copy is out of date
 
     async def _park(self, message: dict, seconds: float) -> None:
         """Too much waiting ahead of this delivery (a throttle, a slow endpoint): keep it in the

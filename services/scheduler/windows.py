@@ -36,7 +36,7 @@ SCHEDULED_CONFIGURATIONS = """
 SELECT c.id, c.company_id, c.schedule::text AS schedule, c.created_at,
        (SELECT max(window_end) FROM buffer_files b WHERE b.delivery_configuration_id = c.id) AS last_end
 FROM delivery_configurations c
-WHERE c.mode = 'scheduled' AND c.active
+WHERE c.mode = 'scheduled' AND c.active AND NOT c.paused
 """
 
 
