@@ -9,6 +9,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 import re
 import uuid
 from datetime import datetime, timedelta
@@ -62,6 +63,12 @@ class Console:
     async def open(self, fragment: str, heading: str) -> None:
         await self.page.goto(f"{self.base}/console/#/{fragment}")
         await expect(self.page.get_by_role("heading", level=1, name=heading)).to_be_visible()
+
+    async def shot(self, name: str) -> None:
+        """With EM_CONSOLE_SCREENSHOTS=<folder> (docs/screenshots for the README), a picture of the page."""
+        folder = os.environ.get("EM_CONSOLE_SCREENSHOTS")
+        if folder:
+            await self.page.screenshot(path=str(Path(folder) / f"{name}.png"))
 
     def dialog(self):
         return self.page.get_by_role("dialog")
@@ -119,6 +126,9 @@ async def test_walkthrough_oauth_delivery_viewer_tracking_republish_handled_dash
     """The issue's walk: a new company signs in, creates a configuration with OAuth 2.0, subscribes,
     sees the event delivered, opens its tracking, republishes it, marks it handled, sees the dashboard."""
     page = console.page
+    await page.goto(f"{console.base}/console/")
+    await expect(page.get_by_label("API key or operator token")).to_be_visible()
+    await console.shot("01-sign-in")
     await console.sign_in(tenant.api_key)
     assert tenant.api_key not in page.url
     assert await page.evaluate("sessionStorage.getItem('em.console.credential')") == tenant.api_key
@@ -144,9 +154,11 @@ async def test_walkthrough_oauth_delivery_viewer_tracking_republish_handled_dash
     await dialog.get_by_label("Client ID").fill("em-client")
     await dialog.get_by_label("Client secret").fill("em-client-secret")
     await dialog.get_by_label("Scope (optional)").fill("Reporting")
+    await console.shot("03-authentication-modal")
     await dialog.get_by_role("button", name="Save authentication").click()
     await expect(dialog).to_be_hidden()
     await expect(row).to_contain_text("OAuth 2.0 (client credentials)")
+    await console.shot("02-delivery-configurations")
     [configuration] = (await tenant.client.get("/v1/delivery-configurations")).json()
     assert configuration["authentication"] == {"type": "oauth2", "token_url": token_server.token_url,
                                                "client_id": "em-client", "scope": "Reporting",
@@ -162,9 +174,11 @@ async def test_walkthrough_oauth_delivery_viewer_tracking_republish_handled_dash
     await dialog.get_by_label("message.delivered").check()
     criteria = dialog.get_by_label("Matching criteria (optional, JSON event pattern)")
     await criteria.fill('{"data": {"campaign": ["spring"]}}')
+    await console.shot("04-new-subscription-modal")
     await dialog.get_by_role("button", name="Create subscription").click()
     await expect(dialog).to_be_hidden()
     await expect(page.locator("tbody tr")).to_contain_text("message.delivered")
+    await console.shot("05-subscriptions")
 
     # An event through the real ingest service, delivered with the token the console configured.
     event_id = await publish_until_matched(source, tenant, event_type="message.delivered",
@@ -178,6 +192,7 @@ async def test_walkthrough_oauth_delivery_viewer_tracking_republish_handled_dash
     await console.gear(event_row, f"Actions for event {event_id}", "View")
     await expect(console.dialog().locator("pre.payload")).to_contain_text('"campaign": "spring"')
     await expect(console.dialog()).to_contain_text("crm-oauth")
+    await console.shot("07-event-view")
     await console.dialog().get_by_role("button", name="Close").click()
 
     await console.gear(event_row, f"Actions for event {event_id}", "Tracking")
@@ -196,11 +211,13 @@ async def test_walkthrough_oauth_delivery_viewer_tracking_republish_handled_dash
     await eventually(two_attempts)
     await console.gear(event_row, f"Actions for event {event_id}", "Tracking")
     await expect(console.dialog().locator("tbody tr")).to_have_count(2)
+    await console.shot("08-event-tracking")
     await console.dialog().get_by_role("button", name="Close").click()
 
     await console.gear(event_row, f"Actions for event {event_id}", "Mark as handled")
     await console.dialog().get_by_role("button", name="Mark as handled").click()
     await expect(event_row.locator(".badge")).to_have_text("handled")
+    await console.shot("06-event-viewer")
     assert (await tenant.client.get(f"/v1/events/{event_id}")).json()["status"] == "handled"
 
     await console.open("dashboard", "Event delivery dashboard")
@@ -209,6 +226,7 @@ async def test_walkthrough_oauth_delivery_viewer_tracking_republish_handled_dash
     await expect(dashboard_row.get_by_role("link", name="1 handled in crm-oauth")).to_be_visible()
     await expect(dashboard_row).to_contain_text("healthy")
     await expect(page.locator(".chart rect.bar-delivered")).to_have_count(1)
+    await console.shot("10-dashboard")
     assert console.errors == []
 
     await page.get_by_role("button", name="Sign out").click()
@@ -329,6 +347,7 @@ async def test_subscription_modal_topic_info_required_types_and_criteria_error_a
     await dialog.get_by_role("button", name="Create subscription").click()
     error = criteria.locator("xpath=..").locator(".field-error")
     await expect(error).to_contain_text("matching_criteria.data.carrier")
+    await console.shot("11-criteria-error")
     await expect(criteria).to_have_attribute("aria-invalid", "true")
     await expect(dialog.locator("fieldset[data-path=event_types] .field-error")).to_have_count(0)
     await criteria.fill('{"data": {"carrier": [{"prefix": "Voda"}]}}')
@@ -371,6 +390,7 @@ async def test_monitored_numbers_csv_upload_in_chunks_count_find_and_remove(cons
     await expect(page.locator(".count")).to_contain_text("More than 100")
     await page.get_by_role("button", name="Count all").click()
     await expect(page.locator(".count")).to_have_text("25,000 numbers monitored.")
+    await console.shot("12-monitored-numbers")
     # Pasting: one new, one already present.
     await page.get_by_label("Paste numbers (one per line, or comma-separated)").fill("+14150000001\n+4915123456789")
     await page.get_by_role("button", name="Add numbers").click()
@@ -414,6 +434,7 @@ async def test_search_filters_and_keyset_pagination_and_bulk_handled(console, te
     second_page = await rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
     assert sorted(first_page + second_page) == sorted(ids) and other[0] not in first_page + second_page
     await expect(page.get_by_role("button", name="Next →")).to_be_disabled()
+    await console.shot("09-event-search")
     await page.get_by_role("button", name="← Previous").click()
     await expect(rows).to_have_count(5)
     # A time range that excludes everything, then an id.
@@ -491,6 +512,7 @@ async def test_buffer_files_list_and_download(console, tenant, source, stack):
     await expect(row).to_contain_text("nightly-files")
     await expect(row).to_contain_text("stored")
     await expect(row.locator("td.num").first).to_have_text(re.compile(r"^\d+$"))
+    await console.shot("13-buffer-files")
     async with page.expect_download() as download_info:
         await row.get_by_role("button", name=re.compile("^Download")).click()
     download = await download_info.value
@@ -517,6 +539,7 @@ async def test_operator_pages_companies_applications_sources(console, stack, adm
     assert api_key.startswith("emk_")
     await console.dialog().get_by_role("button", name="I have stored it").click()
     company_id = await row.get_attribute("data-id")
+    await console.shot("14-operator-companies")
     tenant_client_headers = {"authorization": f"Bearer {api_key}"}
     async with httpx.AsyncClient(base_url=urls.api, headers=tenant_client_headers) as company:
         assert (await company.get("/v1/subscriptions")).status_code == 200
@@ -529,6 +552,7 @@ async def test_operator_pages_companies_applications_sources(console, stack, adm
         assert (await company.get("/v1/subscriptions")).status_code == 403
         await app_row.get_by_role("button", name="Enable").click()
         await expect(app_row.locator(".badge")).to_have_text("active")
+        await console.shot("15-operator-applications")
         await app_row.get_by_role("button", name="Rotate key").click()
         await console.dialog().get_by_role("button", name="Rotate key").click()
         new_key = await console.dialog().locator("output.secret-value").text_content()
@@ -551,6 +575,7 @@ async def test_operator_pages_companies_applications_sources(console, stack, adm
     assert token.startswith("ems_")
     await console.dialog().get_by_role("button", name="I have stored it").click()
     await expect(page.locator("tbody tr", has_text="console-sms")).to_contain_text("SCG-Message, SCG-Keyword")
+    await console.shot("16-operator-sources")
 
     await console.open("dead-letters", "Dead letters")
     await expect(page.locator(".empty, tbody tr").first).to_be_visible()

@@ -8,7 +8,7 @@ import { showSecretOnce } from "./secret-once.js";
 export async function render(container) {
   const id = h("input", { name: "application_id", class: "mono", required: true, placeholder: "app_…" });
   const form = h("form", { class: "card", "aria-labelledby": "by-id" }, h("h2", { id: "by-id" }, "An application by id"),
-    h("div", { class: "row" }, field("Application id", id, { path: "application_id" }),
+    h("div", { class: "row bottom" }, field("Application id", id, { path: "application_id" }),
       h("div", { class: "field" }, h("div", { class: "actions" },
         h("button", { type: "submit", value: "enable" }, "Enable"),
         h("button", { type: "submit", value: "disable" }, "Disable"),

@@ -8,7 +8,7 @@ import { showSecretOnce } from "./secret-once.js";
 export async function render(container) {
   const name = h("input", { name: "name", required: true, maxlength: 200 });
   const form = h("form", { class: "card", "aria-labelledby": "new-company" }, h("h2", { id: "new-company" }, "New company"),
-    h("div", { class: "row" }, field("Name", name, { path: "name" }),
+    h("div", { class: "row bottom" }, field("Name", name, { path: "name" }),
       h("div", { class: "field" }, h("button", { type: "submit", class: "primary" }, "Create company"))));
   const list = h("div");
   container.append(pageHeader("Companies"), form, list);

@@ -15,8 +15,18 @@ export function parseNumbers(text) {
   const invalid = [];
   let skipped = 0;
   const seen = new Set();
-  for (const [lineIndex, line] of text.split(/\r?\n/).entries()) {
-    for (const rawCell of line.split(/[,;\t]/)) {
+  const lines = text.split(/\r?\n/);
+  // A CSV whose header names a phone-number column: only that column is read.
+  const header = (lines[0] || "").split(/[,;\t]/).map((cell) => cell.trim().replace(/^"|"$/g, ""));
+  const column = header.some((cell) => E164.test(cell.replace(/[\s().-]/g, "")))
+    ? -1 : header.findIndex((cell) => /number|phone|msisdn|e\.?164/i.test(cell));
+  for (const [lineIndex, line] of lines.entries()) {
+    const cells = line.split(/[,;\t]/);
+    if (column >= 0 && lineIndex === 0) {
+      skipped += 1;
+      continue;
+    }
+    for (const rawCell of column >= 0 ? cells.slice(column, column + 1) : cells) {
       const cell = rawCell.trim().replace(/^"|"$/g, "").replace(/[\s().-]/g, "");
       if (!cell) continue;
       if (!/^\+?[0-9]+$/.test(cell)) {
@@ -75,7 +85,7 @@ export async function render(container) {
   const needle = h("input", { type: "search", name: "q", placeholder: "+1415555", inputmode: "tel" });
   const found = h("div", { "aria-live": "polite" });
   const findForm = h("form", { class: "card", role: "search", "aria-label": "Find monitored numbers" },
-    h("div", { class: "row" }, field("Find numbers containing", needle, { path: "q" }),
+    h("div", { class: "row bottom" }, field("Find numbers containing", needle, { path: "q" }),
       h("div", { class: "field" }, h("button", { type: "submit", class: "primary" }, "Find"))), found);
   onSubmit(findForm, async () => {
     const wanted = needle.value.replace(/[\s().-]/g, "");
@@ -139,7 +149,7 @@ export async function render(container) {
       progress.value = Math.min(numbers.length, (index + 1) * CHUNK);
     }
     status.textContent = action === "add"
-      ? `Done: ${chunks} of ${chunks} chunks, ${fmtNumber(changed)} added, ${fmtNumber(unchanged)} already present${skipped ? `, ${skipped} non-number cells skipped` : ""}.`
+      ? `Done: ${chunks} of ${chunks} chunks, ${fmtNumber(changed)} added, ${fmtNumber(unchanged)} already present${skipped ? `, ${fmtNumber(skipped)} other cell${skipped === 1 ? "" : "s"} skipped` : ""}.`
       : `Done: ${chunks} of ${chunks} chunks, ${fmtNumber(changed)} removed, ${fmtNumber(unchanged)} were not monitored.`;
     toast(status.textContent);
     text.value = "";
