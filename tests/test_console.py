@@ -477,7 +477,7 @@ async def test_event_payload_is_rendered_as_text(console, tenant, source):
 
 
 async def test_buffer_files_list_and_download(console, tenant, source, stack):
-    from services.scheduler.windows import WindowRunner
+    from services.scheduler.windows import SCHEDULED_CONFIGURATIONS, WindowRunner
     from shared.db import create_pool
     from shared.kafka import Topics, make_producer
     from shared.media import MediaStore
@@ -499,7 +499,9 @@ async def test_buffer_files_list_and_download(console, tenant, source, stack):
     await producer.start()
     try:
         runner = WindowRunner(pool, MediaStore(settings), producer, Topics.of(settings), settings.api_base_url)
-        await runner.run_due_windows(fire + timedelta(minutes=1))
+        # Only this test's configuration: the others in the session's database are other tests' business.
+        [mine] = [c for c in await pool.fetch(SCHEDULED_CONFIGURATIONS) if c["id"] == configuration["id"]]
+        await runner.run_configuration(mine, fire + timedelta(minutes=1))
     finally:
         await producer.stop()
         await pool.close()
