@@ -116,7 +116,7 @@ async def test_dashboard_counts_and_endpoint_health(tenant, source, receiver):
 
     board = {c["delivery_configuration_id"]: c for c in (await tenant.client.get("/v1/dashboard")).json()["data"]}
     assert board[good["id"]]["counts"] == {"queued": 0, "pending_retry": 0, "failed": 0, "delivered": 3,
-                                           "handled": 1, "buffered": 0}
+                                           "handled": 1, "buffered": 0, "held": 0}
     assert board[bad["id"]]["counts"]["failed"] == 3 and board[bad["id"]]["counts"]["handled"] == 1
     assert board[good["id"]]["last_success_at"] is not None and board[good["id"]]["last_failure_at"] is None
     assert board[bad["id"]]["last_failure_at"] is not None and board[bad["id"]]["last_success_at"] is None

@@ -73,9 +73,9 @@ def _configuration(configuration: DeliveryConfiguration, counts: dict[str, int] 
 
 
 @router.get("", response_model=DashboardPublic, summary="Delivery dashboard",
-            description="For each delivery configuration: deliveries by status (`queued`, `pending_retry`, "
-                        "`failed`, `delivered`, `handled`, `buffered`), last success and failure, and the health "
-                        f"of each endpoint judged from its last {HEALTH_SAMPLE} attempts.")
+            description="For each delivery configuration: deliveries by status ("
+                        f"{', '.join(f'`{status}`' for status in DeliveryStatus)}), last success and failure, and "
+                        f"the health of each endpoint judged from its last {HEALTH_SAMPLE} attempts.")
 async def dashboard(session: SessionDep, caller: CompanyDep):
     configurations = await delivery_configurations.list_all(session, caller.company_id)
     counts = await store.status_counts(session, caller.company_id)
