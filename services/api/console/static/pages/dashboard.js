@@ -4,7 +4,7 @@ import { collect, get } from "../api.js";
 import { fmtNumber, fmtTime, h, s } from "../dom.js";
 import { badge, pageHeader, table } from "../ui.js";
 
-const STATUSES = ["queued", "pending_retry", "failed", "delivered", "handled", "buffered"];
+const STATUSES = ["queued", "pending_retry", "held", "failed", "delivered", "handled", "buffered"];
 const REFRESH_MS = 5000;
 const CHART_EVERY = 6; // the chart's sample is heavier: every 6th refresh (30 s)
 const CHART_SAMPLE = 2000;

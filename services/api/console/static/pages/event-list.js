@@ -6,7 +6,7 @@ import {
   badge, confirmAction, field, gear, modal, onSubmit, Pager, select, table, toast, toastError,
 } from "../ui.js";
 
-export const STATUSES = ["queued", "pending_retry", "delivered", "failed", "handled", "buffered"];
+export const STATUSES = ["queued", "pending_retry", "held", "delivered", "failed", "handled", "buffered"];
 
 /**
  * Render an event list into `container`. `fields` names the filters shown (the rest keep their
