@@ -56,3 +56,8 @@ async def create_pool(url: str, size: int = 4):
     import asyncpg
 
     return await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=size, init=_decode_jsonb)
+
+
+def columns(rows: list[tuple], width: int) -> list[list]:
+    """Rows as column arrays, for one `INSERT ... SELECT * FROM unnest($1::text[], ...)`."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]

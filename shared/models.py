@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -256,6 +257,27 @@ class DeliveryConfigurationActivity(Base):
     delivery_configuration_id: Mapped[str] = mapped_column(String, primary_key=True)
     last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_failure_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EndpointHealth(Base):
+    """Kept by the dispatcher's recorder from the attempts it writes: since when an endpoint has
+    failed without a success in between (NULL: healthy), and the longest failing time already
+    announced to the company (services/dispatcher/health.py)."""
+
+    __tablename__ = "endpoint_health"
+    delivery_configuration_id: Mapped[str] = mapped_column(String, primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(String, primary_key=True)
+    company_id: Mapped[str] = mapped_column(String, nullable=False)
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_failure_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    announced_seconds: Mapped[float] = mapped_column(Float, nullable=False, server_default="0")
+    __table_args__ = (
+        Index("ix_endpoint_health_failing", "failing_since",
+              postgresql_where="failing_since IS NOT NULL OR announced_seconds > 0"),
+    )
 
 
 class BulkAction(Base):

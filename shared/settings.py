@@ -81,7 +81,16 @@ class Settings(BaseSettings):
     graceful_shutdown_seconds: float = 15.0
     drain_seconds: float = 12.0
 
-    @field_validator("retry_schedule", mode="before")
+    # Endpoint health (services/dispatcher/health.py). An endpoint that has failed without a
+    # success for this long, with failures spread over the whole time (not one burst), is
+    # disabled and the company told; a 410 Gone disables it at once. Svix's default: 5 days.
+    endpoint_disable_after_seconds: float = 5 * 86400.0
+    # `endpoint.failing` is announced once per failing spell at each of these (seconds).
+    endpoint_failing_thresholds: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [3600.0, 6 * 3600.0, 86400.0])
+    health_check_seconds: float = 30.0
+
+    @field_validator("retry_schedule", "endpoint_failing_thresholds", mode="before")
     @classmethod
     def _split_schedule(cls, value):
         if isinstance(value, str):

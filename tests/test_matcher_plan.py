@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from services.matcher.index import Route, SubscriptionIndex
-from services.matcher.plan import columns, plan_batch, read_batch
+from services.matcher.plan import plan_batch, read_batch
+from shared.db import columns
 from shared.messages import encode, event_message
 from shared.statuses import DeliveryStatus
 

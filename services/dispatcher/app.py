@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from services.dispatcher.auth import Credentials
 from services.dispatcher.breaker import Breakers
 from services.dispatcher.configs import TargetCache
+from services.dispatcher.health import Health
 from services.dispatcher.poller import poll_forever
 from services.dispatcher.recorder import Recorder
 from services.dispatcher.sender import delivery_session
@@ -37,11 +38,13 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
     producer = await runtime.kafka_producer()
     recorder = Recorder(pool)
     breakers = Breakers(settings.circuit_failure_threshold, settings.circuit_open_seconds)
-    dispatcher = Dispatcher(settings, targets, credentials, recorder, http, breakers)
+    health = Health(pool, producer, topics.events, settings)
+    dispatcher = Dispatcher(settings, targets, credentials, recorder, http, breakers, health)
     dispatcher.consumer = await runtime.kafka_consumer("em-dispatcher", topics.deliveries,
                                                        listener=dispatcher.rebalance_listener())
     app.state.dispatcher = dispatcher
     runtime.run_forever("changes", follow_changes(feed, targets, credentials))
+    runtime.run_forever("endpoint-health", health.run(settings.health_check_seconds))
     runtime.run_forever("retry-poller", poll_forever(pool, producer, topics.deliveries, settings.retry_poll_seconds))
     # The recorder must outlive the dispatcher loop, which waits on it while draining.
     dispatcher_done = asyncio.Event()

@@ -25,6 +25,7 @@ class GaveUp:
     """Nothing more will be tried: a permanent refusal, or the retry schedule is used up."""
 
     error: str
+    exhausted: bool = False  # the retry schedule is used up (not a refusal)
     status = DeliveryStatus.FAILED
 
 
@@ -89,7 +90,7 @@ def decide(results: list[EndpointResult], endpoint_ids: list[str], already_succe
         return GaveUp(error)
     delay = schedule.delay_after(attempts_made, _longest_retry_after(attempts))
     if delay is None:
-        return GaveUp(error)
+        return GaveUp(error, exhausted=True)
     if held_until is not None:
         delay = max(delay, held_until - now)
     return RetryLater(error, max(delay, 0.0))

@@ -13,7 +13,9 @@ from functools import partial
 import asyncpg
 import orjson
 
+from services.dispatcher.health import UPSERT_HEALTH, health_rows
 from services.dispatcher.sender import Attempt
+from shared.db import columns
 from shared.deadletter import is_unavailable, isolate_failures, retry_while_unavailable, set_aside
 from shared.statuses import DeliveryStatus
 
@@ -49,6 +51,7 @@ WHERE d.id = u.id AND d.status <> '{DeliveryStatus.HANDLED}'
 class DeliveryState:
     delivery_id: str
     company_id: str
+    delivery_configuration_id: str
     event_id: str
     status: DeliveryStatus
     attempt_count: int
@@ -173,10 +176,14 @@ class Recorder:
                 state.delivered_at,
             ), strict=True):
                 column.append(value)
+        health = health_rows((state.delivery_configuration_id, state.company_id, state_attempts)
+                             for state, state_attempts, _ in batch)
         async with self.pool.acquire() as connection, connection.transaction():
             if attempts[0]:
                 await connection.execute(INSERT_ATTEMPTS, *attempts)
             await connection.execute(UPDATE_DELIVERIES, *updates)
+            if health:
+                await connection.execute(UPSERT_HEALTH, *columns(health, 8))
 
 
 def _storable(text: str | None) -> str | None:

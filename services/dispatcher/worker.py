@@ -34,6 +34,7 @@ from services.dispatcher.breaker import Breakers
 from services.dispatcher.configs import Target, TargetCache
 from services.dispatcher.decision import EndpointResult, GaveUp, Held, Outcome, RetryLater, before_sending, decide
 from services.dispatcher.formats import render, webhook_headers
+from services.dispatcher.health import Health
 from services.dispatcher.lanes import EndpointLane, EndpointLanes
 from services.dispatcher.offsets import OffsetTracker
 from services.dispatcher.recorder import DeliveryState, Recorder
@@ -43,6 +44,7 @@ from services.dispatcher.throttle import ThrottleBucket
 from shared.deadletter import kafka_source, retry_while_unavailable, set_aside
 from shared.messages import decode, valid_delivery
 from shared.netguard import UrlRefused, check_url_syntax
+from shared.operations import OPERATIONS_TOPIC, OperationalEvent
 from shared.statuses import AttemptOutcome, DeliveryStatus
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ USER_AGENT = "EventManager/1.0 (+webhooks)"
 
 class Dispatcher:
     def __init__(self, settings, targets: TargetCache, credentials: Credentials, recorder: Recorder,
-                 http: aiohttp.ClientSession, breakers: Breakers):
+                 http: aiohttp.ClientSession, breakers: Breakers, health: Health):
         self.settings = settings
         self.consumer: AIOKafkaConsumer | None = None  # set once subscribed (it needs our rebalance listener)
         self.targets = targets
@@ -73,6 +75,7 @@ class Dispatcher:
         self.recorder = recorder
         self.http = http
         self.breakers = breakers
+        self.health = health
         self.schedule = RetrySchedule(settings.retry_schedule, settings.retry_jitter)
         self.offsets = OffsetTracker()
         self.buckets: dict[str, ThrottleBucket] = {}
@@ -214,6 +217,8 @@ class Dispatcher:
             except TokenError as exc:
                 breaker.record(True)
                 attempts.append(failed_attempt(endpoint, str(exc), exc.retryable))
+                if not exc.retryable:
+                    await self.health.token_refused(configuration.id, configuration.company_id, str(exc))
                 break
             headers = {"content-type": content_type, "user-agent": USER_AGENT,
                        **webhook_headers(delivery_id, body, configuration.signing_secret)}
@@ -221,6 +226,8 @@ class Dispatcher:
                 headers["authorization"] = authorization
             attempt = await self._send(lane, endpoint, body, headers, bucket)
             attempts.append(attempt)
+            if attempt.http_status == 410:  # the receiver says this endpoint is gone for good
+                await self._gone(configuration, endpoint)
             breaker.record(attempt.outcome != AttemptOutcome.RETRYABLE)
             is_oauth = configuration.authentication.get("type") == "oauth2"
             if attempt.http_status == 401 and is_oauth and len(attempts) == 1:
@@ -255,6 +262,7 @@ class Dispatcher:
         await self._record(message, DeliveryState(
             delivery_id=message["delivery_id"],
             company_id=message["company_id"],
+            delivery_configuration_id=message["delivery_configuration_id"],
             event_id=message["event"]["id"],
             status=outcome.status,
             attempt_count=message["attempt"] if attempts_made is None else attempts_made,
@@ -264,6 +272,19 @@ class Dispatcher:
             last_attempt_at=attempts[-1].started_at if attempts else None,
             delivered_at=now if outcome.status == DeliveryStatus.DELIVERED else None,
         ), attempts)
+        if isinstance(outcome, GaveUp) and outcome.exhausted and message["event"]["topic"] != OPERATIONS_TOPIC:
+            # Never about an operational event's own delivery: a failing configuration must not
+            # feed a loop of notices about notices.
+            event = message["event"]
+            await self.health.notify(OperationalEvent.DELIVERY_EXHAUSTED, message["company_id"],
+                                     message["delivery_configuration_id"], delivery_id=message["delivery_id"],
+                                     event={key: event[key] for key in ("id", "topic", "event_type", "subject")},
+                                     attempts=attempts_made, last_error=outcome.error)
+
+    async def _gone(self, configuration: Target, endpoint: dict) -> None:
+        await self.health.disable(configuration.id, configuration.company_id, endpoint["id"], endpoint["url"],
+                                  "the endpoint answered 410 Gone")
+        self.targets.forget(configuration.id)
 
     async def _hold(self, message: dict) -> None:
         configuration_id = message["delivery_configuration_id"]
@@ -276,7 +297,8 @@ class Dispatcher:
         database, not in memory, and put it back on Kafka in `seconds`. Its status is unchanged."""
         status = DeliveryStatus.QUEUED if message["attempt"] == 0 else DeliveryStatus.PENDING_RETRY
         await self._record(message, DeliveryState(
-            delivery_id=message["delivery_id"], company_id=message["company_id"], event_id=message["event"]["id"],
+            delivery_id=message["delivery_id"], company_id=message["company_id"],
+            delivery_configuration_id=message["delivery_configuration_id"], event_id=message["event"]["id"],
             status=status, attempt_count=message["attempt"],
             next_attempt_at=datetime.now(UTC) + timedelta(seconds=max(seconds, 1.0)),
             succeeded_endpoints=sorted(message["succeeded_endpoints"]), last_error=None, last_attempt_at=None,

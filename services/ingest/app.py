@@ -36,6 +36,7 @@ from shared.ids import new_id
 from shared.kafka import Topics
 from shared.messages import encode, event_message, iso
 from shared.models import Company, EventType, Source, Topic
+from shared.operations import OPERATIONS_TOPIC
 from shared.security import digest
 from shared.service import Runtime, create_service_app
 from shared.validation import Moment
@@ -171,7 +172,8 @@ async def _validate(raw_events: list[Any], batched: bool, source: Source, catalo
         except ValidationError as exc:
             errors += [{"loc": [*prefix, *e["loc"]], "msg": e["msg"]} for e in validation_errors(exc.errors())]
             continue
-        if event.topic in catalog.topics and event.topic not in source.topics:
+        # EM-Operations is Event Manager's own (shared/operations.py), whatever a source was granted.
+        if event.topic in catalog.topics and (event.topic not in source.topics or event.topic == OPERATIONS_TOPIC):
             forbidden.append(event.topic)
             continue
         errors += [{"loc": [*prefix, field], "msg": message} for field, message in _problems(event, catalog)]

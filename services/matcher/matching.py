@@ -8,6 +8,7 @@ from datetime import datetime
 
 from services.matcher.index import Route, SubscriptionIndex
 from shared.messages import EventMessage, delivered_document
+from shared.operations import about_configuration
 
 
 @dataclass(slots=True)
@@ -40,4 +41,8 @@ def _matching(routes: list[Route], event: EventMessage, company_id: str, event_t
     if not routes:
         return []
     document = delivered_document(event, company_id, "")
-    return [route for route in routes if route.accepts(event_type, occurred, document)]
+    matched = [route for route in routes if route.accepts(event_type, occurred, document)]
+    about = about_configuration(event)
+    if about is not None:  # never through the configuration an operational event is about
+        matched = [route for route in matched if route.delivery_configuration_id != about]
+    return matched

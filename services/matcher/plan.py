@@ -113,8 +113,3 @@ def plan_batch(index: SubscriptionIndex, events: list[dict]) -> BatchPlan:
                 else:
                     plan.scheduled_count += 1
     return plan
-
-
-def columns(rows: list[tuple], width: int) -> list[list]:
-    """Rows as column arrays, for `unnest($1::text[], ...)`."""
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]

@@ -21,7 +21,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import Counter, Histogram
 
 from services.matcher.index import SubscriptionIndex
-from services.matcher.plan import BatchPlan, EventKey, Incoming, columns, plan_batch, read_batch
+from services.matcher.plan import BatchPlan, EventKey, Incoming, plan_batch, read_batch
+from shared.db import columns
 from shared.deadletter import isolate_failures, kafka_source, retry_while_unavailable, set_aside
 from shared.kafka import Topics
 from shared.messages import delivered_document, delivery_message, encode

@@ -127,10 +127,17 @@ async def _stream_to_storage(pool: asyncpg.Pool, media: MediaStore, key: str, ro
     return size
 
 
-async def mark_failed(pool: asyncpg.Pool, file_id: str, error: str) -> None:
-    await pool.execute(f"UPDATE buffer_files SET status = '{BufferFileStatus.FAILED}', error = $2, "
-                       "attempted_at = now() WHERE id = $1",
-                       file_id, error[:500])
+MARK_FAILED = f"""
+UPDATE buffer_files b SET status = '{BufferFileStatus.FAILED}', error = $2, attempted_at = now()
+FROM buffer_files before WHERE b.id = $1 AND before.id = b.id
+RETURNING b.company_id, b.delivery_configuration_id, before.error IS NULL AS first_failure
+"""
+
+
+async def mark_failed(pool: asyncpg.Pool, file_id: str, error: str):
+    """The file's company and configuration, and whether this is its first failure (a failed
+    file is retried until it is stored; its error is kept meanwhile)."""
+    return await pool.fetchrow(MARK_FAILED, file_id, error[:500])
 
 
 RETAKE = f"""

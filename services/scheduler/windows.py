@@ -21,6 +21,7 @@ from shared.deadletter import SetAsideOnce, is_unavailable
 from shared.kafka import Topics
 from shared.media import MediaStore
 from shared.messages import encode, event_message, iso
+from shared.operations import OperationalEvent, emit, operational_event
 from shared.schedules import latest_fire_times
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,12 @@ class WindowRunner:
         except Exception as exc:
             log.exception("writing buffer file %s failed", file_id)
             FILES.labels("failed").inc()
-            await buffer_files.mark_failed(self.pool, file_id, f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            failed = await buffer_files.mark_failed(self.pool, file_id, error)
+            if failed is not None and failed["first_failure"]:
+                await emit(self.producer, self.topics.events, operational_event(
+                    OperationalEvent.BUFFER_FILE_FAILED, failed["company_id"], failed["delivery_configuration_id"],
+                    buffer_file_id=file_id, error=error[:500]))
 
     async def announce(self, written: buffer_files.WrittenFile) -> None:
         """MSS-Messages / file.stored for the file's company, with a stable id: announcing the

@@ -1,0 +1,210 @@
+"""Endpoint health: which endpoints have been failing, for how long, and what to do about it.
+
+The recorder keeps `endpoint_health` from the attempts it writes (`health_rows`, upserted in
+the same transaction): `failing_since` is the first failure after the endpoint's last success,
+NULL while it is healthy. A watcher in every dispatcher replica (`Health.run`, rows taken with
+SKIP LOCKED so replicas share them) then, per row (`next_step`, pure):
+- announces `endpoint.failing` once per failing spell at each configured threshold;
+- disables the endpoint once its failures span `endpoint_disable_after_seconds` (a burst of
+  failures long ago followed by silence is not continuous failure);
+- announces `endpoint.recovered` when an announced endpoint succeeds again.
+A 410 Gone disables the endpoint at once (`Health.disable`). Disabling writes a change
+notification, so every replica stops sending to it, and starts the endpoint's health afresh:
+re-enabled, it gets a whole new spell before it could be disabled again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from services.dispatcher.sender import Attempt
+from shared.deadletter import is_unavailable
+from shared.operations import OperationalEvent, emit, operational_event
+
+log = logging.getLogger(__name__)
+
+UPSERT_HEALTH = """
+INSERT INTO endpoint_health AS h (delivery_configuration_id, endpoint_id, company_id, url, failing_since,
+                                  last_failure_at, last_success_at, last_error)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+                     $7::timestamptz[], $8::text[])
+ON CONFLICT (delivery_configuration_id, endpoint_id) DO UPDATE SET
+    url = EXCLUDED.url,
+    last_success_at = GREATEST(h.last_success_at, EXCLUDED.last_success_at),
+    last_failure_at = GREATEST(h.last_failure_at, EXCLUDED.last_failure_at),
+    last_error = COALESCE(EXCLUDED.last_error, h.last_error),
+    failing_since = CASE
+        WHEN EXCLUDED.failing_since IS NULL THEN NULL  -- its last attempt here succeeded
+        WHEN EXCLUDED.last_success_at IS NOT NULL THEN EXCLUDED.failing_since  -- failing again since
+        ELSE COALESCE(h.failing_since, EXCLUDED.failing_since) END
+"""
+
+WATCHED = """
+SELECT h.delivery_configuration_id, h.endpoint_id, h.company_id, h.url, h.failing_since, h.last_failure_at,
+       h.last_error, h.announced_seconds,
+       EXISTS (SELECT 1 FROM jsonb_array_elements(c.endpoints) e
+               WHERE e->>'id' = h.endpoint_id AND (e->>'active')::boolean) AS active
+FROM endpoint_health h JOIN delivery_configurations c ON c.id = h.delivery_configuration_id
+WHERE h.failing_since IS NOT NULL OR h.announced_seconds > 0
+ORDER BY h.delivery_configuration_id, h.endpoint_id
+LIMIT 1000
+FOR UPDATE OF h SKIP LOCKED
+"""
+
+# The endpoint (if still active) marked inactive with why and when; its health starts afresh.
+DISABLE = """
+WITH disabled AS (
+    UPDATE delivery_configurations SET updated_at = now(), endpoints = (
+        SELECT jsonb_agg(CASE WHEN e->>'id' = $2
+                              THEN e || jsonb_build_object('active', false, 'disabled_reason', $3::text,
+                                                           'disabled_at', now())
+                              ELSE e END ORDER BY position)
+        FROM jsonb_array_elements(endpoints) WITH ORDINALITY AS t(e, position))
+    WHERE id = $1 AND EXISTS (SELECT 1 FROM jsonb_array_elements(endpoints) e
+                              WHERE e->>'id' = $2 AND (e->>'active')::boolean)
+    RETURNING company_id
+), announced AS (
+    INSERT INTO change_outbox (kind, company_id, created_at)
+    SELECT 'delivery_configurations', company_id, now() FROM disabled
+)
+UPDATE endpoint_health SET failing_since = NULL, announced_seconds = 0
+WHERE delivery_configuration_id = $1 AND endpoint_id = $2 AND EXISTS (SELECT 1 FROM disabled)
+RETURNING (SELECT company_id FROM disabled)
+"""
+
+# A 410 disables at once, before the recorder has written the endpoint's health row.
+DISABLE_WITHOUT_HEALTH_ROW = """
+SELECT company_id FROM delivery_configurations WHERE id = $1
+"""
+
+# How often one replica announces refused OAuth credentials for one configuration.
+TOKEN_REFUSED_EVERY_SECONDS = 3600.0
+
+
+def health_rows(results) -> list[tuple]:
+    """`results`: (configuration id, company id, attempts) per delivery result of a flush. One
+    row per endpoint for UPSERT_HEALTH, sorted so concurrent flushes lock rows in one order."""
+    seen: dict[tuple[str, str], list] = {}
+    for configuration_id, company_id, attempts in results:
+        for attempt in attempts:
+            seen.setdefault((configuration_id, attempt.endpoint_id), [company_id, attempt.url, []])[2].append(attempt)
+    rows = []
+    for (configuration_id, endpoint_id), (company_id, url, attempts) in sorted(seen.items()):
+        rows.append((configuration_id, endpoint_id, company_id, url, *_spell(attempts)))
+    return rows
+
+
+def _spell(attempts: list[Attempt]) -> tuple:
+    """(failing_since, last_failure_at, last_success_at, last_error) of one endpoint's attempts."""
+    successes = [a.started_at for a in attempts if a.succeeded]
+    failures = sorted((a for a in attempts if not a.succeeded), key=lambda a: a.started_at)
+    last_success = max(successes, default=None)
+    since = next((a.started_at for a in failures if last_success is None or a.started_at > last_success), None)
+    last_failure = failures[-1] if failures else None
+    return (since, last_failure and last_failure.started_at, last_success, last_failure and last_failure.error)
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    event_type: OperationalEvent
+    announced_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Disable:
+    reason: str
+
+
+def next_step(row, now: datetime, disable_after: float, thresholds: list[float]) -> Announce | Disable | None:
+    """What to do about one watched endpoint (pure; tests/test_endpoint_health.py tables it)."""
+    if row["failing_since"] is None:
+        return Announce(OperationalEvent.ENDPOINT_RECOVERED, 0.0) if row["announced_seconds"] > 0 else None
+    if not row["active"]:
+        return None
+    failing_for = (now - row["failing_since"]).total_seconds()
+    span = (row["last_failure_at"] - row["failing_since"]).total_seconds()
+    if span >= disable_after:
+        return Disable(f"failed without a success for {_duration(span)} (last error: {row['last_error']})")
+    reached = [t for t in thresholds if row["announced_seconds"] < t <= failing_for]
+    return Announce(OperationalEvent.ENDPOINT_FAILING, max(reached)) if reached else None
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} seconds"
+
+
+class Health:
+    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, events_topic: str, settings):
+        self.pool = pool
+        self.producer = producer
+        self.events_topic = events_topic
+        self.disable_after = settings.endpoint_disable_after_seconds
+        self.thresholds = sorted(settings.endpoint_failing_thresholds)
+        self._token_refusals: dict[str, float] = {}
+
+    async def run(self, every: float) -> None:
+        while True:
+            try:
+                await self.check_once()
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("endpoint health check failed")
+            await asyncio.sleep(every)
+
+    async def check_once(self) -> None:
+        now = datetime.now(UTC)
+        notices = []
+        async with self.pool.acquire() as connection, connection.transaction():
+            for row in await connection.fetch(WATCHED):
+                step = next_step(row, now, self.disable_after, self.thresholds)
+                if isinstance(step, Disable):
+                    if await connection.fetchval(DISABLE, row["delivery_configuration_id"], row["endpoint_id"],
+                                                 step.reason):
+                        notices.append(self._notice(OperationalEvent.ENDPOINT_DISABLED, row, reason=step.reason))
+                elif step is not None:
+                    await connection.execute(
+                        "UPDATE endpoint_health SET announced_seconds = $3 "
+                        "WHERE delivery_configuration_id = $1 AND endpoint_id = $2",
+                        row["delivery_configuration_id"], row["endpoint_id"], step.announced_seconds)
+                    notices.append(self._notice(step.event_type, row, failing_since=row["failing_since"],
+                                                last_error=row["last_error"]))
+        for notice in notices:  # once the state that caused them is committed
+            await emit(self.producer, self.events_topic, notice)
+
+    async def disable(self, configuration_id: str, company_id: str, endpoint_id: str, url: str, reason: str) -> None:
+        """Disable at once (a 410 Gone), and tell the company."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                "INSERT INTO endpoint_health (delivery_configuration_id, endpoint_id, company_id, url) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", configuration_id, endpoint_id, company_id, url)
+            disabled = await connection.fetchval(DISABLE, configuration_id, endpoint_id, reason)
+        if disabled:
+            await self.notify(OperationalEvent.ENDPOINT_DISABLED, company_id, configuration_id,
+                              endpoint_id=endpoint_id, url=url, reason=reason)
+
+    async def token_refused(self, configuration_id: str, company_id: str, error: str) -> None:
+        """Told at most once an hour per configuration (per replica): every delivery meets it."""
+        last = self._token_refusals.get(configuration_id)
+        if last is not None and time.monotonic() - last < TOKEN_REFUSED_EVERY_SECONDS:
+            return
+        self._token_refusals[configuration_id] = time.monotonic()
+        await self.notify(OperationalEvent.OAUTH_TOKEN_REFUSED, company_id, configuration_id, error=error)
+
+    async def notify(self, event_type: OperationalEvent, company_id: str, configuration_id: str, **details) -> None:
+        await emit(self.producer, self.events_topic, operational_event(event_type, company_id, configuration_id,
+                                                                       **details))
+
+    @staticmethod
+    def _notice(event_type: OperationalEvent, row, **details) -> dict:
+        values = {key: value.isoformat() if isinstance(value, datetime) else value for key, value in details.items()}
+        return operational_event(event_type, row["company_id"], row["delivery_configuration_id"],
+                                 endpoint_id=row["endpoint_id"], url=row["url"], **values)

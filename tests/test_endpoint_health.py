@@ -1,0 +1,74 @@
+"""Endpoint health decided without I/O (services/dispatcher/health.py): the failing spell a batch
+of attempts records, and what the watcher does about a watched endpoint."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.dispatcher.health import Announce, Disable, health_rows, next_step
+from services.dispatcher.sender import Attempt
+from shared.operations import OperationalEvent
+from shared.statuses import AttemptOutcome
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def attempt(endpoint_id: str, seconds: float, ok: bool) -> Attempt:
+    return Attempt(endpoint_id, f"https://{endpoint_id}.example", T0 + timedelta(seconds=seconds), 5.0,
+                   200 if ok else 503, None if ok else "HTTP 503",
+                   AttemptOutcome.SUCCESS if ok else AttemptOutcome.RETRYABLE)
+
+
+def at(seconds: float | None):
+    return None if seconds is None else T0 + timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(("name", "attempts", "spell"), [
+    ("only successes: healthy", [(0, True), (1, True)], (None, None, 1, None)),
+    ("only failures: failing since the first", [(3, False), (1, False)], (1, 3, None, "HTTP 503")),
+    ("failures, then a success: healthy again", [(1, False), (2, True)], (None, 1, 2, "HTTP 503")),
+    ("a success, then failures: failing since the first after it", [(1, False), (2, True), (3, False), (4, False)],
+     (3, 4, 2, "HTTP 503")),
+])
+def test_a_batch_records_the_endpoints_spell(name, attempts, spell):
+    [row] = health_rows([("dc_1", "co_1", [attempt("ep", s, ok) for s, ok in attempts])])
+    assert row[:4] == ("dc_1", "ep", "co_1", "https://ep.example")
+    since, last_failure, last_success, error = spell
+    assert row[4:] == (at(since), at(last_failure), at(last_success), error)
+
+
+def test_rows_are_one_per_endpoint_in_a_stable_order():
+    rows = health_rows([("dc_2", "co", [attempt("b", 0, True)]), ("dc_1", "co", [attempt("a", 0, False)]),
+                        ("dc_2", "co", [attempt("b", 1, False)])])
+    assert [(r[0], r[1], r[4]) for r in rows] == [("dc_1", "a", at(0)), ("dc_2", "b", at(1))]
+
+
+DAY = 86400.0
+THRESHOLDS = [3600.0, 6 * 3600.0, DAY]
+
+
+def watched(failing_for: float | None, span: float = 0.0, announced: float = 0.0, active: bool = True) -> dict:
+    now = T0
+    since = None if failing_for is None else now - timedelta(seconds=failing_for)
+    return {"failing_since": since, "last_failure_at": since and since + timedelta(seconds=span),
+            "announced_seconds": announced, "active": active, "last_error": "HTTP 503"}
+
+
+@pytest.mark.parametrize(("name", "row", "expected"), [
+    ("healthy and never announced: nothing", watched(None), None),
+    ("healthy again after an announcement: recovered", watched(None, announced=3600),
+     Announce(OperationalEvent.ENDPOINT_RECOVERED, 0.0)),
+    ("failing for less than the first threshold: nothing", watched(1800, span=1800), None),
+    ("past the first threshold: failing", watched(4000, span=4000), Announce(OperationalEvent.ENDPOINT_FAILING, 3600)),
+    ("already announced at that threshold: nothing", watched(4000, span=4000, announced=3600), None),
+    ("past several thresholds at once: the highest", watched(2 * DAY, span=2 * DAY, announced=0),
+     Announce(OperationalEvent.ENDPOINT_FAILING, DAY)),
+    ("failures spanning the disable time: disabled", watched(5 * DAY, span=5 * DAY, announced=DAY),
+     Disable("failed without a success for 5.0 days (last error: HTTP 503)")),
+    ("one burst long ago, then silence: not disabled", watched(6 * DAY, span=60, announced=DAY), None),
+    ("an endpoint someone disabled: left alone", watched(6 * DAY, span=6 * DAY, active=False), None),
+])
+def test_next_step(name, row, expected):
+    assert next_step(row, T0, 5 * DAY, THRESHOLDS) == expected
