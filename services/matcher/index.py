@@ -12,50 +12,11 @@ tuple of them when several companies monitor a number: about 90 bytes per number
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable
 
-from shared.criteria import compile_pattern
+from shared.routes import Route, route_from_row
 
-
-@dataclass(slots=True, frozen=True)
-class Route:
-    subscription_id: str
-    company_id: str
-    topic: str
-    delivery_configuration_id: str
-    realtime: bool
-    event_types: frozenset[str] | None  # None: every event type of the topic
-    start: float
-    end: float | None
-    matches: Callable[[dict], bool] | None
-
-    def accepts(self, event_type: str, occurred: float, document: dict) -> bool:
-        if self.event_types is not None and event_type not in self.event_types:
-            return False
-        if occurred < self.start or (self.end is not None and occurred >= self.end):
-            return False
-        return self.matches is None or self.matches(document)
-
-
-def route_from_row(row) -> Route:
-    """`row` has the subscription's columns plus its configuration's `mode`."""
-    return Route(
-        subscription_id=row["id"],
-        company_id=row["company_id"],
-        topic=row["topic"],
-        delivery_configuration_id=row["delivery_configuration_id"],
-        realtime=row["mode"] == "realtime",
-        event_types=frozenset(row["event_types"]) if row["event_types"] else None,
-        start=_timestamp(row["start_at"]),
-        end=_timestamp(row["end_at"]) if row["end_at"] else None,
-        matches=compile_pattern(row["matching_criteria"]) if row["matching_criteria"] else None,
-    )
-
-
-def _timestamp(moment: datetime) -> float:
-    return moment.timestamp()
+__all__ = ["Route", "SubscriptionIndex", "number_key", "route_from_row"]
 
 
 def number_key(number: str | None) -> int | None:

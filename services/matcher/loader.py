@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncpg
 import orjson
 
-from services.matcher.index import Route, SubscriptionIndex, route_from_row
+from services.matcher.index import SubscriptionIndex
 from shared.deadletter import SetAsideOnce
+from shared.routes import Route, route_from_row
 
 # Each version (id, updated_at) of an unusable subscription is reported once, not at every reload.
 _set_aside_once = SetAsideOnce()
