@@ -124,6 +124,59 @@ def compile_pattern(pattern: Any) -> Callable[[dict], bool]:
     return matches
 
 
+Explanation = Callable[[Any], list[list]]
+
+
+def explain_pattern(pattern: Any) -> Explanation:
+    """Return `failed_clauses(document) -> [path, ...]`: the clauses of a pattern that the
+    document fails, each by its path in the pattern (["data", "carrier"], or [..., "$or"] for an
+    `$or` as a whole). Empty exactly when `compile_pattern(pattern)` matches the document.
+
+    A clause is a field mapped to a list of accepted values, or an `$or`; a nested object's
+    clauses are its own fields. Where a nested pattern meets an array of objects, the element
+    failing the fewest clauses speaks for the field. For simulations and explanations, not the
+    matcher's hot path: it validates the pattern with `compile_pattern` first (CriteriaError)."""
+    compile_pattern(pattern)
+    return _explain_object(pattern, [])
+
+
+def _explain_object(pattern: dict, path: list) -> Explanation:
+    budget = _Budget()  # the pattern is valid: the budget is only what the compilers expect
+    explainers: list[Explanation] = []
+    for key, spec in pattern.items():
+        here = [*path, key]
+        if key == "$or":
+            # An `$or` is one clause, reading the document it sits in as a whole.
+            explainers.append(_clause(here, _compile_or(spec, here, budget, len(path))[0]))
+        elif isinstance(spec, dict):
+            explainers.append(_explain_field_object(key, _explain_object(spec, here)))
+        else:
+            explainers.append(_clause(here, _field_values(key, _compile_values(spec, here, budget))))
+
+    def failed_clauses(document: Any) -> list[list]:
+        return [path for explain in explainers for path in explain(document)]
+
+    return failed_clauses
+
+
+def _clause(path: list, check: Predicate) -> Explanation:
+    return lambda document: [] if check(document) else [path]
+
+
+def _explain_field_object(key: str, nested: Explanation) -> Explanation:
+    """As `_field_object` reads the field, reporting the nested clauses that fail."""
+    def failed_clauses(document: Any) -> list[list]:
+        value = document.get(key, MISSING) if isinstance(document, dict) else MISSING
+        if isinstance(value, dict):
+            return nested(value)
+        objects = _flatten(value, _is_object) if isinstance(value, list) else []
+        if not objects:
+            return nested({})
+        return min((nested(item) for item in objects), key=len)
+
+    return failed_clauses
+
+
 def _compile_object(pattern: Any, path: list, budget: _Budget, depth: int) -> tuple[Predicate, int]:
     """The predicate, and how many sub-rules the pattern expands to (its `$or` combinations)."""
     if not isinstance(pattern, dict):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.criteria import CriteriaError, compile_pattern
+from shared.criteria import CriteriaError, compile_pattern, explain_pattern
 
 EVENT = {
     "topic": "SCG-Message",
@@ -442,3 +442,50 @@ def test_arrays_nested_deeper_than_the_python_stack():
         deep = [deep]
     assert compile_pattern({"k": ["x"]})({"k": deep})
     assert compile_pattern({"k": [{"exists": False}]})({"k": [[[[]]]]})
+
+
+# --- clause by clause (simulation's near misses) -------------------------------------------
+
+
+@pytest.mark.parametrize(("pattern", "expected"), CASES, ids=[str(i) for i in range(len(CASES))])
+def test_explanation_agrees_with_the_compiled_pattern(pattern, expected):
+    failed = explain_pattern(pattern)(EVENT)
+    assert (failed == []) is expected, failed
+
+
+@pytest.mark.parametrize(("pattern", "document", "expected"), ARRAYS, ids=[str(i) for i in range(len(ARRAYS))])
+def test_explanation_reads_arrays_like_the_compiled_pattern(pattern, document, expected):
+    assert (explain_pattern(pattern)(document) == []) is expected
+
+
+EXPLAINED = [
+    ({"data": {"keyword": ["STOP"], "price": [4]}}, [["data", "price"]]),
+    ({"data": {"keyword": ["GO"], "price": [4]}}, [["data", "keyword"], ["data", "price"]]),
+    ({"topic": ["SCG-Message"], "data": {"nested": {"deep": {"value": ["y"]}}}},
+     [["data", "nested", "deep", "value"]]),
+    ({"data": {"$or": [{"keyword": ["X"]}, {"tags": ["us"]}], "flag": [True]}}, [["data", "$or"]]),
+    # the element of an array of objects that fails fewest clauses speaks for the field
+    ({"data": {"items": {"sku": ["B2"], "qty": [9]}}}, [["data", "items", "qty"]]),
+    ({"data": {"missing": {"x": [{"exists": True}], "y": [{"exists": False}]}}}, [["data", "missing", "x"]]),
+]
+
+
+@pytest.mark.parametrize(("pattern", "failed"), EXPLAINED, ids=[str(i) for i in range(len(EXPLAINED))])
+def test_explanation_names_each_failing_clause_by_its_path(pattern, failed):
+    assert explain_pattern(pattern)(EVENT) == failed
+
+
+def test_explanation_validates_like_compilation():
+    with pytest.raises(CriteriaError) as error:
+        explain_pattern({"data": {"keyword": [{"prefix": 5}]}})
+    assert error.value.path == ["data", "keyword", 0, "prefix"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["a", "b", "c"]), st.sampled_from(["x", "y", 1, None]), max_size=3),
+       st.sampled_from([
+           {"a": ["x"]}, {"a": ["x"], "b": [{"exists": True}]}, {"$or": [{"a": ["x"]}, {"b": ["y"]}], "c": [1]},
+           {"a": [{"anything-but": "x"}], "c": [{"numeric": [">", 0]}]}, {"b": [None, "y"]},
+       ]))
+def test_explanation_is_empty_exactly_when_the_pattern_matches(document, pattern):
+    assert (explain_pattern(pattern)(document) == []) is compile_pattern(pattern)(document)
