@@ -291,6 +291,8 @@ class BulkAction(Base):
     processed: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     cursor: Mapped[str | None] = mapped_column(String)
     error: Mapped[str | None] = mapped_column(Text)
+    # A replay's counts: {"matched", "already_delivered", "created"} (migration 0010).
+    result: Mapped[dict | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     scheduler_tick_seconds: float = 5.0
     retention_days: int = 30
     retention_interval_seconds: float = 3600.0
+    # The most retained events one replay or simulation of a subscription may scan (422 beyond).
+    replay_scan_limit: int = 100_000
     # Request limits (413 above them). The largest legitimate api body is 200,000 monitored
     # numbers (~4 MB); ingest takes 1000 events per request.
     api_max_body_bytes: int = 8 * 1024 * 1024
