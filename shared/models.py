@@ -337,3 +337,26 @@ class DeadLetter(Base):
     created_at: Mapped[datetime] = _created()
     requeued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     __table_args__ = (Index("ix_dead_letters_created", "created_at", "id"),)
+
+
+class ConsoleSession(Base):
+    """A web console session (`kind` session: its cookie's token, hashed) or a one-time console
+    link an operator minted (`kind` link), migration 0011; see services/api/sessions.py."""
+
+    __tablename__ = "console_sessions"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    kind: Mapped[str] = mapped_column(String, nullable=False)
+    role: Mapped[str] = mapped_column(String, nullable=False)
+    company_id: Mapped[str | None] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), index=True)
+    application_id: Mapped[str | None] = mapped_column(ForeignKey("applications.id", ondelete="CASCADE"),
+                                                       index=True)
+    # The API key's (or operator token's) digest at sign-in: a rotated key no longer matches.
+    credential_digest: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime] = _created()
+    last_seen_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    __table_args__ = (
+        Index("ix_console_sessions_expires", "expires_at"),
+        CheckConstraint("kind IN ('session', 'link')", name="ck_console_sessions_kind"),
+        CheckConstraint("role IN ('company', 'operator')", name="ck_console_sessions_role"),
+    )

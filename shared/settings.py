@@ -92,6 +92,13 @@ class Settings(BaseSettings):
         default_factory=lambda: [3600.0, 6 * 3600.0, 86400.0])
     health_check_seconds: float = 30.0
 
+    # Web console sessions (services/api/sessions.py): ended after this long without a request,
+    # and this long after sign-in whatever happens; a console link an operator mints is valid this
+    # long by default (and once).
+    console_idle_seconds: float = 8 * 3600.0
+    console_max_seconds: float = 12 * 3600.0
+    console_link_seconds: int = 300
+
     @field_validator("retry_schedule", "endpoint_failing_thresholds", mode="before")
     @classmethod
     def _split_schedule(cls, value):
