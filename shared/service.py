@@ -9,12 +9,15 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.staticfiles import StaticFiles
 
 from shared.db import Database, create_pool
 from shared.errors import document_problems, install_problem_handlers, problem_response
@@ -25,6 +28,10 @@ from shared.validation import BodyGuard, check_parameters
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+
+# Swagger UI's files, vendored from npm (swagger-ui-dist, see swagger_ui/README), so /docs renders
+# where there is no internet access.
+SWAGGER_UI = Path(__file__).parent / "swagger_ui"
 
 
 class Runtime:
@@ -130,6 +137,22 @@ def _max_body_bytes(service: str) -> int:
     return getattr(settings, f"{service}_max_body_bytes", settings.api_max_body_bytes)
 
 
+def _serve_docs_locally(app: FastAPI) -> None:
+    """`/docs`: FastAPI's Swagger UI page with its script, style and icon served from this service."""
+    app.mount("/docs/assets", StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request):
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs/assets/favicon-32x32.png",
+            # No badge fetched from the public validator.
+            swagger_ui_parameters={"validatorUrl": None})
+
+
 def create_service_app(
     name: str,
     start: Callable[[FastAPI, Runtime], Awaitable[None]],
@@ -150,8 +173,9 @@ def create_service_app(
 
     # Every route: query and path parameters hold only storable strings.
     app = FastAPI(title=f"Event Manager {name}", lifespan=lifespan, dependencies=[Depends(check_parameters)],
-                  **fastapi_options)
+                  docs_url=None, redoc_url=None, **fastapi_options)
     install_problem_handlers(app)
+    _serve_docs_locally(app)
     generate_openapi = app.openapi
 
     def openapi_with_problems() -> dict:

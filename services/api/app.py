@@ -13,11 +13,13 @@ from services.api.routes import (
     admin,
     buffer_files,
     bulk_actions,
+    console_sessions,
     dashboard,
     dead_letters,
     delivery_configurations,
     events,
     monitored_numbers,
+    replay,
     schedules,
     subscriptions,
     topics,
@@ -49,6 +51,7 @@ app = create_service_app(
     version="1.0.0",
 )
 for module in (admin, topics, delivery_configurations, subscriptions, monitored_numbers, events, dashboard,
-               bulk_actions, buffer_files, dead_letters, schedules):
+               bulk_actions, buffer_files, dead_letters, schedules, console_sessions):
     app.include_router(module.router)
+app.include_router(replay.router)  # POST /v1/subscriptions/simulate and /{id}/replay
 mount_console(app)  # the web console at /console, a client of the API above

@@ -1,5 +1,7 @@
 """Dependencies of the api routes: the database session, the settings, and the caller (a company,
-by its application's API key, or the operator)."""
+by its application's API key, or the operator). A request without `Authorization` may instead
+carry the web console's session cookie (services/api/sessions.py): it resolves to the same
+company (or the operator) under the same rules, plus a CSRF header on every change."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.api import sessions
 from shared.errors import Forbidden, Unauthorized
 from shared.models import Application
 from shared.security import digest, same_secret
@@ -37,13 +40,22 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
+def _console_session(request: Request, settings: Settings) -> bool:
+    """No Authorization header but the console's cookie: the request is the console's."""
+    return "authorization" not in request.headers and sessions.has_cookie(request, settings)
+
+
 @dataclass(frozen=True)
 class Caller:
     company_id: str
-    application_id: str
+    # None for a console link's session, which belongs to the company rather than to one key.
+    application_id: str | None
 
 
-async def _company(request: Request, session: SessionDep) -> Caller:
+async def _company(request: Request, session: SessionDep, settings: SettingsDep) -> Caller:
+    if _console_session(request, settings):
+        identity = await sessions.authenticate(request, session, settings, role="company")
+        return Caller(identity.company_id, identity.application_id)
     application = await session.scalar(
         select(Application).where(Application.api_key_digest == digest(_bearer(request)))
     )
@@ -54,7 +66,10 @@ async def _company(request: Request, session: SessionDep) -> Caller:
     return Caller(application.company_id, application.id)
 
 
-def _operator(request: Request, settings: SettingsDep) -> None:
+async def _operator(request: Request, session: SessionDep, settings: SettingsDep) -> None:
+    if _console_session(request, settings):
+        await sessions.authenticate(request, session, settings, role="operator")
+        return
     token = _bearer(request)
     if not settings.admin_token or not same_secret(token, settings.admin_token):
         raise Unauthorized()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from services.api import sessions
 from services.api.deps import OperatorDep, SessionDep
 from services.api.schemas import (
     ApiKey,
@@ -59,16 +60,21 @@ async def create_application(company_id: str, body: ApplicationCreate, session: 
 
 @router.patch("/applications/{application_id}", response_model=ApplicationPublic, summary="Enable or disable")
 async def update_application(application_id: str, body: ApplicationUpdate, session: SessionDep, _: OperatorDep):
-    """A disabled application's key answers 403 on every company route until it is enabled again."""
+    """A disabled application's key answers 403 on every company route until it is enabled again; the
+    console sessions it opened end."""
     application = await store.set_enabled(session, application_id, body.event_manager_enabled)
+    if not body.event_manager_enabled:
+        await sessions.end_for_application(session, application_id)
     await session.commit()
     return _application(application)
 
 
 @router.post("/applications/{application_id}/rotate-key", response_model=ApiKey, summary="Rotate the API key")
 async def rotate_key(application_id: str, session: SessionDep, _: OperatorDep):
-    """Issues a new API key (shown once) and invalidates the old one immediately."""
+    """Issues a new API key (shown once) and invalidates the old one immediately, with the console
+    sessions it opened."""
     api_key = await store.rotate_key(session, application_id)
+    await sessions.end_for_application(session, application_id)
     await session.commit()
     return ApiKey(api_key=api_key)
 
