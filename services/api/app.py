@@ -19,7 +19,6 @@ from services.api.routes import (
     delivery_configurations,
     events,
     monitored_numbers,
-    replay,
     schedules,
     subscriptions,
     topics,
@@ -53,5 +52,4 @@ app = create_service_app(
 for module in (admin, topics, delivery_configurations, subscriptions, monitored_numbers, events, dashboard,
                bulk_actions, buffer_files, dead_letters, schedules, console_sessions):
     app.include_router(module.router)
-app.include_router(replay.router)  # POST /v1/subscriptions/simulate and /{id}/replay
 mount_console(app)  # the web console at /console, a client of the API above
