@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import urllib.parse
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -105,6 +106,12 @@ async def download_text(download) -> str:
     return await asyncio.to_thread(Path(path).read_text)
 
 
+def sent_sign_in(requests):
+    """The one request that carried the key: the sign-in form's POST."""
+    [sign_in] = [r for r in requests if r.method == "POST" and r.url.endswith("/v1/console/session")]
+    return sign_in
+
+
 async def publish_until_matched(source, tenant, **fields) -> str:
     """Publish until an event is matched: a subscription made a moment ago reaches the matcher
     within seconds, and an event stored with deliveries proves it has."""
@@ -129,10 +136,17 @@ async def test_walkthrough_oauth_delivery_viewer_tracking_republish_handled_dash
     await page.goto(f"{console.base}/console/")
     await expect(page.get_by_label("API key or operator token")).to_be_visible()
     await console.shot("01-sign-in")
+    sent = []
+    page.on("request", lambda request: sent.append(request))
     await console.sign_in(tenant.api_key)
     assert tenant.api_key not in page.url
-    assert await page.evaluate("sessionStorage.getItem('em.console.credential')") == tenant.api_key
+    # The key was posted once; the browser keeps only an HttpOnly session cookie, invisible to scripts.
+    storage = await page.evaluate("JSON.stringify([{...sessionStorage}, {...localStorage}])")
+    assert tenant.api_key not in storage
     assert not await page.evaluate("document.cookie")
+    [cookie] = [c for c in await page.context.cookies() if c["name"] == "em_console"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+    assert cookie["value"] != tenant.api_key
 
     # A delivery configuration, then its OAuth 2.0 authentication from the gear menu.
     await console.open("configurations", "Delivery configurations")
@@ -229,9 +243,19 @@ async def test_walkthrough_oauth_delivery_viewer_tracking_republish_handled_dash
     await console.shot("10-dashboard")
     assert console.errors == []
 
+    # No request after sign-in carried the key; every change carried the session's CSRF token.
+    posts = [r for r in sent if r.url.startswith(f"{console.base}/v1/") and r.method != "GET"]
+    assert [r for r in sent if tenant.api_key in (r.post_data or "")] == [sent_sign_in(sent)]
+    assert all("authorization" not in r.headers for r in sent)
+    assert posts and all(r.headers.get("x-csrf-token") for r in posts if not r.url.endswith("/v1/console/session"))
+
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_label("API key or operator token")).to_be_visible()
-    assert await page.evaluate("sessionStorage.getItem('em.console.credential')") is None
+    assert not [c for c in await page.context.cookies() if c["name"] == "em_console"]
+    # Ended on the server: the cookie's value, replayed, opens nothing.
+    async with httpx.AsyncClient(base_url=console.base) as client:
+        replayed = await client.get("/v1/subscriptions", headers={"cookie": f"em_console={cookie['value']}"})
+        assert replayed.status_code == 401
 
 
 async def test_configuration_form_errors_edit_authentication_activation_and_delete(console, tenant):
@@ -685,5 +709,83 @@ async def test_no_serious_or_critical_accessibility_violations(browser, tenant, 
             await console.open(fragment, heading)
             await audit(fragment)
         assert found == {}
+    finally:
+        await context.close()
+
+
+async def test_signed_in_console_survives_a_reload_and_ends_when_the_key_is_disabled(console, tenant, admin):
+    page = console.page
+    await console.sign_in(tenant.api_key)
+    await console.open("subscriptions", "Subscriptions")
+    await page.reload()  # the cookie, not the tab's storage, holds the session
+    await expect(page.get_by_role("heading", level=1, name="Subscriptions")).to_be_visible()
+    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    await admin.patch(f"/v1/admin/applications/{tenant.application_id}", json={"event_manager_enabled": False})
+    await console.open("configurations", "Sign in to Event Manager")
+    await expect(page.locator(".notice")).to_contain_text("Your session has ended")
+
+
+async def test_console_link_from_a_provider_portal_signs_in_once(browser, admin, tenant, urls):
+    """A provider's portal (another site) sends its user to a console link: the company is signed in
+    and lands on the console; the same link opened again leads to the sign-in page."""
+    link = (await admin.post(f"/v1/admin/companies/{tenant.id}/console-sessions")).json()["url"]
+    portal = "https://portal.example.test/"
+    context = await browser.new_context(viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        # The portal is served by the test itself: nothing leaves the machine.
+        await context.route(f"{portal}**", lambda route: route.fulfill(
+            content_type="text/html", body=f'<!doctype html><title>Portal</title><a href="{link}">Event Manager</a>'))
+        console = Console(await context.new_page(), urls.api)
+        page = console.page
+        await page.goto(portal)
+        await page.get_by_role("link", name="Event Manager").click()
+        await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        assert page.url.startswith(f"{urls.api}/console/") and "token" not in page.url
+        await expect(page.get_by_role("heading", level=1, name="Event delivery dashboard")).to_be_visible()
+        await console.open("configurations", "Delivery configurations")
+        await page.get_by_role("button", name="New delivery configuration").click()
+        await console.dialog().get_by_label("Name").fill("from-portal")
+        await console.dialog().get_by_label("Endpoint 1 URL").fill("http://127.0.0.1:9/hook")
+        await console.dialog().get_by_role("button", name="Create").click()
+        await expect(console.row(name="from-portal")).to_be_visible()
+        assert [c["name"] for c in (await tenant.client.get("/v1/delivery-configurations")).json()] == ["from-portal"]
+        assert console.errors == []
+        await context.clear_cookies()
+        await page.goto(portal)
+        await page.get_by_role("link", name="Event Manager").click()
+        await expect(page.locator(".notice")).to_contain_text("already used or has expired")
+        await expect(page.get_by_label("API key or operator token")).to_be_visible()
+        assert "link=" not in page.url
+    finally:
+        await context.close()
+
+
+@pytest.mark.parametrize("service", ["api", "ingest"])
+async def test_docs_render_with_nothing_from_outside(browser, urls, service):
+    """/docs (Swagger UI) loads its script, style and icon from the service itself: on a machine
+    without internet access it renders the operations."""
+    base = urls.api if service == "api" else urls.ingest
+    context = await browser.new_context(viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    outside = []
+
+    async def only_this_machine(route):
+        host = urllib.parse.urlsplit(route.request.url).hostname
+        if host == "127.0.0.1":
+            await route.continue_()
+        else:
+            outside.append(route.request.url)
+            await route.abort()
+
+    try:
+        await context.route("**/*", only_this_machine)
+        page = await context.new_page()
+        await page.goto(f"{base}/docs")
+        operations = page.locator(".opblock")
+        await expect(operations.first).to_be_visible()
+        assert await operations.count() > 3
+        await expect(page.locator(".opblock-summary-path", has_text="/healthz").first).to_be_visible()
+        assert outside == []
     finally:
         await context.close()

@@ -12,6 +12,7 @@ from sqlalchemy import delete
 from services.api import sessions
 from services.api.deps import OperatorDep, SessionDep, SettingsDep
 from services.api.sessions import ConsoleLink, ConsoleLinkCreate, ConsoleSessionInfo, ConsoleSignIn
+from shared.errors import Unauthorized
 from shared.models import ConsoleSession
 from shared.security import digest
 
@@ -47,10 +48,19 @@ async def sign_in(body: ConsoleSignIn, request: Request, response: Response, db:
 
 
 @router.get("/v1/console/session", response_model=ConsoleSessionInfo, summary="The console session",
-            openapi_extra=NO_BEARER)
+            openapi_extra=NO_BEARER,
+            responses={204: {"description": "This browser has no live console session (never signed in, signed "
+                                            "out, or the session ended); the console shows its sign-in form"}})
 async def current_session(request: Request, response: Response, db: SessionDep, settings: SettingsDep):
-    """Who the session cookie signs in, until when, and its CSRF token; 401 without a live session."""
-    identity = await sessions.authenticate(request, db, settings)
+    """Who the session cookie signs in, until when, and its CSRF token. Without a live session the
+    answer is 204 (not 401: a console just opened has nothing to be refused), and the cookie is cleared."""
+    try:
+        identity = await sessions.authenticate(request, db, settings)
+    except Unauthorized:
+        empty = Response(status_code=204, headers={"cache-control": "no-store"})
+        if sessions.has_cookie(request, settings):
+            sessions.clear_cookie(empty, settings)
+        return empty
     response.headers["cache-control"] = "no-store"
     return sessions.info(identity, settings)
 

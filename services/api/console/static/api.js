@@ -1,24 +1,41 @@
-// The console's only way to the server: the public REST API with `Authorization: Bearer`.
-// The credential lives in sessionStorage (this tab, until it closes or signs out), never in a
-// URL, a cookie or the console's logs.
+// The console's only way to the server: the public REST API. The key (or operator token) is sent
+// once, to POST /v1/console/session; from then on the browser holds an HttpOnly, SameSite=Strict
+// session cookie that no script can read, and every change carries the session's CSRF token in
+// X-CSRF-Token. Nothing is kept in localStorage, sessionStorage or a URL; the CSRF token and who
+// is signed in live in this module's memory and are read again from GET /v1/console/session.
 
-const TOKEN = "em.console.credential";
-const ROLE = "em.console.role";
+const SESSION = "/v1/console/session";
+const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
+let current = null; // {role, company_id, application_id, csrf_token, expires_at, idle_expires_at}
 
 export const session = {
-  get token() {
-    return sessionStorage.getItem(TOKEN);
+  get signedIn() {
+    return current !== null;
   },
   get role() {
-    return sessionStorage.getItem(ROLE);
+    return current?.role ?? null;
   },
-  signIn(token, role) {
-    sessionStorage.setItem(TOKEN, token);
-    sessionStorage.setItem(ROLE, role);
+  /** Who the cookie signs in, asked of the server: null (204) without a live session. */
+  async load() {
+    current = await api("GET", SESSION, { quiet: true });
+    return current;
   },
-  signOut() {
-    sessionStorage.removeItem(TOKEN);
-    sessionStorage.removeItem(ROLE);
+  /** Sends the credential once; the answer sets the cookie. Throws ApiError (401/403 name `credential`). */
+  async signIn(credential) {
+    current = await api("POST", SESSION, { body: { credential }, quiet: true });
+    return current;
+  },
+  /** Ends the session on the server (a copy of the cookie stops working) and forgets it here. */
+  async signOut() {
+    const wasSignedIn = current !== null;
+    try {
+      if (wasSignedIn) await api("DELETE", SESSION, { quiet: true });
+    } finally {
+      current = null;
+    }
+  },
+  forget() {
+    current = null;
   },
 };
 
@@ -45,18 +62,19 @@ function url(path, query) {
   return target;
 }
 
-/** api("POST", "/v1/subscriptions", {body}) -> parsed JSON (null for 204); throws ApiError. */
-export async function api(method, path, { body, query, raw = false, token = session.token } = {}) {
+/** api("POST", "/v1/subscriptions", {body}) -> parsed JSON (null for 204); throws ApiError.
+ * A 401 ends the console's session (it was signed out, timed out, or its key was disabled or rotated). */
+export async function api(method, path, { body, query, raw = false, quiet = false } = {}) {
   const headers = { accept: "application/json, application/problem+json" };
-  if (token) headers.authorization = `Bearer ${token}`;
   if (body !== undefined) headers["content-type"] = "application/json";
+  if (!SAFE.has(method) && current) headers["x-csrf-token"] = current.csrf_token;
   let response;
   try {
     response = await fetch(url(path, query), {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "omit",
+      credentials: "same-origin",
       cache: "no-store",
     });
   } catch (error) {
@@ -70,7 +88,10 @@ export async function api(method, path, { body, query, raw = false, token = sess
       problem = { title: response.statusText, detail: `HTTP ${response.status}` };
     }
     const error = new ApiError(response.status, problem || {});
-    if (response.status === 401 && token === session.token && session.token) onUnauthorized(error);
+    if (response.status === 401 && !quiet && current) {
+      current = null;
+      onUnauthorized(error);
+    }
     throw error;
   }
   if (raw) return response;

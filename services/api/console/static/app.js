@@ -1,5 +1,6 @@
-// The console's shell: sign-in, navigation by the URL fragment, one page at a time.
-import { api, ApiError, session, whenUnauthorized } from "./api.js";
+// The console's shell: sign-in (a session cookie, see api.js), navigation by the URL fragment, one
+// page at a time.
+import { ApiError, session, whenUnauthorized } from "./api.js";
 import { h } from "./dom.js";
 import { field, onSubmit, FormProblem, toast } from "./ui.js";
 
@@ -54,7 +55,7 @@ async function route() {
     cleanup = null;
   }
   for (const dialog of document.querySelectorAll("dialog")) dialog.close();
-  if (!session.token) {
+  if (!session.signedIn) {
     renderSignIn();
     return;
   }
@@ -95,24 +96,25 @@ function renderSignIn(message) {
     message ? h("p", { class: "notice", role: "status" }, message) : null,
     field("API key or operator token", credential, {
       path: "credential",
-      hint: "A company application's API key (emk_…) opens the company console; the operator token opens the operator pages. It is kept in this browser tab only, until you sign out or close the tab.",
+      hint: "A company application's API key (emk_…) opens the company console; the operator token opens the operator pages. It is sent once: this browser then keeps only a session cookie that scripts cannot read, until you sign out, after 8 hours without use, or after 12 hours.",
     }),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Sign in")));
   onSubmit(form, async (data) => {
     const token = String(data.get("credential") || "").trim();
     if (!token) throw new FormProblem(["credential"], "paste an API key or the operator token");
-    const role = token.startsWith("emk_") ? "company" : "operator";
+    const kind = token.startsWith("emk_") ? "API key" : "operator token";
+    let signedIn;
     try {
-      await api("GET", role === "company" ? "/v1/topics" : "/v1/admin/companies", { token });
+      signedIn = await session.signIn(token);
     } catch (error) {
       if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
-        const why = error.status === 403 ? error.message : `this ${role === "company" ? "API key" : "operator token"} is not accepted`;
+        const why = error.status === 403 ? error.message : `this ${kind} is not accepted`;
         throw new FormProblem(["credential"], why);
       }
       throw error;
     }
-    session.signIn(token, role);
-    toast(role === "company" ? "Signed in." : "Signed in as operator.");
+    credential.value = "";
+    toast(signedIn.role === "company" ? "Signed in." : "Signed in as operator.");
     if (window.location.hash) route();
     else navigate(pages()[0][0]);
   });
@@ -120,14 +122,44 @@ function renderSignIn(message) {
   credential.focus();
 }
 
-export function signOut(message) {
-  session.signOut();
+function showSignIn(message) {
+  if (cleanup) {
+    cleanup();
+    cleanup = null;
+  }
   history.replaceState(null, "", window.location.pathname);
   renderSignIn(message);
 }
 
+export async function signOut(message) {
+  try {
+    await session.signOut();
+  } catch (error) {
+    toast(`Signing out failed: ${error.message}`, "error");
+    return;
+  }
+  showSignIn(message);
+}
+
 signOutButton.addEventListener("click", () => signOut("You have signed out."));
-whenUnauthorized(() => signOut("Your credential is no longer accepted (revoked or rotated). Sign in again."));
+whenUnauthorized((error) => showSignIn(`Your session has ended (${error.message}).`));
 window.addEventListener("hashchange", route);
 window.addEventListener("error", (event) => toast(`Unexpected error: ${event.message}`, "error"));
-route();
+
+async function start() {
+  // A console link that could not be used (opened before, expired) lands here with ?link=expired.
+  const linkExpired = new URLSearchParams(window.location.search).get("link") === "expired";
+  if (linkExpired) history.replaceState(null, "", window.location.pathname + window.location.hash);
+  try {
+    await session.load();
+  } catch (error) {
+    renderSignIn(`The API did not answer (${error.message}).`);
+    return;
+  }
+  if (!session.signedIn && linkExpired) {
+    renderSignIn("This console link was already used or has expired. Ask for a new one, or sign in with an API key.");
+    return;
+  }
+  route();
+}
+start();
