@@ -19,6 +19,7 @@ from services.api.routes import (
     delivery_configurations,
     events,
     monitored_numbers,
+    replay,
     schedules,
     subscriptions,
     topics,
@@ -49,7 +50,7 @@ app = create_service_app(
     "under `/v1/admin` use the operator token.",
     version="1.0.0",
 )
-for module in (admin, topics, delivery_configurations, subscriptions, monitored_numbers, events, dashboard,
+for module in (admin, topics, delivery_configurations, subscriptions, replay, monitored_numbers, events, dashboard,
                bulk_actions, buffer_files, dead_letters, schedules, console_sessions):
     app.include_router(module.router)
 mount_console(app)  # the web console at /console, a client of the API above
