@@ -32,6 +32,7 @@ TEST_SERVICE_ENV = {
     "EM_REQUEST_TIMEOUT_SECONDS": "2",
     "EM_SCHEDULER_TICK_SECONDS": "3600",  # scheduler tests drive the clock themselves
     "EM_CONFIG_RECONCILE_SECONDS": "2",
+    "EM_REPLAY_SCAN_LIMIT": "100",  # tests/test_replay.py goes past it with a hundred events
 }
 
 

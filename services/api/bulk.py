@@ -1,5 +1,7 @@
 """Bulk actions as jobs: republish or mark handled every delivery that matches a filter, in
-batches of 1000 by delivery id, with progress in the `bulk_actions` row. A job survives an api
+batches of 1000 by delivery id, with progress in the `bulk_actions` row; or replay a
+subscription over retained events (kind `replay`, one batch of events per step, in
+services/api/replay.py). A job survives an api
 restart (running jobs are resumed on start) and each batch locks the job row, so two replicas
 never apply the same batch."""
 
@@ -10,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
+from services.api import replay
 from services.api.schemas import EventFilter
 from services.api.store import deliveries
 from services.api.store.bulk_actions import BulkActionStatus
@@ -40,6 +43,8 @@ async def _step(db: Database, job_id: str) -> bool:
         job = await session.scalar(select(BulkAction).where(BulkAction.id == job_id).with_for_update(skip_locked=True))
         if job is None or job.status != BulkActionStatus.RUNNING:
             return False
+        if job.action == replay.REPLAY:
+            return await replay.step(session, job)
         # The job's own company: the filter only narrows that company's deliveries.
         conditions = matching_deliveries(job.company_id, EventFilter.model_validate(job.filter))
         if job.cursor is None and job.processed == 0:

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.deps import CompanyDep, SessionDep
 from services.api.schemas import EventFilter
@@ -33,6 +33,7 @@ class BulkActionPublic(BaseModel):
     status: BulkActionStatus
     total: int
     processed: int
+    result: dict[str, int] | None = Field(None, description="a replay's counts: matched, already_delivered, created")
     created_at: datetime
     finished_at: datetime | None
 
@@ -57,5 +58,7 @@ async def list_jobs(session: SessionDep, caller: CompanyDep):
 
 @router.get("/{job_id}", response_model=BulkActionPublic, summary="A bulk action's progress")
 async def get_job(job_id: str, session: SessionDep, caller: CompanyDep):
-    """Status (`running`, `completed`, `failed`), how many deliveries matched and how many are done."""
+    """Status (`running`, `completed`, `failed`), how many deliveries matched and how many are done.
+    A replay (`action: replay`, started by `POST /v1/subscriptions/{id}/replay`) counts events
+    scanned, and its `result` says how many matched, already had a delivery, and were created."""
     return await store.find(session, caller.company_id, job_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -29,6 +30,17 @@ async def recent(session: AsyncSession, company_id: str) -> list[BulkAction]:
     """The company's last LISTED jobs, newest first."""
     return list((await session.scalars(select(BulkAction).where(BulkAction.company_id == company_id)
                                        .order_by(BulkAction.id.desc()).limit(LISTED))).all())
+
+
+async def create_replay(session: AsyncSession, company_id: str, subscription_id: str, start: datetime,
+                        end: datetime, total: int) -> BulkAction:
+    """A running replay job (services/api/replay.py): its subscription and window as its filter,
+    `total` the events it scans, its counts in `result`."""
+    job = BulkAction(id=new_id("bulk"), company_id=company_id, action="replay",
+                     filter={"subscription_id": subscription_id, "from": start.isoformat(), "to": end.isoformat()},
+                     status=BulkActionStatus.RUNNING.value, total=total, processed=0,
+                     result={"matched": 0, "already_delivered": 0, "created": 0})
+    return await saved(session, job)
 
 
 async def create(session: AsyncSession, company_id: str, action: str, event_filter: EventFilter) -> BulkAction:

@@ -60,17 +60,24 @@ async def _write(session: AsyncSession, subscription: Subscription, values: dict
 
 
 async def _check(session: AsyncSession, company_id: str, values: dict[str, Any]) -> None:
-    await _check_topic(session, values["topic"], values["event_types"])
+    await check_matching(session, company_id, values)
     try:
         await delivery_configurations.find(session, company_id, values["delivery_configuration_id"])
     except NotFound:
         raise InvalidInput.at(["delivery_configuration_id"], "no such delivery configuration") from None
+
+
+async def check_matching(session: AsyncSession, company_id: str, values: dict[str, Any]) -> None:
+    """What decides matching (topic, event types, criteria, window), checked as for a new
+    subscription: InvalidInput naming the field. Also what a simulation is checked with."""
+    await _check_topic(session, values["topic"], values["event_types"])
     if values["matching_criteria"] is not None:
         try:
             compile_pattern(values["matching_criteria"])
         except CriteriaError as exc:
             raise InvalidInput.at(["matching_criteria", *exc.path], exc.message) from None
-    if values["end_at"] is not None and values["end_at"] <= values["start_at"]:
+    start_at, end_at = values.get("start_at"), values["end_at"]
+    if end_at is not None and start_at is not None and end_at <= start_at:
         raise InvalidInput.at(["end_at"], "end_at must be after start_at")
 
 
