@@ -154,6 +154,18 @@ class EndpointPublic(BaseModel):
     id: str
     url: str
     active: bool
+    # Set when Event Manager disabled it: it answered 410 Gone, or failed for too long.
+    disabled_reason: str | None = None
+    disabled_at: datetime | None = None
+    # When its failing began (what `enable` with `republish_failed` republishes from).
+    failing_since: datetime | None = None
+
+
+class EndpointEnable(Strict):
+    model_config = with_example({"republish_failed": True})
+
+    republish_failed: bool = Field(default=False, description="Also republish this configuration's deliveries "
+                                   "that failed since the endpoint began failing.")
 
 
 class Throttle(Strict):
@@ -231,6 +243,7 @@ class DeliveryConfigurationCreate(Strict):
     name: Name
     mode: Literal["realtime", "scheduled"]
     active: bool = False
+    paused: bool = False
     endpoints: list[Endpoint] = Field(default=[], max_length=20)
     format: Literal["json", "xml"] = "json"
     throttle: Throttle | None = None
@@ -267,6 +280,7 @@ class DeliveryConfigurationUpdate(Strict):
 
     name: Name = None
     active: bool = None
+    paused: bool = None
     endpoints: list[Endpoint] = Field(default=None, max_length=20)
     format: Literal["json", "xml"] = None
     throttle: Throttle | None = None
@@ -280,6 +294,7 @@ class DeliveryConfigurationPublic(BaseModel):
     name: str
     mode: str
     active: bool
+    paused: bool
     endpoints: list[EndpointPublic]
     format: str
     throttle: dict | None
@@ -289,6 +304,16 @@ class DeliveryConfigurationPublic(BaseModel):
     signing_secret_set: bool
     created_at: datetime
     updated_at: datetime
+
+
+class ResumedPublic(BaseModel):
+    configuration: DeliveryConfigurationPublic
+    released: int = Field(description="Held deliveries released, oldest first, at the configuration's throttle")
+
+
+class EndpointEnabledPublic(BaseModel):
+    configuration: DeliveryConfigurationPublic
+    republished: int = Field(description="Failed deliveries republished (with `republish_failed`)")
 
 
 # --- subscriptions ------------------------------------------------------------------------

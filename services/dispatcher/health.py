@@ -62,8 +62,10 @@ DISABLE = """
 WITH disabled AS (
     UPDATE delivery_configurations SET updated_at = now(), endpoints = (
         SELECT jsonb_agg(CASE WHEN e->>'id' = $2
-                              THEN e || jsonb_build_object('active', false, 'disabled_reason', $3::text,
-                                                           'disabled_at', now())
+                              THEN e || jsonb_build_object(
+                                  'active', false, 'disabled_reason', $3::text, 'disabled_at', now(),
+                                  'failing_since', (SELECT failing_since FROM endpoint_health
+                                                    WHERE delivery_configuration_id = $1 AND endpoint_id = $2))
                               ELSE e END ORDER BY position)
         FROM jsonb_array_elements(endpoints) WITH ORDINALITY AS t(e, position))
     WHERE id = $1 AND EXISTS (SELECT 1 FROM jsonb_array_elements(endpoints) e

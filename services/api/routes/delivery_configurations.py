@@ -10,6 +10,9 @@ from services.api.schemas import (
     DeliveryConfigurationCreate,
     DeliveryConfigurationPublic,
     DeliveryConfigurationUpdate,
+    EndpointEnable,
+    EndpointEnabledPublic,
+    ResumedPublic,
 )
 from services.api.store import delivery_configurations as store
 from shared.models import DeliveryConfiguration
@@ -31,6 +34,7 @@ def present(configuration: DeliveryConfiguration, settings: Settings) -> Deliver
         name=configuration.name,
         mode=configuration.mode,
         active=configuration.active,
+        paused=configuration.paused,
         endpoints=configuration.endpoints,
         format=configuration.format,
         throttle=configuration.throttle,
@@ -78,6 +82,46 @@ async def update(configuration_id: str, body: DeliveryConfigurationUpdate, reque
     announce(request, session, "delivery_configurations", caller.company_id)
     await session.commit()
     return present(configuration, settings)
+
+
+@router.post("/{configuration_id}/pause", response_model=DeliveryConfigurationPublic, summary="Pause delivery",
+             description="The safe way to stop for a maintenance window: events still match and their "
+                         "deliveries are kept with status `held`, nothing is sent, until `resume`. (Setting "
+                         "`active: false` instead stops matching, and deliveries that come due meanwhile fail "
+                         "with `the delivery configuration is not active`.) A scheduled configuration writes no "
+                         "buffer file while paused; the next file after resuming holds what accumulated.")
+async def pause(configuration_id: str, request: Request, session: SessionDep, caller: CompanyDep,
+                settings: SettingsDep):
+    configuration, _ = await store.set_paused(session, caller.company_id, configuration_id, True)
+    announce(request, session, "delivery_configurations", caller.company_id)
+    await session.commit()
+    return present(configuration, settings)
+
+
+@router.post("/{configuration_id}/resume", response_model=ResumedPublic, summary="Resume delivery",
+             description="Releases every held delivery, oldest first, at the configuration's throttle; each is "
+                         "delivered once. `released` says how many.")
+async def resume(configuration_id: str, request: Request, session: SessionDep, caller: CompanyDep,
+                 settings: SettingsDep):
+    configuration, released = await store.set_paused(session, caller.company_id, configuration_id, False)
+    announce(request, session, "delivery_configurations", caller.company_id)
+    await session.commit()
+    return ResumedPublic(configuration=present(configuration, settings), released=released)
+
+
+@router.post("/{configuration_id}/endpoints/{endpoint_id}/enable", response_model=EndpointEnabledPublic,
+             summary="Enable an endpoint again",
+             description="Turns on an endpoint that Event Manager disabled (it answered 410 Gone, or failed "
+                         "continuously for `EM_ENDPOINT_DISABLE_AFTER_SECONDS`) or that was set inactive. With "
+                         "`republish_failed`, the configuration's deliveries that failed since the endpoint "
+                         "began failing are delivered again.")
+async def enable_endpoint(configuration_id: str, endpoint_id: str, body: EndpointEnable, request: Request,
+                          session: SessionDep, caller: CompanyDep, settings: SettingsDep):
+    configuration, republished = await store.enable_endpoint(session, caller.company_id, configuration_id,
+                                                             endpoint_id, body.republish_failed)
+    announce(request, session, "delivery_configurations", caller.company_id)
+    await session.commit()
+    return EndpointEnabledPublic(configuration=present(configuration, settings), republished=republished)
 
 
 @router.delete("/{configuration_id}", status_code=204, summary="Delete a configuration and its subscriptions")

@@ -3,11 +3,32 @@ company is a required argument: the conditions only narrow the company's own del
 
 from __future__ import annotations
 
-from sqlalchemy import case, func, update
+from sqlalchemy import case, func, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import Delivery, DeliveryConfiguration
 from shared.statuses import DeliveryStatus
+
+RELEASE_HELD = text(f"""
+UPDATE deliveries d SET
+    status = CASE WHEN d.attempt_count = 0 THEN '{DeliveryStatus.QUEUED}' ELSE '{DeliveryStatus.PENDING_RETRY}' END,
+    next_attempt_at = now() + held.position * interval '1 microsecond',
+    updated_at = now()
+FROM (SELECT id, row_number() OVER (ORDER BY created_at, id) AS position
+      FROM deliveries
+      WHERE company_id = :company_id AND delivery_configuration_id = :configuration_id
+        AND status = '{DeliveryStatus.HELD}') AS held
+WHERE d.id = held.id
+""")
+
+
+async def release_held(session: AsyncSession, company_id: str, delivery_configuration_id: str) -> int:
+    """A resumed configuration's held deliveries, due now in the order they were created: the
+    dispatcher's poller puts them on Kafka oldest first, and the configuration's throttle paces
+    them like any delivery."""
+    result = await session.execute(RELEASE_HELD, {"company_id": company_id,
+                                                  "configuration_id": delivery_configuration_id})
+    return result.rowcount
 
 
 async def requeue(session: AsyncSession, company_id: str, conditions: list,

@@ -6,19 +6,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import delete as delete_rows
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.schemas import SECRET_FIELDS, DeliveryConfigurationCreate, DeliveryConfigurationUpdate
-from services.api.store import find_owned, saved
+from services.api.store import deliveries, find_owned, saved
 from services.api.store.patch import merge_patch
-from shared.errors import InvalidInput
+from shared.errors import InvalidInput, NotFound
 from shared.ids import new_id
-from shared.models import DeliveryConfiguration
+from shared.models import Delivery, DeliveryConfiguration, EndpointHealth
 from shared.netguard import UrlRefused, check_url
 from shared.schedules import InvalidSchedule, next_fire_times
 from shared.security import decrypt_json, encrypt_json
 from shared.settings import Settings
+from shared.statuses import DeliveryStatus
 
 
 async def find(session: AsyncSession, company_id: str, delivery_configuration_id: str) -> DeliveryConfiguration:
@@ -58,10 +60,49 @@ async def update(session: AsyncSession, company_id: str, delivery_configuration_
                  patch: DeliveryConfigurationUpdate, settings: Settings) -> DeliveryConfiguration:
     """The merged result is checked as a whole, as a new configuration would be."""
     configuration = await find(session, company_id, delivery_configuration_id)
-    values = merge_patch(_current(configuration, secrets_of(configuration, settings.secret_key)), patch)
+    before = _current(configuration, secrets_of(configuration, settings.secret_key))
+    values = merge_patch(before, patch)
     await _check(values, settings)
+    was_paused, was_inactive = configuration.paused, _inactive_endpoint_ids(configuration)
     _write(configuration, values, settings.secret_key)
+    await _forget_health(session, configuration, was_inactive - _inactive_endpoint_ids(configuration))
+    if was_paused and not configuration.paused:
+        await _release_held(session, configuration)
     return await saved(session, configuration)
+
+
+async def set_paused(session: AsyncSession, company_id: str, delivery_configuration_id: str,
+                     paused: bool) -> tuple[DeliveryConfiguration, int]:
+    """Pause (events still match; their deliveries are held) or resume (held deliveries are
+    released, oldest first). Returns the configuration and how many were released."""
+    configuration = await find(session, company_id, delivery_configuration_id)
+    released = 0
+    if configuration.paused and not paused:
+        configuration.paused = False
+        released = await _release_held(session, configuration)
+    configuration.paused = paused
+    return await saved(session, configuration), released
+
+
+async def enable_endpoint(session: AsyncSession, company_id: str, delivery_configuration_id: str,
+                          endpoint_id: str, republish_failed: bool) -> tuple[DeliveryConfiguration, int]:
+    """Turn an endpoint on again (after Event Manager or the company disabled it); with
+    `republish_failed`, republish the configuration's deliveries that failed since it began
+    failing. Returns the configuration and how many deliveries were republished."""
+    configuration = await find(session, company_id, delivery_configuration_id)
+    endpoint = next((e for e in configuration.endpoints if e["id"] == endpoint_id), None)
+    if endpoint is None:
+        raise NotFound(f"endpoint {endpoint_id} does not exist in delivery configuration {configuration.id}")
+    since = endpoint.get("failing_since") or endpoint.get("disabled_at")
+    configuration.endpoints = [{"id": e["id"], "url": e["url"], "active": True} if e["id"] == endpoint_id else e
+                               for e in configuration.endpoints]
+    await _forget_health(session, configuration, {endpoint_id})
+    republished = 0
+    if republish_failed and since:
+        republished = await deliveries.requeue(session, company_id, [
+            Delivery.status == DeliveryStatus.FAILED, Delivery.updated_at >= datetime.fromisoformat(since),
+        ], delivery_configuration_id=configuration.id)
+    return await saved(session, configuration), republished
 
 
 async def delete(session: AsyncSession, company_id: str, delivery_configuration_id: str) -> None:
@@ -75,6 +116,7 @@ def _current(configuration: DeliveryConfiguration, secrets: dict[str, str]) -> d
         "name": configuration.name,
         "mode": configuration.mode,
         "active": configuration.active,
+        "paused": configuration.paused,
         "endpoints": [{"url": e["url"], "active": e["active"]} for e in configuration.endpoints],
         "format": configuration.format,
         "throttle": configuration.throttle,
@@ -92,6 +134,7 @@ def _write(configuration: DeliveryConfiguration, values: dict[str, Any], secret_
     configuration.name = values["name"]
     configuration.mode = values["mode"]
     configuration.active = values["active"]
+    configuration.paused = values["paused"]
     configuration.endpoints = _with_endpoint_ids(values["endpoints"], configuration.endpoints)
     configuration.format = values["format"]
     configuration.throttle = values["throttle"]
@@ -110,9 +153,39 @@ def _split_authentication(authentication: dict) -> tuple[dict, dict]:
 
 
 def _with_endpoint_ids(endpoints: list[dict], previous: list[dict]) -> list[dict]:
-    """An endpoint keeps its id while its URL stays (its health and attempts are found by it)."""
-    known = {endpoint["url"]: endpoint["id"] for endpoint in previous}
-    return [{"id": known.get(e["url"]) or new_id("ep"), "url": e["url"], "active": e["active"]} for e in endpoints]
+    """An endpoint keeps its id while its URL stays (its health and attempts are found by it),
+    and why Event Manager disabled it while it stays disabled."""
+    known = {endpoint["url"]: endpoint for endpoint in previous}
+    result = []
+    for endpoint in endpoints:
+        before = known.get(endpoint["url"], {})
+        kept = {k: v for k, v in before.items() if k in DISABLED_FIELDS} if not endpoint["active"] else {}
+        result.append({"id": before.get("id") or new_id("ep"), "url": endpoint["url"], "active": endpoint["active"],
+                       **kept})
+    return result
+
+
+DISABLED_FIELDS = ("disabled_reason", "disabled_at", "failing_since")
+
+
+def _inactive_endpoint_ids(configuration: DeliveryConfiguration) -> set[str]:
+    return {e["id"] for e in configuration.endpoints if not e["active"]}
+
+
+async def _forget_health(session: AsyncSession, configuration: DeliveryConfiguration, endpoint_ids: set[str]) -> None:
+    """An endpoint turned on again starts a new failing spell from its next failure."""
+    if endpoint_ids:
+        await session.execute(delete_rows(EndpointHealth).where(
+            EndpointHealth.delivery_configuration_id == configuration.id,
+            EndpointHealth.endpoint_id.in_(endpoint_ids)))
+
+
+async def _release_held(session: AsyncSession, configuration: DeliveryConfiguration) -> int:
+    """The configuration row is written first: a dispatcher about to hold one of its deliveries
+    reads that row FOR SHARE (services/dispatcher/recorder.py), so it either holds before this
+    release and is released with the others, or sees the configuration resumed."""
+    await session.flush()
+    return await deliveries.release_held(session, configuration.company_id, configuration.id)
 
 
 # --- rules that span fields, checked on the whole of a create or a merged patch -------------
