@@ -16,8 +16,8 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.devstack import SERVICES, Stack, free_port
 from shared.db import asyncpg_dsn
-from shared.devstack import SERVICES, Stack, free_port
 from shared.kafka import Topics
 from shared.settings import Settings
 from tests.receiver import Receiver

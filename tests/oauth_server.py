@@ -24,7 +24,7 @@ from authlib.oauth2.rfc6749.grants import (
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 
-from shared.devstack import free_port
+from services.devstack import free_port
 from tests.receiver import serve
 
 os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")  # plain http on loopback, for tests only

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from shared.devstack import free_port
+from services.devstack import free_port
 
 
 async def serve(app: web.Application, port: int) -> web.AppRunner:

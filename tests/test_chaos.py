@@ -60,7 +60,7 @@ async def test_killing_matcher_and_dispatcher_loses_nothing(stack, tenant, sourc
 
 @pytest.mark.timeout(300)
 async def test_throttle_holds_with_two_dispatcher_replicas(stack, tenant, source, receiver):
-    from shared.devstack import ServiceProcess, free_port, wait_for_ready
+    from services.devstack import ServiceProcess, free_port, wait_for_ready
     from tests.delivery_helpers import publish
     from tests.test_delivery_throttle import most_in_any_window
 

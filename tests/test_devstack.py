@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from shared.devstack import (
+from services.devstack import (
     MAX_RESTARTS,
     SERVICES,
     ServiceProcess,
@@ -45,7 +45,7 @@ def dev_env(data_dir: Path, **overrides: str) -> dict:
 
 
 def start_dev(env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "shared.cli", "dev"], env=env, cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "services.cli", "dev"], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -12,9 +12,9 @@ import asyncpg
 import httpx
 
 from services.api.changes import OUTBOX_PAUSE_LOCK
+from services.devstack import ServiceProcess, free_port, wait_for_ready
 from services.scheduler.retention import purge_older_than
 from shared.db import asyncpg_dsn, create_pool
-from shared.devstack import ServiceProcess, free_port, wait_for_ready
 from shared.kafka import Topics, make_consumer
 from shared.messages import decode
 from shared.settings import Settings

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from shared.devstack import free_port, wait_for_ready
+from services.devstack import free_port, wait_for_ready
 from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
 from tests.receiver import serve
 

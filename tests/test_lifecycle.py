@@ -10,7 +10,7 @@ import contextlib
 
 import pytest
 
-from shared.devstack import wait_for_ready
+from services.devstack import wait_for_ready
 from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
 from tests.delivery_helpers import publish, sentinel, wait_for_status
 

@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from services.devstack import free_port
 from services.dispatcher.auth import Credentials, TokenError
 from services.dispatcher.configs import Target
 from services.dispatcher.sender import delivery_session, post
-from shared.devstack import free_port
 from shared.netguard import EgressGuard, UrlRefused, address_refusal, check_url, check_url_syntax
 from tests.oauth_server import TokenServer
 

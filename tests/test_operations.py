@@ -6,7 +6,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.devstack import SERVICES
+from services.devstack import SERVICES
 from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
 from tests.delivery_helpers import publish, wait_for_status
 

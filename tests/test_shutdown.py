@@ -9,7 +9,7 @@ import signal
 import pytest
 from aiohttp import web
 
-from shared.devstack import free_port, wait_for_ready
+from services.devstack import free_port, wait_for_ready
 from tests.conftest import eventually, realtime_configuration, settle, subscribe
 from tests.delivery_helpers import publish, wait_for_status
 from tests.receiver import serve

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import orjson
 
+from services.devstack import SERVICES, Stack, free_port, wait_for_port
 from shared.db import create_pool
-from shared.devstack import SERVICES, Stack, free_port, wait_for_port
 from shared.ids import new_id
 from shared.kafka import Topics, make_producer
 from shared.settings import Settings

@@ -182,7 +182,7 @@ async def matcher_service(env, events: int = 20_000, companies: int = 100) -> di
         await create_subscription(pool, company, configuration)
         company_ids.append(company)
     env.stack.start_service("matcher")
-    from shared.devstack import wait_for_ready
+    from services.devstack import wait_for_ready
 
     await asyncio.to_thread(wait_for_ready, env.stack.ports["matcher"], env.stack.services["matcher"])
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")

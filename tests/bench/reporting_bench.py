@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from shared.devstack import wait_for_ready
+from services.devstack import wait_for_ready
 from shared.ids import new_id
 from shared.security import digest
 from tests.bench.env import create_company, create_configuration, create_subscription

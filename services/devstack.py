@@ -211,7 +211,7 @@ class ServiceProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "serve", self.name],
+            [sys.executable, "-m", "services.cli", "serve", self.name],
             env=self.env,
             stdout=self.log_path.open("ab"),
             stderr=subprocess.STDOUT,
@@ -315,7 +315,7 @@ class Stack:
             problems.append(f"data dir {self.data_dir.resolve()} (EM_DATA_DIR) is used by another stack: "
                             f"{lock_holder(self.data_dir)}")
             hints.append("A second stack needs its own EM_DATA_DIR as well as its own ports.")
-        if any(name in problem for problem in problems for name in ("shared.cli", "eventmgr", "tansu")):
+        if any(name in problem for problem in problems for name in ("services.cli", "eventmgr", "tansu")):
             hints.insert(0, "Another Event Manager stack seems to be running (Ctrl-C in its terminal stops it).")
         if problems:
             raise StackError("Cannot start Event Manager:\n" + "".join(f"  - {p}\n" for p in problems)

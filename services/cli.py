@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 
-from shared.devstack import BROKER_PORT_VARIABLE, DEFAULT_BROKER_PORT, SERVICES, Stack, StackError
+from services.devstack import BROKER_PORT_VARIABLE, DEFAULT_BROKER_PORT, SERVICES, Stack, StackError
 from shared.settings import SERVICE_PORTS, get_settings
 
 
