@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from services.devstack import free_port
 from services.dispatcher.auth import Credentials, TokenError
-from services.dispatcher.configs import Target
+from services.dispatcher.configs import DeliveryConfiguration
 from services.dispatcher.sender import delivery_session, post
 from shared.netguard import EgressGuard, UrlRefused, address_refusal, check_url, check_url_syntax
 from tests.oauth_server import TokenServer
@@ -348,11 +348,12 @@ async def test_tls_verifies_and_sends_the_name_while_connecting_to_the_vetted_ad
 
 # --- OAuth token requests (httpx under authlib) ------------------------------------------------
 
-def oauth_target(token_url: str) -> Target:
-    return Target(id="dc_guard", company_id="co_guard", active=True, mode="realtime", endpoints=[], format="json",
-                  throttle=None, authentication={"type": "oauth2", "grant_type": "client_credentials",
+def oauth_configuration(token_url: str) -> DeliveryConfiguration:
+    return DeliveryConfiguration(id="dc_guard", company_id="co_guard", active=True, paused=False, mode="realtime",
+                                 endpoints=[], format="json", throttle=None,
+                                 authentication={"type": "oauth2", "grant_type": "client_credentials",
                                                  "token_url": token_url, "client_id": "em-client"},
-                  secrets={"client_secret": "s3cret"})
+                                 secrets={"client_secret": "s3cret"})
 
 
 @pytest.fixture
@@ -367,11 +368,11 @@ async def token_server():
 async def test_a_loopback_token_url_is_refused_unless_allowed(token_server):
     for token_url in (token_server.token_url, token_server.token_url.replace("127.0.0.1", "localhost")):
         with pytest.raises(TokenError, match="token URL refused: .*loopback") as refused:
-            await Credentials(None, EgressGuard([]), 5).authorization(oauth_target(token_url))
+            await Credentials(None, EgressGuard([]), 5).authorization(oauth_configuration(token_url))
         assert refused.value.retryable is False
     assert token_server.requests == []
     credentials = Credentials(None, EgressGuard(LOOPBACK), 5)
-    authorization = await credentials.authorization(oauth_target(token_server.token_url))
+    authorization = await credentials.authorization(oauth_configuration(token_server.token_url))
     assert authorization.startswith("Bearer ") and len(token_server.requests) == 1
 
 
@@ -379,12 +380,12 @@ async def test_token_requests_reach_only_the_vetted_address_when_dns_rebinds():
     port = free_port()
     dns = FakeDns(["127.0.0.1"], ["127.0.0.2"])
     credentials = Credentials(None, EgressGuard(nets("127.0.0.1/32"), getaddrinfo=dns.getaddrinfo), 5)
-    target = oauth_target(f"http://auth.test:{port}/token")
+    configuration = oauth_configuration(f"http://auth.test:{port}/token")
     async with Server("127.0.0.1", port) as public, Server("127.0.0.2", port) as internal:
-        assert await credentials.authorization(target) == "Bearer token-from-127.0.0.1"
-        credentials.forget_all([target.id])
+        assert await credentials.authorization(configuration) == "Bearer token-from-127.0.0.1"
+        credentials.forget_all([configuration.id])
         with pytest.raises(TokenError, match="auth.test resolves to 127.0.0.2 \\(a loopback address\\)") as refused:
-            await credentials.authorization(target)
+            await credentials.authorization(configuration)
     assert refused.value.retryable is False
     assert dns.lookups == ["auth.test", "auth.test"]
     assert len(public.requests) == 1 and internal.requests == []
@@ -394,14 +395,14 @@ async def test_a_token_url_that_does_not_resolve_is_worth_a_retry():
     dns = FakeDns(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
     credentials = Credentials(None, EgressGuard(LOOPBACK, getaddrinfo=dns.getaddrinfo), 5)
     with pytest.raises(TokenError, match="unreachable") as failed:
-        await credentials.authorization(oauth_target("http://auth.test:9/token"))
+        await credentials.authorization(oauth_configuration("http://auth.test:9/token"))
     assert failed.value.retryable is True
 
 
 async def test_with_https_required_client_secrets_never_go_out_over_plain_http(token_server):
     credentials = Credentials(None, EgressGuard(LOOPBACK, require_https=True), 5)
     with pytest.raises(TokenError, match="token URL refused: .*requires https") as refused:
-        await credentials.authorization(oauth_target(token_server.token_url))
+        await credentials.authorization(oauth_configuration(token_server.token_url))
     assert refused.value.retryable is False and token_server.requests == []
 
 
@@ -411,7 +412,7 @@ async def test_token_requests_verify_tls_for_the_name_at_the_vetted_address(tls)
     dns = FakeDns(["127.0.0.1"])
     guard = EgressGuard(LOOPBACK, require_https=True, getaddrinfo=dns.getaddrinfo, ssl_context=client_context)
     async with Server("127.0.0.1", port, server_context()) as server:
-        authorization = await Credentials(None, guard, 5).authorization(oauth_target(f"https://auth.test:{port}/token"))
+        authorization = await Credentials(None, guard, 5).authorization(oauth_configuration(f"https://auth.test:{port}/token"))
     assert authorization == "Bearer token-from-127.0.0.1"
     assert server.sni == ["auth.test"] and server.requests[0].host == f"auth.test:{port}"
 

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 
 from services.dispatcher.auth import Credentials
 from services.dispatcher.breaker import Breakers
-from services.dispatcher.configs import TargetCache
+from services.dispatcher.configs import ConfigurationCache
 from services.dispatcher.health import Health
 from services.dispatcher.poller import poll_forever
 from services.dispatcher.recorder import Recorder
@@ -19,10 +19,10 @@ from shared.netguard import EgressGuard
 from shared.service import Runtime, create_service_app
 
 
-async def follow_changes(feed: ChangeFeed, targets: TargetCache, credentials: Credentials) -> None:
+async def follow_changes(feed: ChangeFeed, configurations: ConfigurationCache, credentials: Credentials) -> None:
     async for change in feed.changes():
         if change["kind"] == "delivery_configurations":
-            credentials.forget_all(targets.forget_company(change["company_id"]))
+            credentials.forget_all(configurations.forget_company(change["company_id"]))
 
 
 async def start(app: FastAPI, runtime: Runtime) -> None:
@@ -30,20 +30,20 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
     topics = Topics.of(settings)
     pool = await runtime.database_pool(size=6)
     app.state.change_feed = feed = await runtime.change_feed()
-    targets = TargetCache(pool, settings.secret_key)
+    configurations = ConfigurationCache(pool, settings.secret_key)
     guard = EgressGuard(settings.private_networks, settings.require_https)
-    credentials = Credentials(targets, guard, settings.request_timeout_seconds)
+    credentials = Credentials(configurations, guard, settings.request_timeout_seconds)
     http = delivery_session(guard)
     runtime.on_shutdown(http.close)
     producer = await runtime.kafka_producer()
     recorder = Recorder(pool)
     breakers = Breakers(settings.circuit_failure_threshold, settings.circuit_open_seconds)
     health = Health(pool, producer, topics.events, settings)
-    dispatcher = Dispatcher(settings, targets, credentials, recorder, http, breakers, health)
+    dispatcher = Dispatcher(settings, configurations, credentials, recorder, http, breakers, health)
     dispatcher.consumer = await runtime.kafka_consumer("em-dispatcher", topics.deliveries,
                                                        listener=dispatcher.rebalance_listener())
     app.state.dispatcher = dispatcher
-    runtime.run_forever("changes", follow_changes(feed, targets, credentials))
+    runtime.run_forever("changes", follow_changes(feed, configurations, credentials))
     runtime.run_forever("endpoint-health", health.run(settings.health_check_seconds))
     runtime.run_forever("retry-poller", poll_forever(pool, producer, topics.deliveries, settings.retry_poll_seconds))
     # The recorder must outlive the dispatcher loop, which waits on it while draining.

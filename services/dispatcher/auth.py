@@ -15,7 +15,7 @@ import httpx
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-from services.dispatcher.configs import Target, TargetCache
+from services.dispatcher.configs import ConfigurationCache, DeliveryConfiguration
 from shared.netguard import EgressGuard, UrlRefused
 
 EXPIRY_MARGIN_SECONDS = 30.0
@@ -40,43 +40,43 @@ class CachedToken:
 
 
 class Credentials:
-    def __init__(self, targets: TargetCache, guard: EgressGuard, timeout: float):
-        self.targets = targets
+    def __init__(self, configurations: ConfigurationCache, guard: EgressGuard, timeout: float):
+        self.configurations = configurations
         self.guard = guard
         self.timeout = timeout
         self._tokens: dict[str, CachedToken] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.token_requests = 0  # for metrics and tests: how many times we asked a token server
 
-    async def authorization(self, target: Target) -> str | None:
-        kind = target.authentication.get("type", "none")
+    async def authorization(self, configuration: DeliveryConfiguration) -> str | None:
+        kind = configuration.authentication.get("type", "none")
         if kind == "basic":
-            raw = f"{target.authentication['username']}:{target.secrets.get('password', '')}".encode()
+            raw = f"{configuration.authentication['username']}:{configuration.secrets.get('password', '')}".encode()
             return "Basic " + base64.b64encode(raw).decode()
         if kind == "oauth2":
-            return "Bearer " + await self._access_token(target)
+            return "Bearer " + await self._access_token(configuration)
         return None
 
-    def forget(self, target: Target, authorization: str | None) -> None:
+    def forget(self, configuration: DeliveryConfiguration, authorization: str | None) -> None:
         """The endpoint refused this token (401): the next call fetches a new one."""
-        cached = self._tokens.get(target.id)
+        cached = self._tokens.get(configuration.id)
         if cached and authorization == "Bearer " + cached.access_token:
-            del self._tokens[target.id]
+            del self._tokens[configuration.id]
 
     def forget_all(self, configuration_ids) -> None:
         for configuration_id in configuration_ids:
             self._tokens.pop(configuration_id, None)
 
-    async def _access_token(self, target: Target) -> str:
-        cached = self._tokens.get(target.id)
+    async def _access_token(self, configuration: DeliveryConfiguration) -> str:
+        cached = self._tokens.get(configuration.id)
         if cached and cached.expires_at > time.time():
             return cached.access_token
-        lock = self._locks.setdefault(target.id, asyncio.Lock())
+        lock = self._locks.setdefault(configuration.id, asyncio.Lock())
         async with lock:
-            cached = self._tokens.get(target.id)  # another delivery may have fetched it meanwhile
+            cached = self._tokens.get(configuration.id)  # another delivery may have fetched it meanwhile
             if cached and cached.expires_at > time.time():
                 return cached.access_token
-            token = await self._fetch(target)
+            token = await self._fetch(configuration)
             if not _usable_token(token.get("access_token")):
                 raise TokenError("the token endpoint answered without a usable access_token", retryable=False)
             try:
@@ -85,17 +85,17 @@ class Credentials:
                 lifetime = DEFAULT_TOKEN_SECONDS
             cached = CachedToken(token["access_token"], time.time() + max(lifetime - EXPIRY_MARGIN_SECONDS,
                                                                           lifetime / 2))
-            self._tokens[target.id] = cached
+            self._tokens[configuration.id] = cached
             return cached.access_token
 
-    async def _fetch(self, target: Target) -> dict:
-        settings = target.authentication
+    async def _fetch(self, configuration: DeliveryConfiguration) -> dict:
+        settings = configuration.authentication
         grant = settings["grant_type"]
         _check_grant_usable(self.guard, settings)
         self.token_requests += 1
         client = AsyncOAuth2Client(
             client_id=settings["client_id"],
-            client_secret=target.secrets.get("client_secret"),
+            client_secret=configuration.secrets.get("client_secret"),
             scope=settings.get("scope"),
             timeout=self.timeout,
             follow_redirects=False,
@@ -103,7 +103,7 @@ class Credentials:
         )
         try:
             async with client:
-                token = await _request_token(client, grant, settings, target.secrets)
+                token = await _request_token(client, grant, settings, configuration.secrets)
         except UrlRefused as exc:  # an address (or plain http) the guard refused while connecting
             raise TokenError(f"token URL refused: {exc}", retryable=False) from None
         except OAuthError as exc:
@@ -116,8 +116,8 @@ class Credentials:
         if not token.get("access_token"):
             raise TokenError("token endpoint answered without an access_token", retryable=False)
         rotated = token.get("refresh_token")
-        if grant == "refresh_token" and rotated and rotated != target.secrets.get("refresh_token"):
-            await self.targets.store_refresh_token(target, rotated)
+        if grant == "refresh_token" and rotated and rotated != configuration.secrets.get("refresh_token"):
+            await self.configurations.store_refresh_token(configuration, rotated)
         return token
 
 

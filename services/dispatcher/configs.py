@@ -14,7 +14,7 @@ from shared.security import decrypt_json, encrypt_json
 
 
 @dataclass(slots=True)
-class Target:
+class DeliveryConfiguration:
     id: str
     company_id: str
     active: bool
@@ -35,18 +35,18 @@ class Target:
 MAX_AGE_SECONDS = 60.0
 
 
-class TargetCache:
+class ConfigurationCache:
     def __init__(self, pool: asyncpg.Pool, secret_key: str):
         self.pool = pool
         self.secret_key = secret_key
-        self._targets: dict[str, Target | None] = {}
+        self._configurations: dict[str, DeliveryConfiguration | None] = {}
         self._loaded_at: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     def _stale(self, configuration_id: str) -> bool:
         return time.monotonic() - self._loaded_at.get(configuration_id, -MAX_AGE_SECONDS) >= MAX_AGE_SECONDS
 
-    async def get(self, configuration_id: str) -> Target | None:
+    async def get(self, configuration_id: str) -> DeliveryConfiguration | None:
         if self._stale(configuration_id):
             # One query per configuration, however many deliveries ask at the same moment.
             async with self._locks.setdefault(configuration_id, asyncio.Lock()):
@@ -56,12 +56,12 @@ class TargetCache:
                         "secrets_encrypted FROM delivery_configurations WHERE id = $1",
                         configuration_id,
                     )
-                    self._targets[configuration_id] = self._target(row) if row else None
+                    self._configurations[configuration_id] = self._configuration(row) if row else None
                     self._loaded_at[configuration_id] = time.monotonic()
-        return self._targets[configuration_id]
+        return self._configurations[configuration_id]
 
-    def _target(self, row) -> Target:
-        return Target(
+    def _configuration(self, row) -> DeliveryConfiguration:
+        return DeliveryConfiguration(
             id=row["id"],
             company_id=row["company_id"],
             active=row["active"],
@@ -79,18 +79,18 @@ class TargetCache:
 
     def forget_company(self, company_id: str) -> list[str]:
         """Drop the company's cached configurations (and unknown ids); return the dropped ids."""
-        stale = [k for k, t in self._targets.items() if t is None or t.company_id == company_id]
+        stale = [k for k, t in self._configurations.items() if t is None or t.company_id == company_id]
         for key in stale:
-            del self._targets[key]
+            del self._configurations[key]
             del self._loaded_at[key]
         return stale
 
-    async def store_refresh_token(self, target: Target, refresh_token: str) -> None:
+    async def store_refresh_token(self, configuration: DeliveryConfiguration, refresh_token: str) -> None:
         """The token server rotated the refresh token: keep the new one, or the next refresh fails."""
-        target.secrets["refresh_token"] = refresh_token
+        configuration.secrets["refresh_token"] = refresh_token
         await self.pool.execute(
             "UPDATE delivery_configurations SET secrets_encrypted = $2 WHERE id = $1",
-            target.id, encrypt_json(self.secret_key, target.secrets),
+            configuration.id, encrypt_json(self.secret_key, configuration.secrets),
         )
 
 

@@ -31,7 +31,7 @@ from prometheus_client import Counter, Histogram
 
 from services.dispatcher.auth import Credentials, TokenError
 from services.dispatcher.breaker import Breakers
-from services.dispatcher.configs import Target, TargetCache
+from services.dispatcher.configs import ConfigurationCache, DeliveryConfiguration
 from services.dispatcher.decision import EndpointResult, GaveUp, Held, Outcome, RetryLater, before_sending, decide
 from services.dispatcher.formats import render, webhook_headers
 from services.dispatcher.health import Health
@@ -66,11 +66,11 @@ USER_AGENT = "EventManager/1.0 (+webhooks)"
 
 
 class Dispatcher:
-    def __init__(self, settings, targets: TargetCache, credentials: Credentials, recorder: Recorder,
+    def __init__(self, settings, configurations: ConfigurationCache, credentials: Credentials, recorder: Recorder,
                  http: aiohttp.ClientSession, breakers: Breakers, health: Health):
         self.settings = settings
         self.consumer: AIOKafkaConsumer | None = None  # set once subscribed (it needs our rebalance listener)
-        self.targets = targets
+        self.configurations = configurations
         self.credentials = credentials
         self.recorder = recorder
         self.http = http
@@ -162,7 +162,7 @@ class Dispatcher:
     # --- one delivery ---------------------------------------------------------------------
 
     async def deliver(self, message: dict) -> None:
-        configuration = await self.targets.get(message["delivery_configuration_id"])
+        configuration = await self.configurations.get(message["delivery_configuration_id"])
         already_succeeded = set(message["succeeded_endpoints"])
         outcome, endpoints = before_sending(configuration, already_succeeded)
         if outcome is not None:
@@ -181,7 +181,8 @@ class Dispatcher:
         succeeded = already_succeeded | {a.endpoint_id for a in attempts if a.succeeded}
         await self._settle(message, attempts, outcome, succeeded=succeeded, attempts_made=attempts_made)
 
-    def _wait_ahead(self, configuration: Target, endpoints: list[dict], bucket: ThrottleBucket | None) -> float:
+    def _wait_ahead(self, configuration: DeliveryConfiguration, endpoints: list[dict],
+                    bucket: ThrottleBucket | None) -> float:
         """Seconds to park this delivery for, or 0 to send it now."""
         if bucket is not None and bucket.waiting >= max(bucket.rate * THROTTLE_BACKLOG_SECONDS, 1):
             # Come back when the queue ahead is half drained, so the bucket never runs dry.
@@ -189,7 +190,7 @@ class Dispatcher:
         backlog = max(_backlog_seconds(self.lanes.of(configuration.company_id, e["url"])) for e in endpoints)
         return backlog / 2
 
-    async def _send_to_all(self, configuration: Target, endpoints: list[dict], message: dict,
+    async def _send_to_all(self, configuration: DeliveryConfiguration, endpoints: list[dict], message: dict,
                            bucket: ThrottleBucket | None) -> list[EndpointResult]:
         body, content_type = render(message["event"], configuration.format)
         send = partial(self._send_to_endpoint, configuration, body=body, content_type=content_type,
@@ -198,8 +199,9 @@ class Dispatcher:
             return [await send(endpoints[0])]
         return list(await asyncio.gather(*(send(endpoint) for endpoint in endpoints)))
 
-    async def _send_to_endpoint(self, configuration: Target, endpoint: dict, *, body: bytes, content_type: str,
-                                delivery_id: str, bucket: ThrottleBucket | None) -> EndpointResult:
+    async def _send_to_endpoint(self, configuration: DeliveryConfiguration, endpoint: dict, *, body: bytes,
+                                content_type: str, delivery_id: str,
+                                bucket: ThrottleBucket | None) -> EndpointResult:
         breaker = self.breakers.of(endpoint["id"])
         if not breaker.allows():
             return EndpointResult([], held_until=breaker.open_until)
@@ -281,16 +283,16 @@ class Dispatcher:
                                      event={key: event[key] for key in ("id", "topic", "event_type", "subject")},
                                      attempts=attempts_made, last_error=outcome.error)
 
-    async def _gone(self, configuration: Target, endpoint: dict) -> None:
+    async def _gone(self, configuration: DeliveryConfiguration, endpoint: dict) -> None:
         await self.health.disable(configuration.id, configuration.company_id, endpoint["id"], endpoint["url"],
                                   "the endpoint answered 410 Gone")
-        self.targets.forget(configuration.id)
+        self.configurations.forget(configuration.id)
 
     async def _hold(self, message: dict) -> None:
         configuration_id = message["delivery_configuration_id"]
         DELIVERIES.labels(DeliveryStatus.HELD).inc()
         if not await self.recorder.hold(message["delivery_id"], configuration_id):
-            self.targets.forget(configuration_id)  # resumed meanwhile: our copy is out of date
+            self.configurations.forget(configuration_id)  # resumed meanwhile: our copy is out of date
 
     async def _park(self, message: dict, seconds: float) -> None:
         """Too much waiting ahead of this delivery (a throttle, a slow endpoint): keep it in the
@@ -309,21 +311,21 @@ class Dispatcher:
         DELIVERIES.labels(state.status).inc()
         await self.recorder.record(state, attempts)
 
-    async def _bucket(self, target: Target) -> ThrottleBucket | None:
-        throttle = target.throttle
+    async def _bucket(self, configuration: DeliveryConfiguration) -> ThrottleBucket | None:
+        throttle = configuration.throttle
         if not throttle:
-            self.buckets.pop(target.id, None)
+            self.buckets.pop(configuration.id, None)
             return None
         limits = (throttle["max_requests"], throttle["per_seconds"])
-        bucket = self.buckets.get(target.id)
+        bucket = self.buckets.get(configuration.id)
         if bucket is None or (bucket.max_requests, bucket.per_seconds) != limits:
             # A bucket new to this replica (start-up, a rebalance, a changed limit) first learns
             # what was sent in the last window, by whichever replica sent it.
-            recent = await self.recorder.recent_sends(target.company_id, [e["url"] for e in target.endpoints],
-                                                      limits[1], limits[0])
-            bucket = self.buckets.get(target.id)  # another delivery may have built it meanwhile
+            urls = [e["url"] for e in configuration.endpoints]
+            recent = await self.recorder.recent_sends(configuration.company_id, urls, limits[1], limits[0])
+            bucket = self.buckets.get(configuration.id)  # another delivery may have built it meanwhile
             if bucket is None or (bucket.max_requests, bucket.per_seconds) != limits:
-                bucket = self.buckets[target.id] = ThrottleBucket(*limits)
+                bucket = self.buckets[configuration.id] = ThrottleBucket(*limits)
                 bucket.remember(recent)
         return bucket
 
