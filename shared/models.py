@@ -1,5 +1,6 @@
 """Database tables. Every company-owned row carries `company_id`, and every query for a
-company filters on it (see `services/api/deps.py`), so a tenant cannot reach another's data."""
+company filters on it (the api's finders take the company: `services/api/store/`), so a tenant
+cannot reach another's data."""
 
 from __future__ import annotations
 

@@ -62,6 +62,16 @@ async def test_sources_are_limited_to_their_topics(admin, urls, tenant):
     assert bad_topic.status_code == 422 and bad_topic.json()["errors"][0]["loc"] == ["topics", 1]
 
 
+async def test_no_source_publishes_operational_events(admin, source, tenant):
+    """EM-Operations is Event Manager's own: it cannot be granted, and ingest refuses it anyway."""
+    granted = await admin.post("/v1/admin/sources", json={"name": "x", "topics": ["SCG-Message", "EM-Operations"]})
+    assert granted.status_code == 422 and granted.json()["errors"][0]["loc"] == ["topics", 1]
+    forged = await source.post("/v1/events", json={
+        "topic": "EM-Operations", "event_type": "endpoint.disabled", "company_id": tenant.id,
+        "data": {"delivery_configuration_id": "dc_x"}})
+    assert forged.status_code == 403
+
+
 async def test_generated_ids_are_returned(source, tenant):
     ids = await publish(source, tenant, count=1)
     response = await source.post("/v1/events", json={"topic": "SCG-Message", "event_type": "message.sent",

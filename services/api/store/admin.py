@@ -11,6 +11,7 @@ from services.api.store import saved
 from shared.errors import InvalidInput, NotFound
 from shared.ids import new_id
 from shared.models import Application, Company, Source, Topic
+from shared.operations import OPERATIONS_TOPIC
 from shared.security import digest, new_secret
 
 
@@ -62,6 +63,8 @@ async def create_source(session: AsyncSession, body: SourceCreate) -> tuple[Sour
     for index, topic in enumerate(body.topics):
         if topic not in known:
             raise InvalidInput.at(["topics", index], f"unknown topic {topic!r}")
+        if topic == OPERATIONS_TOPIC:
+            raise InvalidInput.at(["topics", index], f"{topic} is Event Manager's own topic; no source publishes to it")
     token = new_secret("ems")
     source = Source(id=new_id("src"), name=body.name, topics=body.topics, token_digest=digest(token))
     session.add(source)
