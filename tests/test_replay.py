@@ -8,6 +8,7 @@ a window past the scan limit (EM_REPLAY_SCAN_LIMIT, 100 in tests) is refused at 
 from __future__ import annotations
 
 import re
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -205,3 +206,26 @@ async def test_a_window_past_the_scan_limit_is_refused_at_to(tenant, source, rec
     bound = re.search(r"ending at (\S+) holds", error["msg"]).group(1)
     counts = await replay(tenant, subscription["id"], dry_run=True, **{"from": since, "to": bound})
     assert counts["scanned"] == counts["to_create"] == 60
+
+
+async def test_a_nis_replay_reaches_only_numbers_monitored_now(tenant, source, receiver):
+    since = moment(datetime.now(UTC) - timedelta(seconds=5))
+    number = "+1415555" + str(uuid.uuid4().int)[:4]
+    await tenant.client.post("/v1/monitored-numbers", json={"numbers": [number]})
+    first = await realtime_configuration(tenant, receiver.url(unique_path()))
+    await subscribe(tenant, first["id"], topic="NIS-Events", event_types=["number.ported"])
+    await settle()
+    event = {"id": f"nis-{uuid.uuid4().hex}", "topic": "NIS-Events", "event_type": "number.ported",
+             "subject": number, "data": {"carrier": "X"}}
+    assert (await source.post("/v1/events", json=event)).status_code == 202
+    await wait_for_status(tenant, event["id"], "delivered")  # retained for the company: it matched
+
+    second = await realtime_configuration(tenant, receiver.url(unique_path()))
+    later = await subscribe(tenant, second["id"], topic="NIS-Events", event_types=["number.ported"])
+    await tenant.client.request("DELETE", "/v1/monitored-numbers", json={"numbers": [number]})
+    counts = await replay(tenant, later["id"], dry_run=True, **{"from": since})
+    assert (counts["scanned"], counts["matched"]) == (1, 0)  # no longer monitored: it would not reach it now
+    await tenant.client.post("/v1/monitored-numbers", json={"numbers": [number]})
+    job = await replay(tenant, later["id"], **{"from": since})
+    assert job["result"] == {"matched": 1, "already_delivered": 0, "created": 1}
+    await wait_for_status(tenant, event["id"], "delivered", configuration_id=second["id"])
