@@ -273,12 +273,13 @@ async def test_a_result_the_database_refuses_is_set_aside_and_the_others_recorde
     ids = await publish(source, tenant, count=2)
     for event_id in ids:
         await wait_for_status(tenant, event_id, "delivered")
-    rows = await pool.fetch("SELECT id, event_id FROM deliveries WHERE company_id = $1", tenant.id)
+    rows = await pool.fetch("SELECT id, event_id, delivery_configuration_id FROM deliveries WHERE company_id = $1",
+                            tenant.id)
     now = datetime.now(UTC)
 
     def state(row, attempt_count: int) -> DeliveryState:
-        return DeliveryState(row["id"], tenant.id, row["event_id"], "pending_retry", attempt_count, now, [],
-                             "HTTP 503\x00", now, None)
+        return DeliveryState(row["id"], tenant.id, row["delivery_configuration_id"], row["event_id"], "pending_retry",
+                             attempt_count, now, [], "HTTP 503\x00", now, None)
 
     attempt = Attempt("ep", receiver.url(path), now, 1.0, 503, "HTTP 503", "retryable", "busy\x00", None)
     recorder = Recorder(pool)
