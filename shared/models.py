@@ -71,6 +71,10 @@ class Topic(Base):
     # Broadcast topics carry no company: they fan out to every company that subscribes
     # (NIS-Events, filtered by monitored numbers).
     broadcast: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # What ingest does with data that violates an event type's schema: off, warn or enforce.
+    validation_mode: Mapped[str] = mapped_column(String, nullable=False, default="off", server_default="off")
+    __table_args__ = (CheckConstraint("validation_mode IN ('off', 'warn', 'enforce')",
+                                      name="ck_topics_validation_mode"),)
 
 
 class EventType(Base):
@@ -78,6 +82,8 @@ class EventType(Base):
     topic: Mapped[str] = mapped_column(ForeignKey("topics.name", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String, primary_key=True)
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    json_schema: Mapped[dict | None] = mapped_column(JSONB)
+    example: Mapped[dict | None] = mapped_column(JSONB)
 
 
 class DeliveryConfiguration(Base):
@@ -97,6 +103,8 @@ class DeliveryConfiguration(Base):
     # `secrets_encrypted` the passwords, client secret, refresh token and signing secret.
     authentication: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
     secrets_encrypted: Mapped[str | None] = mapped_column(Text)
+    # Per-configuration delivery policy (headers, timeout, method, retry schedule); None: defaults.
+    policy: Mapped[dict | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
@@ -211,6 +219,9 @@ class DeliveryAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String, nullable=False)
     response_excerpt: Mapped[str | None] = mapped_column(Text)
+    # The effective delivery policy of the attempt (timeout, method, retry schedule), so tracking
+    # explains why a retry happened.
+    policy: Mapped[dict | None] = mapped_column(JSONB)
     __table_args__ = (
         CheckConstraint(f"outcome IN ({sql_list(AttemptOutcome)})", name="ck_delivery_attempts_outcome"),
         Index("ix_attempts_company_event", "company_id", "event_id", "started_at"),
