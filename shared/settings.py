@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     retry_schedule: Annotated[list[float], NoDecode] = Field(default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE))
     retry_jitter: float = 0.2
     request_timeout_seconds: float = 10.0
+    # Bounds of a delivery configuration's own policy.retry_schedule (422 outside them).
+    retry_min_delay_seconds: float = 1.0
+    retry_max_delay_seconds: float = 86_400.0
+    retry_max_attempts: int = 20
     dispatcher_concurrency: int = 128
     # The smallest share of the above that one company's endpoint host gets; busy hosts share the
     # slots equally, so a slow endpoint holds its share and no more.
