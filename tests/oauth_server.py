@@ -131,6 +131,7 @@ class TokenServer(AuthorizationServer):
         self.refresh_tokens: dict[str, StoredRefreshToken] = {}
         self.access_tokens: dict[str, float] = {}  # token -> expiry
         self.requests: list[dict] = []  # form of every token request
+        self.request_headers: list[dict] = []  # and its headers
         self.resource_calls: dict[str, list[str]] = defaultdict(list)
         self.register_token_generator("default", BearerTokenGenerator(
             access_token_generator=lambda **_: secrets.token_urlsafe(16),
@@ -186,6 +187,7 @@ class TokenServer(AuthorizationServer):
     async def _token(self, request: web.Request) -> web.Response:
         form = dict(await request.post())
         self.requests.append(form)
+        self.request_headers.append(dict(request.headers))
         return self.create_token_response(FormRequest(str(request.url), dict(request.headers), form))
 
     async def _resource(self, request: web.Request) -> web.Response:

@@ -27,6 +27,7 @@ class Received:
     headers: dict
     body: bytes
     at: float
+    method: str = "POST"
 
     def json(self):
         import orjson
@@ -72,7 +73,7 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         path = request.path
-        self.requests[path].append(Received(path, dict(request.headers), body, time.monotonic()))
+        self.requests[path].append(Received(path, dict(request.headers), body, time.monotonic(), request.method))
         async with self._arrived:
             self._arrived.notify_all()
         script = self.scripts.get(path, Script())

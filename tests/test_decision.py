@@ -79,6 +79,38 @@ def test_decide(name, results, endpoints, already, made, expected):
     assert decide(results, endpoints, already, made, SCHEDULE, NOW) == expected
 
 
+def timed_out(endpoint_id="a"):
+    return EndpointResult([Attempt(endpoint_id, f"https://{endpoint_id}.example/hook", datetime.now(UTC), 2000.0,
+                                   None, "timeout after 2s", AttemptOutcome.RETRYABLE, failure="timeout")])
+
+
+def answered_with(status: int, endpoint_id="a"):
+    return EndpointResult([answered(endpoint_id, status, AttemptOutcome.RETRYABLE)])
+
+
+OWN_SCHEDULE = RetrySchedule([0, 2, 4, 8], jitter=0)  # a configuration's policy: four attempts
+
+
+@pytest.mark.parametrize(("name", "results", "made", "retry_on", "expected"), [
+    ("the configuration's schedule gives the delay", [server_error()], 1, None, RetryLater("HTTP 503", 2.0)),
+    ("and its length the attempts", [server_error()], 3, None, RetryLater("HTTP 503", 8.0)),
+    ("used up after its last attempt", [server_error()], 4, None, GaveUp("HTTP 503", exhausted=True)),
+    ("a 5xx is retried when retry_on has 5xx", [server_error()], 1, frozenset({"5xx"}), RetryLater("HTTP 503", 2.0)),
+    ("a 5xx fails at once when retry_on lacks it", [server_error()], 1, frozenset({"429"}), GaveUp("HTTP 503")),
+    ("a 429 in retry_on", [answered_with(429)], 1, frozenset({"429"}), RetryLater("HTTP 429", 2.0)),
+    ("a 409 not in retry_on", [answered_with(409)], 1, frozenset({"5xx", "429"}), GaveUp("HTTP 409")),
+    ("a timeout in retry_on", [timed_out()], 1, frozenset({"timeout"}), RetryLater("timeout after 2s", 2.0)),
+    ("a timeout not in retry_on", [timed_out()], 1, frozenset({"5xx"}), GaveUp("timeout after 2s")),
+    ("a 3xx is not in any retry_on", [answered_with(302)], 1, frozenset({"5xx"}), GaveUp("HTTP 302")),
+    ("retry_on narrows, never widens: a 4xx stays final", [refused()], 1, frozenset({"5xx"}), GaveUp("HTTP 400")),
+    ("one endpoint still retryable keeps the delivery", [server_error("a"), timed_out("b")], 1, frozenset({"5xx"}),
+     RetryLater("timeout after 2s", 2.0)),
+])
+def test_decide_with_a_policy(name, results, made, retry_on, expected):
+    endpoints = sorted({a.endpoint_id for r in results for a in r.attempts})
+    assert decide(results, endpoints, set(), made, OWN_SCHEDULE, NOW, retry_on) == expected
+
+
 def test_outcomes_carry_their_delivery_status():
     assert Delivered().status == DeliveryStatus.DELIVERED
     assert GaveUp("x").status == DeliveryStatus.FAILED

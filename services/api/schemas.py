@@ -206,6 +206,11 @@ class OAuth2Auth(Strict):
     password: str | None = None
     refresh_token: str | None = None
     refresh_token_expires_at: Moment | None = None
+    # How the client authenticates at the token endpoint (RFC 6749 2.3.1): an Authorization
+    # header (client_secret_basic, the default) or client_id and client_secret in the form.
+    client_auth_method: Literal["client_secret_basic", "client_secret_post"] | None = None
+    audience: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    resource: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
 
     @model_validator(mode="after")
     def _grant_needs(self):
@@ -216,7 +221,76 @@ class OAuth2Auth(Strict):
         return self
 
 
-Authentication = Annotated[NoAuth | BasicAuth | OAuth2Auth, Field(discriminator="type")]
+# RFC 9110 token: what a header name may be.
+HEADER_NAME = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
+HeaderName = Annotated[str, Field(min_length=1, max_length=100, pattern=HEADER_NAME)]
+# No CR, LF or NUL (header injection), nor other control characters but tab.
+HeaderValue = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00-\x08\x0a-\x1f\x7f]*$")]
+Pem = Annotated[str, Field(min_length=1, max_length=65_536)]
+
+
+class ApiKeyAuth(Strict):
+    """The key is sent in a header of the company's choosing (`Authorization` included)."""
+
+    type: Literal["api_key"]
+    header_name: HeaderName = "X-API-Key"
+    api_key: HeaderValue
+
+    @field_validator("header_name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name.lower() != "authorization":
+            _allowed_headers({name: ""})
+        return name
+
+
+class MutualTlsAuth(Strict):
+    """A client certificate and its key (PEM), and optionally the CA bundle (PEM) that issued
+    the endpoint's server certificate, for a private PKI. Checked with `cryptography`."""
+
+    type: Literal["mtls"]
+    certificate: Pem
+    private_key: Pem
+    ca_bundle: Pem | None = None
+
+
+Authentication = Annotated[NoAuth | BasicAuth | OAuth2Auth | ApiKeyAuth | MutualTlsAuth, Field(discriminator="type")]
+
+# What a delivery may not set itself: Event Manager writes these (or HTTP does).
+RESERVED_HEADERS = frozenset({
+    "authorization", "connection", "content-encoding", "content-length", "content-type", "cookie", "date",
+    "expect", "host", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "upgrade", "user-agent", "via",
+})
+RETRY_CLASSES = ("5xx", "429", "408", "409", "425", "timeout", "connection")
+
+
+def _allowed_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
+    for name in headers or {}:
+        lowered = name.lower()
+        if lowered in RESERVED_HEADERS or lowered.startswith("webhook-"):
+            raise ValueError(f"header {name!r} is reserved: Event Manager sets it")
+    if headers and len({name.lower() for name in headers}) < len(headers):
+        raise ValueError("a header name appears twice (names are case-insensitive)")
+    return headers
+
+
+class DeliveryPolicy(Strict):
+    """How this configuration's requests are made and retried; what is left out is the
+    operator's default."""
+
+    headers: Annotated[dict[HeaderName, HeaderValue] | None, Field(max_length=20),
+                       AfterValidator(_allowed_headers)] = None
+    timeout_seconds: float | None = Field(default=None, ge=1, le=60)
+    method: Literal["POST", "PUT"] = "POST"
+    retry_schedule: list[float] | None = Field(
+        default=None, max_length=100, description="Seconds before each retry (the first attempt is at once); "
+        "bounded by EM_RETRY_MIN_DELAY_SECONDS, EM_RETRY_MAX_DELAY_SECONDS and EM_RETRY_MAX_ATTEMPTS.")
+    retry_on: list[Literal[RETRY_CLASSES]] | None = Field(
+        default=None, description="Which failures are retried (default: all of them, and a 3xx); with "
+        "retry_on, any other answer fails the delivery at once. Another 4xx is never retried.")
+    ca_bundle: Pem | None = Field(default=None, description="PEM CA certificates the endpoint's server "
+                                  "certificate must chain to (a private PKI); write-only.")
 
 
 def _standard_webhooks_secret(secret: str | None) -> str | None:
@@ -236,7 +310,7 @@ def _standard_webhooks_secret(secret: str | None) -> str | None:
 
 
 SigningSecret = Annotated[str | None, AfterValidator(_standard_webhooks_secret)]
-SECRET_FIELDS = ("password", "client_secret", "refresh_token")
+SECRET_FIELDS = ("password", "client_secret", "refresh_token", "api_key", "certificate", "private_key", "ca_bundle")
 
 
 class DeliveryConfigurationCreate(Strict):
@@ -250,6 +324,7 @@ class DeliveryConfigurationCreate(Strict):
     schedule: Schedule | None = None
     authentication: Authentication = NoAuth(type="none")
     signing_secret: SigningSecret = None
+    policy: DeliveryPolicy | None = None
 
     model_config = ConfigDict(
         extra="forbid",
@@ -287,6 +362,7 @@ class DeliveryConfigurationUpdate(Strict):
     schedule: Schedule | None = None
     authentication: Authentication = None
     signing_secret: SigningSecret = None
+    policy: DeliveryPolicy | None = None
 
 
 class DeliveryConfigurationPublic(BaseModel):
@@ -302,6 +378,8 @@ class DeliveryConfigurationPublic(BaseModel):
     next_fire_times: list[datetime] | None = None
     authentication: dict[str, Any]
     signing_secret_set: bool
+    # Header values and the CA bundle are write-only: `header_names` and `ca_bundle_set` instead.
+    policy: dict[str, Any] | None = None
     created_at: datetime
     updated_at: datetime
 

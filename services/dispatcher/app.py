@@ -30,7 +30,7 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
     topics = Topics.of(settings)
     pool = await runtime.database_pool(size=6)
     app.state.change_feed = feed = await runtime.change_feed()
-    configurations = ConfigurationCache(pool, settings.secret_key)
+    configurations = ConfigurationCache(pool, settings.secret_key, settings.retry_jitter)
     guard = EgressGuard(settings.private_networks, settings.require_https)
     credentials = Credentials(configurations, guard, settings.request_timeout_seconds)
     http = delivery_session(guard)

@@ -1,5 +1,8 @@
 """Credentials for the customer's endpoint: Basic, or an OAuth 2.0 access token fetched with
-authlib. Tokens are cached per delivery configuration until shortly before they expire, and
+authlib (the client authenticated by `client_secret_basic` or `client_secret_post`, with
+`audience` / `resource` when configured). An API key and mutual TLS need no work per request:
+services/dispatcher/configs.py turns them into a header and an SSL context once.
+Tokens are cached per delivery configuration until shortly before they expire, and
 one lock per configuration makes concurrent deliveries share a single token request."""
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ class Credentials:
             client_id=settings["client_id"],
             client_secret=configuration.secrets.get("client_secret"),
             scope=settings.get("scope"),
+            token_endpoint_auth_method=settings.get("client_auth_method") or "client_secret_basic",
             timeout=self.timeout,
             follow_redirects=False,
             transport=self.guard.httpx_transport(),  # connects only to vetted addresses
@@ -134,12 +138,14 @@ def _check_grant_usable(guard: EgressGuard, settings: dict) -> None:
 
 async def _request_token(client: AsyncOAuth2Client, grant: str, settings: dict, secrets: dict) -> dict:
     token_url = settings["token_url"]
+    # The resource the token is for, where the token server wants it said (RFC 8707, Auth0 and the like).
+    extra = {key: settings[key] for key in ("audience", "resource") if settings.get(key)}
     if grant == "refresh_token":
-        return await client.refresh_token(token_url, refresh_token=secrets.get("refresh_token"))
+        return await client.refresh_token(token_url, refresh_token=secrets.get("refresh_token"), **extra)
     if grant == "password":
         return await client.fetch_token(token_url, grant_type="password", username=settings.get("username"),
-                                        password=secrets.get("password"))
-    return await client.fetch_token(token_url, grant_type="client_credentials")
+                                        password=secrets.get("password"), **extra)
+    return await client.fetch_token(token_url, grant_type="client_credentials", **extra)
 
 
 def _usable_token(value) -> bool:

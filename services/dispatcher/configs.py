@@ -4,12 +4,16 @@ change notification for their company arrives."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 
 import asyncpg
 import orjson
 
+from services.dispatcher.policy import Policy
+from shared import tls
 from shared.security import decrypt_json, encrypt_json
 
 
@@ -25,20 +29,28 @@ class DeliveryConfiguration:
     throttle: dict | None
     authentication: dict
     secrets: dict = field(repr=False)
+    policy: Policy | None = None
+    # Sent with every request besides Event Manager's own: custom headers, an API key.
+    headers: dict | None = field(default=None, repr=False)
+    # Its own verifying TLS context (a client certificate, a private CA); None: the session's.
+    ssl: ssl.SSLContext | None = None
 
     @property
     def signing_secret(self) -> str | None:
         return self.secrets.get("signing_secret")
 
 
+log = logging.getLogger(__name__)
+
 # Change notifications refresh entries at once; this bounds staleness if one was ever lost.
 MAX_AGE_SECONDS = 60.0
 
 
 class ConfigurationCache:
-    def __init__(self, pool: asyncpg.Pool, secret_key: str):
+    def __init__(self, pool: asyncpg.Pool, secret_key: str, retry_jitter: float = 0.2):
         self.pool = pool
         self.secret_key = secret_key
+        self.retry_jitter = retry_jitter
         self._configurations: dict[str, DeliveryConfiguration | None] = {}
         self._loaded_at: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -53,7 +65,7 @@ class ConfigurationCache:
                 if self._stale(configuration_id):
                     row = await self.pool.fetchrow(
                         "SELECT id, company_id, active, paused, mode, endpoints, format, throttle, authentication, "
-                        "secrets_encrypted FROM delivery_configurations WHERE id = $1",
+                        "secrets_encrypted, policy FROM delivery_configurations WHERE id = $1",
                         configuration_id,
                     )
                     self._configurations[configuration_id] = self._configuration(row) if row else None
@@ -61,6 +73,8 @@ class ConfigurationCache:
         return self._configurations[configuration_id]
 
     def _configuration(self, row) -> DeliveryConfiguration:
+        authentication = _json(row["authentication"])
+        secrets = decrypt_json(self.secret_key, row["secrets_encrypted"])
         return DeliveryConfiguration(
             id=row["id"],
             company_id=row["company_id"],
@@ -70,8 +84,11 @@ class ConfigurationCache:
             endpoints=_json(row["endpoints"]),
             format=row["format"],
             throttle=_json(row["throttle"]),
-            authentication=_json(row["authentication"]),
-            secrets=decrypt_json(self.secret_key, row["secrets_encrypted"]),
+            authentication=authentication,
+            secrets=secrets,
+            policy=Policy.of(_json(row["policy"]), self.retry_jitter),
+            headers=_extra_headers(authentication, secrets),
+            ssl=_tls_context(authentication, secrets),
         )
 
     def forget(self, configuration_id: str) -> None:
@@ -92,6 +109,27 @@ class ConfigurationCache:
             "UPDATE delivery_configurations SET secrets_encrypted = $2 WHERE id = $1",
             configuration.id, encrypt_json(self.secret_key, configuration.secrets),
         )
+
+
+def _extra_headers(authentication: dict, secrets: dict) -> dict | None:
+    headers = dict(secrets.get("headers") or {})
+    if authentication.get("type") == "api_key":
+        headers[authentication["header_name"]] = secrets.get("api_key", "")
+    return headers or None
+
+
+def _tls_context(authentication: dict, secrets: dict) -> ssl.SSLContext | None:
+    """Built once per version of the material (shared/tls.py caches it by digest)."""
+    ca_bundle = secrets.get("ca_bundle") or secrets.get("policy_ca_bundle")
+    mutual = authentication.get("type") == "mtls"
+    if not (mutual or ca_bundle):
+        return None
+    try:
+        return tls.client_context(secrets.get("certificate") if mutual else None,
+                                  secrets.get("private_key") if mutual else None, ca_bundle)
+    except (ssl.SSLError, ValueError, OSError) as exc:  # the api checked it; this is a later surprise
+        log.warning("TLS material of a delivery configuration does not load: %s", exc)
+        return None
 
 
 def _json(value):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.dispatcher.policy import retry_class
 from services.dispatcher.retry import RetrySchedule
 from services.dispatcher.sender import Attempt
 from shared.statuses import AttemptOutcome, DeliveryStatus
@@ -72,11 +73,14 @@ def before_sending(configuration, already_succeeded: set[str]) -> tuple[Outcome 
 
 
 def decide(results: list[EndpointResult], endpoint_ids: list[str], already_succeeded: set[str],
-           attempts_made: int, schedule: RetrySchedule, now: float) -> Outcome:
+           attempts_made: int, schedule: RetrySchedule, now: float,
+           retry_on: frozenset[str] | None = None) -> Outcome:
     """After sending to `endpoint_ids`: delivered once every one succeeded; given up when every
     endpoint left failed for good, or the schedule has no attempt left; otherwise retried after
     the schedule's delay (or a longer Retry-After, or until a breaker lets requests through).
-    `attempts_made` counts this round; a round in which every breaker was open counts for none."""
+    `attempts_made` counts this round; a round in which every breaker was open counts for none.
+    `schedule` and `retry_on` are the configuration's (its policy) or the operator's; with
+    `retry_on`, a retryable failure of another class (policy.retry_class) is final."""
     attempts = [a for result in results for a in result.attempts]
     succeeded = already_succeeded | {a.endpoint_id for a in attempts if a.succeeded}
     remaining = set(endpoint_ids) - succeeded
@@ -86,7 +90,7 @@ def decide(results: list[EndpointResult], endpoint_ids: list[str], already_succe
     error = _last_error(attempts)
     if not attempts:  # every endpoint left was held by its open breaker: no attempt was used up
         return RetryLater(error, max(held_until - now, 0.0))
-    if held_until is None and _refused_for_good(attempts, remaining):
+    if held_until is None and _refused_for_good(attempts, remaining, retry_on):
         return GaveUp(error)
     delay = schedule.delay_after(attempts_made, _longest_retry_after(attempts))
     if delay is None:
@@ -101,9 +105,19 @@ def _last_error(attempts: list[Attempt]) -> str:
     return next((a.error for a in reversed(attempts) if not a.succeeded), None) or BREAKER_OPEN
 
 
-def _refused_for_good(attempts: list[Attempt], endpoint_ids: set[str]) -> bool:
-    """Every attempt at these endpoints got an answer another try would get again."""
-    return all(a.outcome == AttemptOutcome.FAILED for a in attempts if a.endpoint_id in endpoint_ids)
+def _refused_for_good(attempts: list[Attempt], endpoint_ids: set[str], retry_on: frozenset[str] | None) -> bool:
+    """Every attempt at these endpoints got an answer another try would get again (or one the
+    configuration does not retry)."""
+    return all(_final(a, retry_on) for a in attempts if a.endpoint_id in endpoint_ids)
+
+
+def _final(attempt: Attempt, retry_on: frozenset[str] | None) -> bool:
+    if attempt.outcome == AttemptOutcome.FAILED:
+        return True
+    if retry_on is None:
+        return False
+    failure = retry_class(attempt)
+    return failure is not None and failure not in retry_on
 
 
 def _longest_retry_after(attempts: list[Attempt]) -> float | None:

@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 
 INSERT_ATTEMPTS = """
 INSERT INTO delivery_attempts (delivery_id, company_id, event_id, endpoint_url, started_at, duration_ms,
-                               http_status, error, outcome, response_excerpt)
+                               http_status, error, outcome, response_excerpt, policy)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[],
-                     $7::int[], $8::text[], $9::text[], $10::text[])
+                     $7::int[], $8::text[], $9::text[], $10::text[], $11::jsonb[])
 """
 
 # A delivery someone marked `handled` meanwhile stays handled.
@@ -160,7 +160,7 @@ class Recorder:
             await self.pool.execute(MARK_UNRECORDABLE, state.delivery_id)
 
     async def _flush(self, batch) -> None:
-        attempts = [[] for _ in range(10)]
+        attempts = [[] for _ in range(11)]
         updates = [[] for _ in range(8)]
         for state, state_attempts, _ in batch:
             for attempt in state_attempts:
@@ -168,6 +168,7 @@ class Recorder:
                     state.delivery_id, state.company_id, state.event_id, attempt.url, attempt.started_at,
                     attempt.duration_ms, attempt.http_status, _storable(attempt.error), attempt.outcome,
                     _storable(attempt.response_excerpt),
+                    orjson.dumps(attempt.policy).decode() if attempt.policy is not None else None,
                 ), strict=True):
                     column.append(value)
             for column, value in zip(updates, (

@@ -5,6 +5,7 @@ The session connects only to addresses the EgressGuard vetted (shared/netguard.p
 from __future__ import annotations
 
 import asyncio
+import ssl as ssl_module
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,8 @@ class Attempt:
     outcome: AttemptOutcome
     response_excerpt: str | None = None
     retry_after: float | None = None
+    failure: str | None = None  # "timeout" or "connection" when there was no HTTP answer
+    policy: dict | None = None  # the effective policy, recorded for tracking (services/dispatcher/policy.py)
 
     @property
     def succeeded(self) -> bool:
@@ -52,18 +55,20 @@ _timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
 
 async def post(session: aiohttp.ClientSession, endpoint: dict, body: bytes, headers: dict,
-               timeout_seconds: float) -> Attempt:
+               timeout_seconds: float, method: str = "POST", ssl: ssl_module.SSLContext | bool = True) -> Attempt:
+    """One request (POST unless the configuration's policy says PUT); `ssl` is the
+    configuration's own verifying context (mutual TLS, a private CA), or the session's."""
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     try:
-        async with session.post(endpoint["url"], data=body, headers=headers, allow_redirects=False,
-                                timeout=_timeout(timeout_seconds)) as response:
+        async with session.request(method, endpoint["url"], data=body, headers=headers, allow_redirects=False,
+                                   timeout=_timeout(timeout_seconds), ssl=ssl) as response:
             excerpt = (await response.content.read(EXCERPT_BYTES)).decode("utf-8", "replace")
             status = response.status
             retry_after = parse_retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
     except TimeoutError:
         return Attempt(endpoint["id"], endpoint["url"], started_at, _ms(started), None,
-                       f"timeout after {timeout_seconds:g}s", AttemptOutcome.RETRYABLE)
+                       f"timeout after {timeout_seconds:g}s", AttemptOutcome.RETRYABLE, failure="timeout")
     except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError, UrlRefused) as exc:
         # A refused address or URL stays refused: only a configuration change can help. A name
         # that does not resolve, or a connection that fails, may well work next time.
@@ -72,7 +77,7 @@ async def post(session: aiohttp.ClientSession, endpoint: dict, body: bytes, head
             return Attempt(endpoint["id"], endpoint["url"], started_at, _ms(started), None,
                            f"endpoint URL refused: {refusal}"[:300], AttemptOutcome.FAILED)
         return Attempt(endpoint["id"], endpoint["url"], started_at, _ms(started), None,
-                       f"{type(exc).__name__}: {exc}"[:300], AttemptOutcome.RETRYABLE)
+                       f"{type(exc).__name__}: {exc}"[:300], AttemptOutcome.RETRYABLE, failure="connection")
     if 200 <= status < 300:
         outcome, error = AttemptOutcome.SUCCESS, None
     else:

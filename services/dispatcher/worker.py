@@ -37,6 +37,7 @@ from services.dispatcher.formats import render, webhook_headers
 from services.dispatcher.health import Health
 from services.dispatcher.lanes import EndpointLane, EndpointLanes
 from services.dispatcher.offsets import OffsetTracker
+from services.dispatcher.policy import Policy, explain
 from services.dispatcher.recorder import DeliveryState, Recorder
 from services.dispatcher.retry import RetrySchedule
 from services.dispatcher.sender import Attempt, failed_attempt, post
@@ -176,10 +177,26 @@ class Dispatcher:
         results = await self._send_to_all(configuration, endpoints, message, bucket)
         attempts = [a for result in results for a in result.attempts]
         attempts_made = message["attempt"] + (1 if attempts else 0)
-        outcome = decide(results, [e["id"] for e in endpoints], already_succeeded, attempts_made, self.schedule,
-                         time.time())
+        policy = configuration.policy
+        schedule = (policy.schedule if policy else None) or self.schedule
+        retry_on = policy.retry_on if policy else None
+        outcome = decide(results, [e["id"] for e in endpoints], already_succeeded, attempts_made, schedule,
+                         time.time(), retry_on)
+        if policy is not None or outcome.status != DeliveryStatus.DELIVERED:
+            self._explain(policy, attempts, schedule, attempts_made, outcome)
         succeeded = already_succeeded | {a.endpoint_id for a in attempts if a.succeeded}
         await self._settle(message, attempts, outcome, succeeded=succeeded, attempts_made=attempts_made)
+
+    def _explain(self, policy: Policy | None, attempts: list[Attempt], schedule: RetrySchedule, attempts_made: int,
+                 outcome: Outcome) -> None:
+        """What tracking shows of the effective policy: why a retry happened, when the next one comes.
+        Not for a plain success under the operator's defaults (nothing to explain, nothing to store)."""
+        timeout = (policy and policy.timeout_seconds) or self.settings.request_timeout_seconds
+        method = policy.method if policy else "POST"
+        retry_on = policy.retry_on if policy else None
+        for attempt in attempts:
+            attempt.policy = explain(attempt, timeout=timeout, method=method, schedule=schedule, retry_on=retry_on,
+                                     attempt_number=attempts_made, outcome=outcome)
 
     def _wait_ahead(self, configuration: DeliveryConfiguration, endpoints: list[dict],
                     bucket: ThrottleBucket | None) -> float:
@@ -224,9 +241,11 @@ class Dispatcher:
                 break
             headers = {"content-type": content_type, "user-agent": USER_AGENT,
                        **webhook_headers(delivery_id, body, configuration.signing_secret)}
+            if configuration.headers:  # custom headers, an API key (never one of the above: the api refuses those)
+                headers.update(configuration.headers)
             if authorization:
                 headers["authorization"] = authorization
-            attempt = await self._send(lane, endpoint, body, headers, bucket)
+            attempt = await self._send(lane, endpoint, body, headers, bucket, configuration)
             attempts.append(attempt)
             if attempt.http_status == 410:  # the receiver says this endpoint is gone for good
                 await self._gone(configuration, endpoint)
@@ -239,16 +258,19 @@ class Dispatcher:
         return EndpointResult(attempts)
 
     async def _send(self, lane: EndpointLane, endpoint: dict, body: bytes, headers: dict,
-                    bucket: ThrottleBucket | None) -> Attempt:
+                    bucket: ThrottleBucket | None, configuration: DeliveryConfiguration) -> Attempt:
         """Throttled requests go out the moment their bucket lets them, without waiting for a
         shared concurrency slot: the bucket bounds them anyway."""
-        timeout = self.settings.request_timeout_seconds
+        policy = configuration.policy
+        timeout = (policy and policy.timeout_seconds) or self.settings.request_timeout_seconds
+        method = policy.method if policy else "POST"
+        tls = configuration.ssl or True
         if bucket is not None:
             async with bucket.slot(), lane.slot():
-                attempt = await post(self.http, endpoint, body, headers, timeout)
+                attempt = await post(self.http, endpoint, body, headers, timeout, method, tls)
         else:
             async with lane.slot(), self.requests:  # the lane first: waiting for it holds no shared slot
-                attempt = await post(self.http, endpoint, body, headers, timeout)
+                attempt = await post(self.http, endpoint, body, headers, timeout, method, tls)
         lane.observe(attempt.duration_ms / 1000)  # the host's own time, not the wait for a slot
         ATTEMPT_OUTCOMES[attempt.outcome].inc()
         LATENCY.observe(attempt.duration_ms / 1000)

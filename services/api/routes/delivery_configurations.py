@@ -21,7 +21,8 @@ from shared.settings import Settings
 router = APIRouter(prefix="/v1/delivery-configurations", tags=["delivery configurations"])
 
 # Which secrets each authentication type has; responses say `<name>_set: true|false` instead.
-SECRET_FLAGS = {"basic": ("password",), "oauth2": ("client_secret", "password", "refresh_token")}
+SECRET_FLAGS = {"basic": ("password",), "oauth2": ("client_secret", "password", "refresh_token"),
+                "api_key": ("api_key",), "mtls": ("certificate", "private_key", "ca_bundle")}
 
 
 def present(configuration: DeliveryConfiguration, settings: Settings) -> DeliveryConfigurationPublic:
@@ -42,9 +43,17 @@ def present(configuration: DeliveryConfiguration, settings: Settings) -> Deliver
         next_fire_times=store.upcoming_fire_times(configuration),
         authentication=authentication,
         signing_secret_set=bool(secrets.get("signing_secret")),
+        policy=_policy(configuration.policy, secrets),
         created_at=configuration.created_at,
         updated_at=configuration.updated_at,
     )
+
+
+def _policy(policy: dict | None, secrets: dict) -> dict | None:
+    """Header values and the CA bundle are never shown: the header names, `ca_bundle_set`."""
+    if not policy:
+        return None
+    return {"header_names": [], **policy, "ca_bundle_set": bool(secrets.get("policy_ca_bundle"))}
 
 
 @router.post("", status_code=201, response_model=DeliveryConfigurationPublic, summary="Create a configuration",

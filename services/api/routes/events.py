@@ -62,6 +62,9 @@ class AttemptPublic(BaseModel):
     error: str | None
     outcome: str
     response_excerpt: str | None
+    # The effective delivery policy of the attempt and what followed it: timeout, method, attempt
+    # number of max_attempts, retry_on, decision, failure, retried_because, next_delay_seconds.
+    policy: dict | None = None
 
 
 class RepublishRequest(BaseModel):

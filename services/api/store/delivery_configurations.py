@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.api.schemas import SECRET_FIELDS, DeliveryConfigurationCreate, DeliveryConfigurationUpdate
 from services.api.store import deliveries, find_owned, saved
 from services.api.store.patch import merge_patch
+from shared import tls
 from shared.errors import InvalidInput, NotFound
 from shared.ids import new_id
 from shared.models import Delivery, DeliveryConfiguration, EndpointHealth
@@ -124,13 +125,22 @@ def _current(configuration: DeliveryConfiguration, secrets: dict[str, str]) -> d
         "authentication": {**configuration.authentication,
                            **{k: v for k, v in secrets.items() if k in SECRET_FIELDS}},
         "signing_secret": secrets.get("signing_secret"),
+        "policy": _current_policy(configuration.policy, secrets),
     }
+
+
+def _current_policy(policy: dict | None, secrets: dict) -> dict | None:
+    if not policy:
+        return None
+    visible = {k: v for k, v in policy.items() if k != "header_names"}
+    return {**visible, "headers": secrets.get("headers"), "ca_bundle": secrets.get("policy_ca_bundle")}
 
 
 def _write(configuration: DeliveryConfiguration, values: dict[str, Any], secret_key: str) -> None:
     visible, hidden = _split_authentication(values["authentication"])
     if values["signing_secret"]:
         hidden["signing_secret"] = values["signing_secret"]
+    configuration.policy = _split_policy(values.get("policy"), hidden)
     configuration.name = values["name"]
     configuration.mode = values["mode"]
     configuration.active = values["active"]
@@ -150,6 +160,19 @@ def _split_authentication(authentication: dict) -> tuple[dict, dict]:
         visible["refresh_token_expires_at"] = visible["refresh_token_expires_at"].isoformat()
     hidden = {k: authentication[k] for k in SECRET_FIELDS if authentication.get(k)}
     return visible, hidden
+
+
+def _split_policy(policy: dict | None, hidden: dict) -> dict | None:
+    """The policy as stored: header values and the CA bundle go to the encrypted secrets."""
+    if not policy:
+        return None
+    visible = {k: v for k, v in policy.items() if v is not None and k not in ("headers", "ca_bundle")}
+    if policy.get("headers"):
+        hidden["headers"] = policy["headers"]
+        visible["header_names"] = list(policy["headers"])
+    if policy.get("ca_bundle"):
+        hidden["policy_ca_bundle"] = policy["ca_bundle"]
+    return visible
 
 
 def _with_endpoint_ids(endpoints: list[dict], previous: list[dict]) -> list[dict]:
@@ -196,7 +219,44 @@ async def _check(values: dict[str, Any], settings: Settings) -> None:
         _check_realtime(values)
     else:
         _check_scheduled(values)
+    _check_policy(values, settings)
+    _check_tls(values)
     await _check_urls(values, settings)
+
+
+def _check_policy(values: dict[str, Any], settings: Settings) -> None:
+    policy = values.get("policy") or {}
+    schedule = policy.get("retry_schedule")
+    if schedule is not None:
+        if len(schedule) + 1 > settings.retry_max_attempts:
+            raise InvalidInput.at(["policy", "retry_schedule"], f"at most {settings.retry_max_attempts} attempts: "
+                                  f"{settings.retry_max_attempts - 1} retries after the first")
+        for index, delay in enumerate(schedule):
+            if not settings.retry_min_delay_seconds <= delay <= settings.retry_max_delay_seconds:
+                raise InvalidInput.at(["policy", "retry_schedule", index],
+                                      f"each delay must be from {settings.retry_min_delay_seconds:g} to "
+                                      f"{settings.retry_max_delay_seconds:g} seconds")
+    authentication = values["authentication"]
+    if authentication.get("type") == "api_key":
+        clash = next((n for n in policy.get("headers") or {} if n.lower() == authentication["header_name"].lower()),
+                     None)
+        if clash:
+            raise InvalidInput.at(["policy", "headers", clash], f"header {clash!r} carries the API key")
+
+
+def _check_tls(values: dict[str, Any]) -> None:
+    """PEM that does not load, a key that is not the certificate's, an expired certificate: 422."""
+    authentication = values["authentication"]
+    try:
+        if authentication.get("type") == "mtls":
+            tls.check(authentication["certificate"], authentication["private_key"], authentication.get("ca_bundle"))
+    except tls.TlsMaterialInvalid as exc:
+        raise InvalidInput.at(["authentication", exc.field], exc.message) from None
+    ca_bundle = (values.get("policy") or {}).get("ca_bundle")
+    try:
+        tls.check(None, None, ca_bundle)
+    except tls.TlsMaterialInvalid as exc:
+        raise InvalidInput.at(["policy", "ca_bundle"], exc.message) from None
 
 
 def _check_realtime(values: dict[str, Any]) -> None:
@@ -213,6 +273,8 @@ def _check_scheduled(values: dict[str, Any]) -> None:
         raise InvalidInput.at(["format"], "scheduled delivery writes JSON files only")
     if values.get("throttle"):
         raise InvalidInput.at(["throttle"], "throttling applies to realtime delivery only")
+    if values.get("policy"):
+        raise InvalidInput.at(["policy"], "a delivery policy applies to realtime delivery only")
     try:
         next_fire_times(values["schedule"], datetime.now(UTC), 1)
     except InvalidSchedule as exc:
