@@ -4,6 +4,7 @@ and helpers that create companies, configurations and subscriptions straight in 
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import tempfile
@@ -100,6 +101,12 @@ async def wait_until(check, timeout: float, interval: float = 0.1):
             return value
         await asyncio.sleep(interval)
     raise TimeoutError("benchmark condition not reached")
+
+
+def cpu_seconds(process) -> float:
+    """User plus system CPU time a running process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(process) -> float:
