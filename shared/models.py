@@ -277,7 +277,8 @@ class EndpointHealth(Base):
     announced to the company (services/dispatcher/health.py)."""
 
     __tablename__ = "endpoint_health"
-    delivery_configuration_id: Mapped[str] = mapped_column(String, primary_key=True)
+    delivery_configuration_id: Mapped[str] = mapped_column(
+        ForeignKey("delivery_configurations.id", ondelete="CASCADE"), primary_key=True)
     endpoint_id: Mapped[str] = mapped_column(String, primary_key=True)
     company_id: Mapped[str] = mapped_column(String, nullable=False)
     url: Mapped[str] = mapped_column(Text, nullable=False)
@@ -285,7 +286,9 @@ class EndpointHealth(Base):
     last_failure_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")  # in the current spell
     announced_seconds: Mapped[float] = mapped_column(Float, nullable=False, server_default="0")
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # by the watcher, last
     __table_args__ = (
         Index("ix_endpoint_health_failing", "failing_since",
               postgresql_where="failing_since IS NOT NULL OR announced_seconds > 0"),

@@ -26,17 +26,17 @@ def at(seconds: float | None):
 
 
 @pytest.mark.parametrize(("name", "attempts", "spell"), [
-    ("only successes: healthy", [(0, True), (1, True)], (None, None, 1, None)),
-    ("only failures: failing since the first", [(3, False), (1, False)], (1, 3, None, "HTTP 503")),
-    ("failures, then a success: healthy again", [(1, False), (2, True)], (None, 1, 2, "HTTP 503")),
+    ("only successes: healthy", [(0, True), (1, True)], (None, None, 1, None, 0)),
+    ("only failures: failing since the first", [(3, False), (1, False)], (1, 3, None, "HTTP 503", 2)),
+    ("failures, then a success: healthy again", [(1, False), (2, True)], (None, 1, 2, "HTTP 503", 0)),
     ("a success, then failures: failing since the first after it", [(1, False), (2, True), (3, False), (4, False)],
-     (3, 4, 2, "HTTP 503")),
+     (3, 4, 2, "HTTP 503", 2)),
 ])
 def test_a_batch_records_the_endpoints_spell(name, attempts, spell):
     [row] = health_rows([("dc_1", "co_1", [attempt("ep", s, ok) for s, ok in attempts])])
     assert row[:4] == ("dc_1", "ep", "co_1", "https://ep.example")
-    since, last_failure, last_success, error = spell
-    assert row[4:] == (at(since), at(last_failure), at(last_success), error)
+    since, last_failure, last_success, error, failures = spell
+    assert row[4:] == (at(since), at(last_failure), at(last_success), error, failures)
 
 
 def test_rows_are_one_per_endpoint_in_a_stable_order():
@@ -49,11 +49,12 @@ DAY = 86400.0
 THRESHOLDS = [3600.0, 6 * 3600.0, DAY]
 
 
-def watched(failing_for: float | None, span: float = 0.0, announced: float = 0.0, active: bool = True) -> dict:
+def watched(failing_for: float | None, span: float = 0.0, announced: float = 0.0, active: bool = True,
+            failures: int = 20) -> dict:
     now = T0
     since = None if failing_for is None else now - timedelta(seconds=failing_for)
     return {"failing_since": since, "last_failure_at": since and since + timedelta(seconds=span),
-            "announced_seconds": announced, "active": active, "last_error": "HTTP 503"}
+            "announced_seconds": announced, "active": active, "last_error": "HTTP 503", "failures": failures}
 
 
 @pytest.mark.parametrize(("name", "row", "expected"), [
@@ -68,6 +69,7 @@ def watched(failing_for: float | None, span: float = 0.0, announced: float = 0.0
     ("failures spanning the disable time: disabled", watched(5 * DAY, span=5 * DAY, announced=DAY),
      Disable("failed without a success for 5.0 days (last error: HTTP 503)")),
     ("one burst long ago, then silence: not disabled", watched(6 * DAY, span=60, announced=DAY), None),
+    ("two failures days apart: not disabled", watched(6 * DAY, span=6 * DAY, announced=DAY, failures=2), None),
     ("an endpoint someone disabled: left alone", watched(6 * DAY, span=6 * DAY, active=False), None),
 ])
 def test_next_step(name, row, expected):

@@ -31,30 +31,47 @@ log = logging.getLogger(__name__)
 
 UPSERT_HEALTH = """
 INSERT INTO endpoint_health AS h (delivery_configuration_id, endpoint_id, company_id, url, failing_since,
-                                  last_failure_at, last_success_at, last_error)
+                                  last_failure_at, last_success_at, last_error, failures)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
-                     $7::timestamptz[], $8::text[])
+                     $7::timestamptz[], $8::text[], $9::int[])
 ON CONFLICT (delivery_configuration_id, endpoint_id) DO UPDATE SET
     url = EXCLUDED.url,
     last_success_at = GREATEST(h.last_success_at, EXCLUDED.last_success_at),
     last_failure_at = GREATEST(h.last_failure_at, EXCLUDED.last_failure_at),
     last_error = COALESCE(EXCLUDED.last_error, h.last_error),
+    -- Replicas write out of order: a result older than what is recorded does not undo it.
+    -- (Both CASEs read the row as it was.)
     failing_since = CASE
-        WHEN EXCLUDED.failing_since IS NULL THEN NULL  -- its last attempt here succeeded
-        WHEN EXCLUDED.last_success_at IS NOT NULL THEN EXCLUDED.failing_since  -- failing again since
-        ELSE COALESCE(h.failing_since, EXCLUDED.failing_since) END
+        WHEN EXCLUDED.failing_since IS NULL THEN  -- its last attempt here succeeded...
+            CASE WHEN h.last_failure_at > EXCLUDED.last_success_at THEN h.failing_since END  -- ...unless failed since
+        WHEN h.last_success_at >= EXCLUDED.last_failure_at THEN h.failing_since  -- failures older than a success
+        WHEN EXCLUDED.last_success_at IS NOT NULL THEN EXCLUDED.failing_since  -- a success, then failing again
+        ELSE COALESCE(h.failing_since, EXCLUDED.failing_since) END,
+    failures = CASE
+        WHEN EXCLUDED.failing_since IS NULL THEN
+            CASE WHEN h.last_failure_at > EXCLUDED.last_success_at THEN h.failures ELSE 0 END
+        WHEN h.last_success_at >= EXCLUDED.last_failure_at THEN h.failures
+        WHEN EXCLUDED.last_success_at IS NOT NULL THEN EXCLUDED.failures
+        WHEN h.failing_since IS NULL THEN EXCLUDED.failures
+        ELSE h.failures + EXCLUDED.failures END
 """
 
 WATCHED = """
 SELECT h.delivery_configuration_id, h.endpoint_id, h.company_id, h.url, h.failing_since, h.last_failure_at,
-       h.last_error, h.announced_seconds,
-       EXISTS (SELECT 1 FROM jsonb_array_elements(c.endpoints) e
-               WHERE e->>'id' = h.endpoint_id AND (e->>'active')::boolean) AS active
+       h.last_error, h.failures, h.announced_seconds, true AS active
 FROM endpoint_health h JOIN delivery_configurations c ON c.id = h.delivery_configuration_id
-WHERE h.failing_since IS NOT NULL OR h.announced_seconds > 0
-ORDER BY h.delivery_configuration_id, h.endpoint_id
+WHERE (h.failing_since IS NOT NULL OR h.announced_seconds > 0)
+  -- An endpoint that is off (disabled, or set inactive) is not watched until it is on again.
+  AND EXISTS (SELECT 1 FROM jsonb_array_elements(c.endpoints) e
+              WHERE e->>'id' = h.endpoint_id AND (e->>'active')::boolean)
+ORDER BY h.checked_at NULLS FIRST  -- the least recently checked first: no endpoint is starved
 LIMIT 1000
 FOR UPDATE OF h SKIP LOCKED
+"""
+
+CHECKED = """
+UPDATE endpoint_health SET checked_at = now()
+WHERE (delivery_configuration_id, endpoint_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
 """
 
 # The endpoint (if still active) marked inactive with why and when; its health starts afresh.
@@ -85,8 +102,13 @@ DISABLE_WITHOUT_HEALTH_ROW = """
 SELECT company_id FROM delivery_configurations WHERE id = $1
 """
 
-# How often one replica announces refused OAuth credentials for one configuration.
+# How often one replica announces, per configuration, refused OAuth credentials and exhausted
+# deliveries: a long outage must not send a company one notice per delivery.
 TOKEN_REFUSED_EVERY_SECONDS = 3600.0
+EXHAUSTED_EVERY_SECONDS = 60.0
+# Failures a spell needs, beside its length, before the endpoint is disabled: two failures
+# days apart are not continuous failure.
+MIN_FAILURES_TO_DISABLE = 5
 
 
 def health_rows(results) -> list[tuple]:
@@ -103,13 +125,15 @@ def health_rows(results) -> list[tuple]:
 
 
 def _spell(attempts: list[Attempt]) -> tuple:
-    """(failing_since, last_failure_at, last_success_at, last_error) of one endpoint's attempts."""
+    """(failing_since, last_failure_at, last_success_at, last_error, failures since the last
+    success) of one endpoint's attempts."""
     successes = [a.started_at for a in attempts if a.succeeded]
     failures = sorted((a for a in attempts if not a.succeeded), key=lambda a: a.started_at)
     last_success = max(successes, default=None)
-    since = next((a.started_at for a in failures if last_success is None or a.started_at > last_success), None)
+    spell = [a.started_at for a in failures if last_success is None or a.started_at > last_success]
     last_failure = failures[-1] if failures else None
-    return (since, last_failure and last_failure.started_at, last_success, last_failure and last_failure.error)
+    return (spell[0] if spell else None, last_failure and last_failure.started_at, last_success,
+            last_failure and last_failure.error, len(spell))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +155,7 @@ def next_step(row, now: datetime, disable_after: float, thresholds: list[float])
         return None
     failing_for = (now - row["failing_since"]).total_seconds()
     span = (row["last_failure_at"] - row["failing_since"]).total_seconds()
-    if span >= disable_after:
+    if span >= disable_after and row["failures"] >= MIN_FAILURES_TO_DISABLE:
         return Disable(f"failed without a success for {_duration(span)} (last error: {row['last_error']})")
     reached = [t for t in thresholds if row["announced_seconds"] < t <= failing_for]
     return Announce(OperationalEvent.ENDPOINT_FAILING, max(reached)) if reached else None
@@ -151,7 +175,8 @@ class Health:
         self.events_topic = events_topic
         self.disable_after = settings.endpoint_disable_after_seconds
         self.thresholds = sorted(settings.endpoint_failing_thresholds)
-        self._token_refusals: dict[str, float] = {}
+        self._last_notice: dict[tuple[OperationalEvent, str], float] = {}
+        self._unannounced: dict[tuple[OperationalEvent, str], int] = {}
 
     async def run(self, every: float) -> None:
         while True:
@@ -166,7 +191,10 @@ class Health:
         now = datetime.now(UTC)
         notices = []
         async with self.pool.acquire() as connection, connection.transaction():
-            for row in await connection.fetch(WATCHED):
+            rows = await connection.fetch(WATCHED)
+            await connection.execute(CHECKED, [r["delivery_configuration_id"] for r in rows],
+                                     [r["endpoint_id"] for r in rows])
+            for row in rows:
                 step = next_step(row, now, self.disable_after, self.thresholds)
                 if isinstance(step, Disable):
                     if await connection.fetchval(DISABLE, row["delivery_configuration_id"], row["endpoint_id"],
@@ -195,11 +223,27 @@ class Health:
 
     async def token_refused(self, configuration_id: str, company_id: str, error: str) -> None:
         """Told at most once an hour per configuration (per replica): every delivery meets it."""
-        last = self._token_refusals.get(configuration_id)
-        if last is not None and time.monotonic() - last < TOKEN_REFUSED_EVERY_SECONDS:
-            return
-        self._token_refusals[configuration_id] = time.monotonic()
-        await self.notify(OperationalEvent.OAUTH_TOKEN_REFUSED, company_id, configuration_id, error=error)
+        if self._due(OperationalEvent.OAUTH_TOKEN_REFUSED, configuration_id, TOKEN_REFUSED_EVERY_SECONDS):
+            await self.notify(OperationalEvent.OAUTH_TOKEN_REFUSED, company_id, configuration_id, error=error)
+
+    async def exhausted(self, configuration_id: str, company_id: str, **details) -> None:
+        """At most once a minute per configuration (per replica), with how many deliveries used
+        up their retries since the last notice."""
+        key = (OperationalEvent.DELIVERY_EXHAUSTED, configuration_id)
+        self._unannounced[key] = self._unannounced.get(key, 0) + 1
+        if self._due(*key, EXHAUSTED_EVERY_SECONDS):
+            await self.notify(OperationalEvent.DELIVERY_EXHAUSTED, company_id, configuration_id,
+                              exhausted_since_last_notice=self._unannounced.pop(key), **details)
+
+    def _due(self, event_type: OperationalEvent, configuration_id: str, every: float) -> bool:
+        now = time.monotonic()
+        if len(self._last_notice) > 10_000:  # forget what is past its period, so this stays small
+            self._last_notice = {k: t for k, t in self._last_notice.items() if now - t < TOKEN_REFUSED_EVERY_SECONDS}
+        last = self._last_notice.get((event_type, configuration_id))
+        if last is not None and now - last < every:
+            return False
+        self._last_notice[(event_type, configuration_id)] = now
+        return True
 
     async def notify(self, event_type: OperationalEvent, company_id: str, configuration_id: str, **details) -> None:
         await emit(self.producer, self.events_topic, operational_event(event_type, company_id, configuration_id,

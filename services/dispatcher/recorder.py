@@ -68,9 +68,10 @@ UPDATE deliveries SET status = '{DeliveryStatus.FAILED}', next_attempt_at = NULL
 WHERE id = $1 AND status <> '{DeliveryStatus.HANDLED}'
 """
 
+# Only what is waiting to be sent: a duplicate message of a delivery already settled changes nothing.
 HOLD = f"""
 UPDATE deliveries SET status = '{DeliveryStatus.HELD}', next_attempt_at = NULL, updated_at = now()
-WHERE id = $1 AND status <> '{DeliveryStatus.HANDLED}'
+WHERE id = $1 AND status IN ('{DeliveryStatus.QUEUED}', '{DeliveryStatus.PENDING_RETRY}')
 """
 
 DUE_NOW = f"""
@@ -184,7 +185,7 @@ class Recorder:
                 await connection.execute(INSERT_ATTEMPTS, *attempts)
             await connection.execute(UPDATE_DELIVERIES, *updates)
             if health:
-                await connection.execute(UPSERT_HEALTH, *columns(health, 8))
+                await connection.execute(UPSERT_HEALTH, *columns(health, 9))
 
 
 def _storable(text: str | None) -> str | None:

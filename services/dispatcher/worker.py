@@ -20,6 +20,7 @@ handled is set aside (shared/deadletter.py), never lost silently, never retried 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -45,7 +46,7 @@ from services.dispatcher.throttle import ThrottleBucket
 from shared.deadletter import kafka_source, retry_while_unavailable, set_aside
 from shared.messages import decode, valid_delivery
 from shared.netguard import UrlRefused, check_url_syntax
-from shared.operations import OPERATIONS_TOPIC, OperationalEvent
+from shared.operations import OPERATIONS_TOPIC
 from shared.statuses import AttemptOutcome, DeliveryStatus
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,9 @@ DELIVERIES = Counter("em_dispatcher_deliveries_total", "Delivery states recorded
 LATENCY = Histogram("em_dispatcher_request_seconds", "Endpoint response time")
 
 MAX_IN_FLIGHT = 5000
-RECORDER_FLUSH_SECONDS = 2.0
+# Of the shutdown drain budget (EM_DRAIN_SECONDS), the share in-flight deliveries get; the rest
+# is the recorder's, to write what they concluded.
+DELIVERIES_SHARE_OF_DRAIN = 0.8
 THROTTLE_BACKLOG_SECONDS = 2.0
 # A lane parks what arrives once its backlog would take this long to drain at the host's pace
 # (a host that has not answered yet is presumed as slow as it has been silent). Long enough that
@@ -83,18 +86,23 @@ class Dispatcher:
         self.requests = asyncio.Semaphore(settings.dispatcher_concurrency)
         self.lanes = EndpointLanes(settings.dispatcher_concurrency, settings.endpoint_concurrency)
         self._tasks: set[asyncio.Task] = set()
-        # Read no more messages while this many are in flight.
-        self._room = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._room_freed = asyncio.Event()  # set when a message in flight finishes
 
     # --- the consumer loop ----------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
         last_commit = time.monotonic()
         while not stopping.is_set():
-            batches = await self.consumer.getmany(timeout_ms=100, max_records=1000)
+            room = MAX_IN_FLIGHT - len(self._tasks)
+            if room > 0:
+                batches = await self.consumer.getmany(timeout_ms=100, max_records=min(room, 1000))
+            else:  # read no more until something in flight finishes (still committing meanwhile)
+                batches = {}
+                self._room_freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room_freed.wait(), 0.5)
             for partition, records in batches.items():
                 for record in records:
-                    await self._room.acquire()
                     self.offsets.begin(partition, record.offset)
                     task = asyncio.create_task(self._handle(partition, record.offset, record.value, record.key))
                     self._tasks.add(task)
@@ -102,8 +110,8 @@ class Dispatcher:
             if time.monotonic() - last_commit > 0.5:
                 await self.commit()
                 last_commit = time.monotonic()
-        if self._tasks:  # leave the recorder time to write what these conclude
-            await asyncio.wait(self._tasks, timeout=self.settings.drain_seconds - RECORDER_FLUSH_SECONDS)
+        if self._tasks:  # leave the recorder part of the budget to write what these conclude
+            await asyncio.wait(self._tasks, timeout=self.settings.drain_seconds * DELIVERIES_SHARE_OF_DRAIN)
         unfinished = list(self._tasks)
         for task in unfinished:  # their offsets stay uncommitted: the partition's next owner sends them
             task.cancel()
@@ -112,7 +120,7 @@ class Dispatcher:
 
     def _finished(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
-        self._room.release()
+        self._room_freed.set()
 
     async def commit(self, partitions=None) -> None:
         offsets = self.offsets.committable(partitions)
@@ -300,10 +308,10 @@ class Dispatcher:
             # Never about an operational event's own delivery: a failing configuration must not
             # feed a loop of notices about notices.
             event = message["event"]
-            await self.health.notify(OperationalEvent.DELIVERY_EXHAUSTED, message["company_id"],
-                                     message["delivery_configuration_id"], delivery_id=message["delivery_id"],
-                                     event={key: event[key] for key in ("id", "topic", "event_type", "subject")},
-                                     attempts=attempts_made, last_error=outcome.error)
+            await self.health.exhausted(message["delivery_configuration_id"], message["company_id"],
+                                        delivery_id=message["delivery_id"],
+                                        event={key: event[key] for key in ("id", "topic", "event_type", "subject")},
+                                        attempts=attempts_made, last_error=outcome.error)
 
     async def _gone(self, configuration: DeliveryConfiguration, endpoint: dict) -> None:
         await self.health.disable(configuration.id, configuration.company_id, endpoint["id"], endpoint["url"],
@@ -312,8 +320,9 @@ class Dispatcher:
 
     async def _hold(self, message: dict) -> None:
         configuration_id = message["delivery_configuration_id"]
-        DELIVERIES.labels(DeliveryStatus.HELD).inc()
-        if not await self.recorder.hold(message["delivery_id"], configuration_id):
+        if await self.recorder.hold(message["delivery_id"], configuration_id):
+            DELIVERIES.labels(DeliveryStatus.HELD).inc()
+        else:
             self.configurations.forget(configuration_id)  # resumed meanwhile: our copy is out of date
 
     async def _park(self, message: dict, seconds: float) -> None:

@@ -21,10 +21,12 @@ from shared.errors import NotFound
 Row = TypeVar("Row")
 
 
-async def find_owned(session: AsyncSession, model: type[Row], company_id: str, row_id: str, what: str) -> Row:
+async def find_owned(session: AsyncSession, model: type[Row], company_id: str, row_id: str, what: str,
+                     lock: bool = False) -> Row:
     """The company's `model` row with this id; NotFound (naming `what`) if there is none or it is
-    another company's."""
-    row = await session.get(model, row_id)
+    another company's. `lock` holds the row (FOR UPDATE) until the transaction ends, for a change
+    computed from what it holds."""
+    row = await session.get(model, row_id, with_for_update=lock or None)
     if row is None or row.company_id != company_id:
         raise NotFound(f"{what} {row_id} does not exist")
     return row

@@ -18,7 +18,7 @@ FROM (SELECT id, row_number() OVER (ORDER BY created_at, id) AS position
       FROM deliveries
       WHERE company_id = :company_id AND delivery_configuration_id = :configuration_id
         AND status = '{DeliveryStatus.HELD}') AS held
-WHERE d.id = held.id
+WHERE d.id = held.id AND d.status = '{DeliveryStatus.HELD}'  -- not one marked handled meanwhile
 """)
 
 
@@ -32,7 +32,7 @@ async def release_held(session: AsyncSession, company_id: str, delivery_configur
 
 
 async def requeue(session: AsyncSession, company_id: str, conditions: list,
-                  delivery_configuration_id: str | None = None) -> int:
+                  delivery_configuration_id: str | None = None, keep_succeeded: bool = False) -> int:
     """Deliver again from the start of the retry schedule. Realtime deliveries become due now
     (the dispatcher's retry poller puts them on Kafka); scheduled ones go back to `buffered` and
     into the next file. Only through one configuration when `delivery_configuration_id` is given."""
@@ -49,7 +49,7 @@ async def requeue(session: AsyncSession, company_id: str, conditions: list,
             next_attempt_at=case((scheduled, None), else_=func.now()),
             buffer_file_id=None,
             attempt_count=0,
-            succeeded_endpoints=[],
+            succeeded_endpoints=Delivery.succeeded_endpoints if keep_succeeded else [],
             last_error=None,
             updated_at=func.now(),
         )

@@ -24,9 +24,12 @@ from shared.settings import Settings
 from shared.statuses import DeliveryStatus
 
 
-async def find(session: AsyncSession, company_id: str, delivery_configuration_id: str) -> DeliveryConfiguration:
+async def find(session: AsyncSession, company_id: str, delivery_configuration_id: str,
+               lock: bool = False) -> DeliveryConfiguration:
+    """`lock` for a change made from what the row holds: the dispatcher may disable one of its
+    endpoints meanwhile (services/dispatcher/health.py), and neither may undo the other."""
     return await find_owned(session, DeliveryConfiguration, company_id, delivery_configuration_id,
-                            "delivery configuration")
+                            "delivery configuration", lock=lock)
 
 
 async def list_all(session: AsyncSession, company_id: str) -> list[DeliveryConfiguration]:
@@ -60,13 +63,16 @@ async def create(session: AsyncSession, company_id: str, body: DeliveryConfigura
 async def update(session: AsyncSession, company_id: str, delivery_configuration_id: str,
                  patch: DeliveryConfigurationUpdate, settings: Settings) -> DeliveryConfiguration:
     """The merged result is checked as a whole, as a new configuration would be."""
-    configuration = await find(session, company_id, delivery_configuration_id)
+    configuration = await find(session, company_id, delivery_configuration_id, lock=True)
     before = _current(configuration, secrets_of(configuration, settings.secret_key))
     values = merge_patch(before, patch)
     await _check(values, settings)
     was_paused, was_inactive = configuration.paused, _inactive_endpoint_ids(configuration)
+    had = {e["id"] for e in configuration.endpoints}
     _write(configuration, values, settings.secret_key)
-    await _forget_health(session, configuration, was_inactive - _inactive_endpoint_ids(configuration))
+    has = {e["id"] for e in configuration.endpoints}
+    # Turned on again: a new spell from its next failure. Removed: nothing left to watch.
+    await _forget_health(session, configuration, (was_inactive - _inactive_endpoint_ids(configuration)) | (had - has))
     if was_paused and not configuration.paused:
         await _release_held(session, configuration)
     return await saved(session, configuration)
@@ -76,7 +82,7 @@ async def set_paused(session: AsyncSession, company_id: str, delivery_configurat
                      paused: bool) -> tuple[DeliveryConfiguration, int]:
     """Pause (events still match; their deliveries are held) or resume (held deliveries are
     released, oldest first). Returns the configuration and how many were released."""
-    configuration = await find(session, company_id, delivery_configuration_id)
+    configuration = await find(session, company_id, delivery_configuration_id, lock=True)
     released = 0
     if configuration.paused and not paused:
         configuration.paused = False
@@ -89,8 +95,9 @@ async def enable_endpoint(session: AsyncSession, company_id: str, delivery_confi
                           endpoint_id: str, republish_failed: bool) -> tuple[DeliveryConfiguration, int]:
     """Turn an endpoint on again (after Event Manager or the company disabled it); with
     `republish_failed`, republish the configuration's deliveries that failed since it began
-    failing. Returns the configuration and how many deliveries were republished."""
-    configuration = await find(session, company_id, delivery_configuration_id)
+    failing (to the endpoints that did not have them yet). Returns the configuration and how many
+    deliveries were republished."""
+    configuration = await find(session, company_id, delivery_configuration_id, lock=True)
     endpoint = next((e for e in configuration.endpoints if e["id"] == endpoint_id), None)
     if endpoint is None:
         raise NotFound(f"endpoint {endpoint_id} does not exist in delivery configuration {configuration.id}")
@@ -102,7 +109,7 @@ async def enable_endpoint(session: AsyncSession, company_id: str, delivery_confi
     if republish_failed and since:
         republished = await deliveries.requeue(session, company_id, [
             Delivery.status == DeliveryStatus.FAILED, Delivery.updated_at >= datetime.fromisoformat(since),
-        ], delivery_configuration_id=configuration.id)
+        ], delivery_configuration_id=configuration.id, keep_succeeded=True)
     return await saved(session, configuration), republished
 
 

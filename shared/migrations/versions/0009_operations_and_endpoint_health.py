@@ -32,7 +32,8 @@ def upgrade() -> None:
                                  for name, description in EVENT_TYPES])
     op.create_table(
         "endpoint_health",
-        sa.Column("delivery_configuration_id", sa.String(), primary_key=True),
+        sa.Column("delivery_configuration_id", sa.String(),
+                  sa.ForeignKey("delivery_configurations.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("endpoint_id", sa.String(), primary_key=True),
         sa.Column("company_id", sa.String(), nullable=False),
         sa.Column("url", sa.Text(), nullable=False),
@@ -40,7 +41,9 @@ def upgrade() -> None:
         sa.Column("last_failure_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_success_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("failures", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("announced_seconds", sa.Float(), nullable=False, server_default="0"),
+        sa.Column("checked_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_endpoint_health_failing", "endpoint_health", ["failing_since"],
                     postgresql_where=sa.text("failing_since IS NOT NULL OR announced_seconds > 0"))
