@@ -61,6 +61,10 @@ class ContentTooLarge(ProblemError):
     status, title = 413, "Content Too Large"
 
 
+class TooManyRequests(ProblemError):
+    status, title = 429, "Too Many Requests"
+
+
 class Unavailable(ProblemError):
     status, title = 503, "Service Unavailable"
 

@@ -229,3 +229,20 @@ async def test_a_nis_replay_reaches_only_numbers_monitored_now(tenant, source, r
     job = await replay(tenant, later["id"], **{"from": since})
     assert job["result"] == {"matched": 1, "already_delivered": 0, "created": 1}
     await wait_for_status(tenant, event["id"], "delivered", configuration_id=second["id"])
+
+
+def test_one_simulation_or_dry_run_at_a_time_per_company():
+    """They scan inline on the api's event loop: a company cannot queue many of them (429)."""
+    import pytest
+
+    from services.api.routes.replay import one_scan_per_company
+    from shared.errors import TooManyRequests
+
+    with one_scan_per_company("co_a"):
+        with pytest.raises(TooManyRequests) as refused, one_scan_per_company("co_a"):
+            pass
+        assert refused.value.headers == {"Retry-After": "5"}
+        with one_scan_per_company("co_b"):  # another company is not held up
+            pass
+    with one_scan_per_company("co_a"):  # free again once the first ended
+        pass

@@ -3,14 +3,35 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from services.api import replay
 from services.api.deps import CompanyDep, SessionDep, SettingsDep
 from services.api.replay_schemas import ReplayCounts, ReplayJob, ReplayRequest, SimulationRequest, SimulationResult
+from shared.errors import TooManyRequests
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
+
+# A simulation or dry run scans up to EM_REPLAY_SCAN_LIMIT events inline (seconds of CPU on this
+# replica's event loop): one at a time per company, so no company can queue many of them.
+_scanning: set[str] = set()
+BUSY = {429: {"description": "A simulation or dry run of this company is already running on this replica; "
+                             "retry after `Retry-After` seconds"}}
+
+
+@contextlib.contextmanager
+def one_scan_per_company(company_id: str):
+    if company_id in _scanning:
+        raise TooManyRequests("a simulation or dry run is already running for this company; retry when it ends",
+                              headers={"Retry-After": "5"})
+    _scanning.add(company_id)
+    try:
+        yield
+    finally:
+        _scanning.discard(company_id)
 
 WINDOW = ("The window is [`from`, `to`) of the events' arrival time (`received_at`, as in `GET /v1/events`); `to` "
           "defaults to now and `from` to the retention period (`EM_RETENTION_DAYS`) before it. At most "
@@ -20,6 +41,7 @@ WINDOW = ("The window is [`from`, `to`) of the events' arrival time (`received_a
 
 @router.post(
     "/simulate", response_model=SimulationResult, summary="Simulate a subscription over retained events",
+    responses=BUSY,
     description="Before saving a subscription: how many of the company's retained events a subscription with "
                 "these parameters (`topic`, `event_types`, `matching_criteria`, `start_at`, `end_at`, checked as on "
                 "creation: a 422 names the bad field) would have matched, per event type and per day of arrival, "
@@ -30,13 +52,14 @@ WINDOW = ("The window is [`from`, `to`) of the events' arrival time (`received_a
                 "counts only while the company monitors its number. " + WINDOW)
 async def simulate(body: SimulationRequest, session: SessionDep, caller: CompanyDep, settings: SettingsDep):
     start, end = replay.window_bounds(body.from_, body.to, settings.retention_days)
-    return await replay.simulate(session, caller.company_id, body, start, end, settings.replay_scan_limit)
+    with one_scan_per_company(caller.company_id):
+        return await replay.simulate(session, caller.company_id, body, start, end, settings.replay_scan_limit)
 
 
 @router.post(
     "/{subscription_id}/replay", status_code=202, response_model=ReplayJob,
     summary="Replay a subscription over retained events",
-    responses={200: {"model": ReplayCounts, "description": "`dry_run: true`: the counts, nothing created"},
+    responses={**BUSY, 200: {"model": ReplayCounts, "description": "`dry_run: true`: the counts, nothing created"},
                202: {"description": "The replay job, running: poll `GET /v1/bulk-actions/{id}`"}},
     description="Runs this subscription's matching (topic, event types, criteria, window, and for NIS-Events the "
                 "numbers monitored now) over the company's retained events and creates a delivery for each match "
@@ -51,8 +74,9 @@ async def replay_subscription(subscription_id: str, body: ReplayRequest, request
                               caller: CompanyDep, settings: SettingsDep):
     start, end = replay.window_bounds(body.from_, body.to, settings.retention_days)
     if body.dry_run:
-        counts = await replay.count_replay(session, caller.company_id, subscription_id, start, end,
-                                           settings.replay_scan_limit)
+        with one_scan_per_company(caller.company_id):
+            counts = await replay.count_replay(session, caller.company_id, subscription_id, start, end,
+                                               settings.replay_scan_limit)
         return JSONResponse(counts.model_dump(mode="json", by_alias=True), status_code=200)
     job = await replay.start_replay(session, caller.company_id, subscription_id, start, end,
                                     settings.replay_scan_limit)
