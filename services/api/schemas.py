@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.contracts import ContractSchema, Mode
 from shared.statuses import DeliveryStatus
 from shared.validation import Moment
 
@@ -92,6 +93,28 @@ class EventTypeCreate(Strict):
 
     name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
     description: str = ""
+    json_schema: ContractSchema = None
+    example: dict[str, Any] | None = Field(None, description="An example `data`; must validate against json_schema")
+
+
+class EventTypeUpdate(Strict):
+    """What an operator changes of an event type; what is left out stays. `json_schema: null`
+    removes the schema."""
+
+    model_config = with_example({"json_schema": {"type": "object", "required": ["message_id"],
+                                                 "properties": {"message_id": {"type": "string"}}},
+                                 "example": {"message_id": "8812"}})
+
+    description: str | None = None
+    json_schema: ContractSchema = None
+    example: dict[str, Any] | None = Field(None, description="An example `data`; must validate against json_schema")
+
+
+class TopicUpdate(Strict):
+    model_config = with_example({"validation_mode": "warn"})
+
+    validation_mode: Mode = Field(description="What ingest does with data that violates its event type's schema: "
+                                  "off (nothing), warn (accept, count, log), enforce (refuse the request, 422)")
 
 
 class TopicCreate(Strict):
@@ -109,6 +132,7 @@ class TopicCreate(Strict):
     description: str = ""
     requires_event_type: bool = False
     broadcast: bool = False
+    validation_mode: Mode = "off"
     event_types: list[EventTypeCreate] = Field(default=[], max_length=1000)
 
     @field_validator("event_types")
@@ -123,6 +147,8 @@ class TopicCreate(Strict):
 class EventTypePublic(BaseModel):
     name: str
     description: str
+    json_schema: dict[str, Any] | None = Field(None, description="JSON Schema (Draft 2020-12) of the event's data")
+    example: dict[str, Any] | None = Field(None, description="An example of the event's data")
 
 
 class TopicPublic(BaseModel):
@@ -131,6 +157,7 @@ class TopicPublic(BaseModel):
     description: str
     requires_event_type: bool
     broadcast: bool
+    validation_mode: Mode = "off"
     event_types: list[EventTypePublic]
 
     @classmethod
@@ -139,7 +166,9 @@ class TopicPublic(BaseModel):
         the operator routes show them."""
         return cls(name=topic.name, service=topic.service, description=topic.description,
                    requires_event_type=topic.requires_event_type, broadcast=topic.broadcast,
-                   event_types=[EventTypePublic(name=t.name, description=t.description) for t in event_types])
+                   validation_mode=topic.validation_mode,
+                   event_types=[EventTypePublic(name=t.name, description=t.description, json_schema=t.json_schema,
+                                                example=t.example) for t in event_types])
 
 
 # --- delivery configurations --------------------------------------------------------------

@@ -18,10 +18,12 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import FastAPI, Request
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Text, cast, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from shared.contracts import ValidatorCache, violations
 from shared.db import Database
 from shared.errors import (
     Conflict,
@@ -45,7 +47,13 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+# The catalog (topics, event types and their schemas, sources, companies) is reloaded this often:
+# a changed schema or validation mode takes effect within it.
 CACHE_SECONDS = 10.0
+SCHEMA_VIOLATIONS = Counter("em_ingest_schema_violations_total",
+                            "Events whose data violated their event type's schema (accepted in warn mode, "
+                            "refused in enforce mode)", ["topic", "event_type"])
+VIOLATION_LOG_SECONDS = 60.0
 
 
 class IncomingEvent(BaseModel):
@@ -86,6 +94,7 @@ class Catalog:
         self.event_types: dict[str, set[str]] = {}
         self.sources: dict[str, Source] = {}
         self.companies: set[str] = set()
+        self.validators = ValidatorCache()
         self._lock = asyncio.Lock()
 
     async def fresh(self) -> Catalog:
@@ -99,9 +108,13 @@ class Catalog:
         async with self.db.sessions() as session:
             self.topics = {t.name: t for t in (await session.scalars(select(Topic))).all()}
             event_types: dict[str, set[str]] = {}
+            schemas: dict[tuple[str, str], dict] = {}
             for row in (await session.scalars(select(EventType))).all():
                 event_types.setdefault(row.topic, set()).add(row.name)
+                if row.json_schema is not None:
+                    schemas[(row.topic, row.name)] = row.json_schema
             self.event_types = event_types
+            self.validators.refresh(schemas)
             self.sources = {s.token_digest: s for s in (await session.scalars(select(Source))).all()}
             self.companies = set((await session.scalars(select(Company.id))).all())
         self.loaded_at = time.monotonic()
@@ -177,6 +190,7 @@ async def _validate(raw_events: list[Any], batched: bool, source: Source, catalo
             forbidden.append(event.topic)
             continue
         errors += [{"loc": [*prefix, field], "msg": message} for field, message in _problems(event, catalog)]
+        errors += [{"loc": [*prefix, "data", *path], "msg": message} for path, message in _contract(event, catalog)]
         events.append(event)
     if forbidden:
         raise Forbidden(f"this source may not publish to {', '.join(sorted(set(forbidden)))}")
@@ -204,6 +218,32 @@ def _problems(event: IncomingEvent, catalog: Catalog) -> list[tuple[str, str]]:
     elif event.company_id not in catalog.companies:
         problems.append(("company_id", f"unknown company {event.company_id!r}"))
     return problems
+
+
+_last_logged: dict[tuple[str, str], float] = {}
+
+
+def _contract(event: IncomingEvent, catalog: Catalog) -> list[tuple[list, str]]:
+    """Where `data` violates the event type's schema, when its topic enforces it. In warn mode the
+    event is accepted, counted (`em_ingest_schema_violations_total`) and the first violation of
+    each event type logged once a minute, by path and keyword only: never the data."""
+    topic = catalog.topics.get(event.topic)
+    if topic is None or topic.validation_mode == "off":
+        return []
+    validator = catalog.validators.get(event.topic, event.event_type)
+    if validator is None or validator.is_valid(event.data):
+        return []
+    SCHEMA_VIOLATIONS.labels(event.topic, event.event_type).inc()
+    found = violations(validator, event.data)
+    if topic.validation_mode == "enforce":
+        return found
+    key, now = (event.topic, event.event_type), time.monotonic()
+    if now - _last_logged.get(key, -VIOLATION_LOG_SECONDS) >= VIOLATION_LOG_SECONDS:
+        _last_logged[key] = now
+        path, message = found[0]
+        log.warning("schema violation accepted (warn mode) on %s %s at data%s: %s", event.topic, event.event_type,
+                    "".join(f"[{p!r}]" for p in path), message)
+    return []
 
 
 def _encoded(events: list[IncomingEvent], batched: bool, max_bytes: int) -> list[tuple[str, bytes, bytes]]:

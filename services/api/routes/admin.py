@@ -14,10 +14,12 @@ from services.api.schemas import (
     CompanyCreate,
     CompanyPublic,
     EventTypeCreate,
+    EventTypeUpdate,
     SourceCreate,
     SourcePublic,
     TopicCreate,
     TopicPublic,
+    TopicUpdate,
 )
 from services.api.store import admin as store
 from services.api.store import topics
@@ -102,5 +104,28 @@ async def create_topic(body: TopicCreate, session: SessionDep, _: OperatorDep):
 async def add_event_type(topic: str, body: EventTypeCreate, session: SessionDep, _: OperatorDep):
     """Adds one event type to an existing topic."""
     await topics.add_event_type(session, topic, body)
+    await session.commit()
+    return TopicPublic.of(*await topics.find(session, topic))
+
+
+@router.patch("/topics/{topic}", response_model=TopicPublic, summary="Set a topic's validation mode")
+async def update_topic(topic: str, body: TopicUpdate, session: SessionDep, _: OperatorDep):
+    """`validation_mode`: what ingest does with data that violates its event type's schema: `off` (nothing),
+    `warn` (accepted, counted in `em_ingest_schema_violations_total`, logged once a minute per event type),
+    `enforce` (the request is refused whole, 422 naming `events.<i>.data.<path>`). Ingest applies a change
+    within its catalog refresh (10 s)."""
+    await topics.update(session, topic, body)
+    await session.commit()
+    return TopicPublic.of(*await topics.find(session, topic))
+
+
+@router.patch("/topics/{topic}/event-types/{event_type}", response_model=TopicPublic,
+              summary="Set an event type's schema and example")
+async def update_event_type(topic: str, event_type: str, body: EventTypeUpdate, session: SessionDep,
+                            _: OperatorDep):
+    """Sets what is sent of `description`, `json_schema` (Draft 2020-12; `null` removes it) and `example`.
+    An invalid schema, or an example that does not validate against the schema, is a 422 naming the field
+    (and the path within the example). Ingest applies a changed schema within its catalog refresh (10 s)."""
+    await topics.update_event_type(session, topic, event_type, body)
     await session.commit()
     return TopicPublic.of(*await topics.find(session, topic))
