@@ -72,6 +72,16 @@ def _ca_certificates(pem: str) -> list[x509.Certificate]:
     return certificates
 
 
+def describe(certificate: str) -> dict:
+    """What may be shown of a stored client certificate: its subject and when it expires."""
+    try:
+        cert = x509.load_pem_x509_certificate(certificate.encode())
+    except ValueError:
+        return {}
+    return {"certificate_subject": cert.subject.rfc4514_string(),
+            "certificate_expires_at": cert.not_valid_after_utc.isoformat()}
+
+
 _contexts: dict[str, ssl.SSLContext] = {}
 
 

@@ -224,12 +224,14 @@ async def test_mutual_tls_presents_the_client_certificate(tenant, source, tls_se
     client = tls_server.client()
     configuration = await delivering(tenant, tls_server.url, authentication={
         "type": "mtls", **client, "ca_bundle": tls_server.ca_pem})
-    assert configuration["authentication"] == {"type": "mtls", "certificate_set": True, "private_key_set": True,
-                                               "ca_bundle_set": True}
+    certificate = x509.load_pem_x509_certificate(client["certificate"].encode())
+    common_name = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert configuration["authentication"] == {
+        "type": "mtls", "certificate_set": True, "private_key_set": True, "ca_bundle_set": True,
+        "certificate_subject": f"CN={common_name}",
+        "certificate_expires_at": certificate.not_valid_after_utc.isoformat()}
     [event_id] = await publish(source, tenant)
     await wait_for_status(tenant, event_id, "delivered")
-    common_name = x509.load_pem_x509_certificate(client["certificate"].encode()).subject.get_attributes_for_oid(
-        NameOID.COMMON_NAME)[0].value
     assert tls_server.seen == [common_name]
     fetched = (await tenant.client.get(f"/v1/delivery-configurations/{configuration['id']}")).text
     assert "PRIVATE KEY" not in fetched and "CERTIFICATE" not in fetched

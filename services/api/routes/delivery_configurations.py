@@ -15,6 +15,7 @@ from services.api.schemas import (
     ResumedPublic,
 )
 from services.api.store import delivery_configurations as store
+from shared import tls
 from shared.models import DeliveryConfiguration
 from shared.settings import Settings
 
@@ -30,6 +31,8 @@ def present(configuration: DeliveryConfiguration, settings: Settings) -> Deliver
     authentication = dict(configuration.authentication)
     for field in SECRET_FLAGS.get(authentication.get("type"), ()):
         authentication[f"{field}_set"] = bool(secrets.get(field))
+    if authentication.get("type") == "mtls" and secrets.get("certificate"):
+        authentication.update(tls.describe(secrets["certificate"]))  # so the company sees when to renew it
     return DeliveryConfigurationPublic(
         id=configuration.id,
         name=configuration.name,
