@@ -333,6 +333,13 @@ async def test_configuration_form_errors_edit_authentication_activation_and_dele
     # Activate, deactivate.
     await console.gear(row, "Actions for crm-xml", "Activate")
     await expect(row.locator(".badge").first).to_have_text("active")
+    # Pause holds, resume releases (what the toast says comes from the API's answer).
+    await console.gear(row, "Actions for crm-xml", "Pause")
+    await expect(row.locator(".badge").first).to_have_text("paused")
+    assert (await tenant.client.get("/v1/delivery-configurations")).json()[0]["paused"] is True
+    await console.gear(row, "Actions for crm-xml", "Resume")
+    await expect(page.get_by_text("crm-xml resumed: 0 held deliveries released.")).to_be_visible()
+    await expect(row.locator(".badge").first).to_have_text("active")
     await console.gear(row, "Actions for crm-xml", "Deactivate")
     await expect(row.locator(".badge").first).to_have_text("inactive")
 

@@ -1,4 +1,5 @@
-// Delivery configurations: the table, New/Edit, Authentication, Activate/Deactivate, Delete.
+// Delivery configurations: the table, New/Edit, Authentication, Activate/Deactivate, Pause/Resume,
+// enabling an endpoint Event Manager disabled, Delete.
 import { del, get, patch, post } from "../api.js";
 import { fmtTime, h, isoToLocal, localToIso } from "../dom.js";
 import {
@@ -44,9 +45,8 @@ export async function render(container) {
     body.replaceChildren(table([
       { label: "Name", cell: (c) => h("strong", {}, c.name) },
       { label: "Mode", cell: (c) => c.mode },
-      { label: "Active", cell: (c) => badge(c.active ? "active" : "inactive") },
-      { label: "Endpoints", cell: (c) => c.endpoints.length ? h("ul", {}, c.endpoints.map((e) => h("li", {},
-        h("span", { class: "mono" }, e.url), " ", badge(e.active ? (health.get(e.id)?.health || "unknown") : "inactive")))) : "—" },
+      { label: "Active", cell: (c) => badge(!c.active ? "inactive" : c.paused ? "paused" : "active") },
+      { label: "Endpoints", cell: (c) => c.endpoints.length ? h("ul", {}, c.endpoints.map((e) => endpointItem(c, e, health, refresh))) : "—" },
       { label: "Format", cell: (c) => c.format.toUpperCase() },
       { label: "Throttle", cell: (c) => describeThrottle(c.throttle) },
       { label: "Schedule", cell: describeSchedule },
@@ -55,6 +55,7 @@ export async function render(container) {
         { label: "Edit", action: () => openForm(c, refresh) },
         { label: "Authentication", action: () => openAuthentication(c, refresh) },
         { label: c.active ? "Deactivate" : "Activate", action: () => setActive(c, !c.active, refresh) },
+        ...(c.active ? [{ label: c.paused ? "Resume" : "Pause", action: () => setPaused(c, !c.paused, refresh) }] : []),
         { label: "Delete", danger: true, action: () => remove(c, refresh) },
       ]) },
     ], configurations, h("p", {}, "No delivery configurations yet. Create one with ",
@@ -70,6 +71,43 @@ async function setActive(configuration, active, refresh) {
   try {
     await patch(`/v1/delivery-configurations/${encodeURIComponent(configuration.id)}`, { active });
     toast(`${configuration.name} is ${active ? "active" : "inactive"}.`);
+    await refresh();
+  } catch (error) {
+    toastError(error);
+  }
+}
+
+function endpointItem(configuration, endpoint, health, refresh) {
+  if (endpoint.active) {
+    return h("li", {}, h("span", { class: "mono" }, endpoint.url), " ", badge(health.get(endpoint.id)?.health || "unknown"));
+  }
+  if (!endpoint.disabled_reason) return h("li", {}, h("span", { class: "mono" }, endpoint.url), " ", badge("inactive"));
+  const enable = h("button", { type: "button", class: "link" }, "Enable");
+  enable.addEventListener("click", () => enableEndpoint(configuration, endpoint, refresh));
+  return h("li", {}, h("span", { class: "mono" }, endpoint.url), " ", badge("disabled"), " ",
+    h("span", { class: "muted disabled-reason" }, endpoint.disabled_reason), " ", enable);
+}
+
+async function setPaused(configuration, paused, refresh) {
+  const path = `/v1/delivery-configurations/${encodeURIComponent(configuration.id)}/${paused ? "pause" : "resume"}`;
+  try {
+    const answer = await post(path, {});
+    toast(paused ? `${configuration.name} is paused: its deliveries are held until you resume it.`
+      : `${configuration.name} resumed: ${answer.released} held deliveries released.`);
+    await refresh();
+  } catch (error) {
+    toastError(error);
+  }
+}
+
+async function enableEndpoint(configuration, endpoint, refresh) {
+  const sure = await confirmAction(
+    `Enable ${endpoint.url} again and deliver to it what failed since it began failing?`, "Enable and republish");
+  if (!sure) return;
+  const path = `/v1/delivery-configurations/${encodeURIComponent(configuration.id)}/endpoints/${encodeURIComponent(endpoint.id)}/enable`;
+  try {
+    const answer = await post(path, { republish_failed: true });
+    toast(`${endpoint.url} is enabled; ${answer.republished} failed deliveries republished.`);
     await refresh();
   } catch (error) {
     toastError(error);
