@@ -796,3 +796,46 @@ async def test_docs_render_with_nothing_from_outside(browser, urls, service):
         assert outside == []
     finally:
         await context.close()
+
+
+async def test_authentication_by_api_key_and_mutual_tls(console, tenant, receiver):
+    from tests.conftest import unique_path
+    from tests.pki import Pki
+
+    configuration = await realtime_configuration(tenant, receiver.url(unique_path("console-auth")), name="crm-keyed")
+    await console.sign_in(tenant.api_key)
+    await console.open("configurations", "Delivery configurations")
+    row = console.row(name="crm-keyed")
+    await console.gear(row, "Actions for crm-keyed", "Authentication")
+    dialog = console.dialog()
+    await dialog.get_by_label("API key").check()
+    await expect(dialog.get_by_label("Header name")).to_have_value("X-API-Key")
+    await dialog.get_by_label("Header name").fill("X-Token")
+    await dialog.get_by_label("Key", exact=True).fill("console-key-1")
+    await dialog.get_by_role("button", name="Save authentication").click()
+    await expect(dialog).to_be_hidden()
+    await expect(row).to_contain_text("API key (X-Token)")
+    stored = (await tenant.client.get(f"/v1/delivery-configurations/{configuration['id']}")).json()
+    assert stored["authentication"] == {"type": "api_key", "header_name": "X-Token", "api_key_set": True}
+
+    # Mutual TLS: an expired certificate is the API's 422 next to the certificate field.
+    pki = Pki()
+    await console.gear(row, "Actions for crm-keyed", "Authentication")
+    dialog = console.dialog()
+    await dialog.get_by_label("Mutual TLS").check()
+    certificate = dialog.get_by_label("Client certificate (PEM)")
+    expired = pki.client(expired=True)
+    await certificate.fill(expired["certificate"])
+    await dialog.get_by_label("Private key (PEM, unencrypted)").fill(expired["private_key"])
+    await dialog.get_by_role("button", name="Save authentication").click()
+    await expect(certificate).to_have_attribute("aria-invalid", "true")
+    valid = pki.client()
+    await certificate.fill(valid["certificate"])
+    await dialog.get_by_label("Private key (PEM, unencrypted)").fill(valid["private_key"])
+    await dialog.get_by_label("CA bundle (PEM, optional)").fill(pki.ca_pem)
+    await dialog.get_by_role("button", name="Save authentication").click()
+    await expect(dialog).to_be_hidden()
+    await expect(row).to_contain_text("Mutual TLS")
+    stored = (await tenant.client.get(f"/v1/delivery-configurations/{configuration['id']}")).json()
+    assert stored["authentication"]["certificate_set"] is True and "PRIVATE" not in json.dumps(stored)
+    assert [e for e in console.errors if "422" not in e] == []  # the browser logs the expected 422

@@ -25,6 +25,8 @@ function describeSchedule(configuration) {
 function describeAuthentication(authentication) {
   const type = authentication?.type || "none";
   if (type === "oauth2") return `OAuth 2.0 (${(authentication.grant_type || "").replace("_", " ")})`;
+  if (type === "api_key") return `API key (${authentication.header_name})`;
+  if (type === "mtls") return "Mutual TLS";
   return type === "basic" ? "Basic" : "None";
 }
 
@@ -272,7 +274,7 @@ function openForm(existing, refresh) {
 
 function openAuthentication(configuration, refresh) {
   const current = configuration.authentication || { type: "none" };
-  const types = [["none", "None"], ["basic", "Basic Auth"], ["oauth2", "OAuth 2.0"]];
+  const types = [["none", "None"], ["basic", "Basic Auth"], ["oauth2", "OAuth 2.0"], ["api_key", "API key"], ["mtls", "Mutual TLS"]];
   const radios = types.map(([value, label]) => h("label", { class: "check" },
     h("input", { type: "radio", name: "type", value, checked: current.type === value }), " ", label));
   const typeSet = h("fieldset", { "data-path": "authentication.type" }, h("legend", {}, "Authentication method"), radios);
@@ -291,6 +293,10 @@ function openAuthentication(configuration, refresh) {
   const clientId = h("input", { name: "client_id", autocomplete: "off", value: o.client_id || "" });
   const clientSecret = h("input", { type: "password", name: "client_secret", autocomplete: "new-password" });
   const scope = h("input", { name: "scope", value: o.scope || "", placeholder: "optional, e.g. Reporting" });
+  const clientAuth = select([["client_secret_basic", "Authorization header (client_secret_basic)"], ["client_secret_post", "In the form (client_secret_post)"]],
+    { name: "client_auth_method", value: o.client_auth_method || "client_secret_basic" });
+  const audience = h("input", { name: "audience", value: o.audience || "", placeholder: "optional, e.g. https://crm.example.com/api" });
+  const resource = h("input", { name: "resource", value: o.resource || "", placeholder: "optional (RFC 8707)" });
   const oUser = h("input", { name: "oauth_username", autocomplete: "off", value: o.username || "" });
   const oPassword = h("input", { type: "password", name: "oauth_password", autocomplete: "new-password" });
   const refreshToken = h("input", { type: "password", name: "refresh_token", autocomplete: "off" });
@@ -307,14 +313,37 @@ function openAuthentication(configuration, refresh) {
     field("Client ID", clientId, { path: "authentication.client_id" }),
     field("Client secret", clientSecret, { path: "authentication.client_secret", hint: o.client_secret_set ? secretHint("client_secret_set") : "Write-only: never shown again." }),
     field("Scope (optional)", scope, { path: "authentication.scope" }),
-    passwordGrant, refreshGrant);
+    passwordGrant, refreshGrant,
+    field("Client authentication", clientAuth, { path: "authentication.client_auth_method" }),
+    field("Audience (optional)", audience, { path: "authentication.audience" }),
+    field("Resource (optional)", resource, { path: "authentication.resource" }));
 
-  const form = h("form", { novalidate: true }, typeSet, basic, oauth,
+  const k = current.type === "api_key" ? current : {};
+  const headerName = h("input", { name: "header_name", autocomplete: "off", value: k.header_name || "X-API-Key" });
+  const apiKey = h("input", { type: "password", name: "api_key", autocomplete: "new-password" });
+  const apiKeySet = h("fieldset", { "data-path": "authentication" }, h("legend", {}, "API key"),
+    field("Header name", headerName, { path: "authentication.header_name" }),
+    field("Key", apiKey, { path: "authentication.api_key", hint: k.api_key_set ? secretHint("api_key_set") : "Write-only: never shown again." }));
+
+  const m = current.type === "mtls" ? current : {};
+  const pem = (name, placeholder) => h("textarea", { name, autocomplete: "off", spellcheck: "false", placeholder });
+  const certificate = pem("certificate", "-----BEGIN CERTIFICATE-----");
+  const privateKey = pem("private_key", "-----BEGIN PRIVATE KEY-----");
+  const caBundle = pem("ca_bundle", "optional: the CA certificates of a private PKI");
+  const mtls = h("fieldset", { "data-path": "authentication" }, h("legend", {}, "Mutual TLS"),
+    field("Client certificate (PEM)", certificate, { path: "authentication.certificate",
+      hint: m.certificate_set ? `Stored: ${m.certificate_subject || "a certificate"}, expires ${m.certificate_expires_at ? fmtTime(m.certificate_expires_at) : "?"}. Write-only: paste it again to save a change.` : "Write-only: never shown again." }),
+    field("Private key (PEM, unencrypted)", privateKey, { path: "authentication.private_key", hint: "Write-only: never shown again." }),
+    field("CA bundle (PEM, optional)", caBundle, { path: "authentication.ca_bundle" }));
+
+  const form = h("form", { novalidate: true }, typeSet, basic, oauth, apiKeySet, mtls,
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Save authentication")));
   const selected = () => form.querySelector("input[name=type]:checked")?.value || "none";
   function show() {
     basic.hidden = selected() !== "basic";
     oauth.hidden = selected() !== "oauth2";
+    apiKeySet.hidden = selected() !== "api_key";
+    mtls.hidden = selected() !== "mtls";
     passwordGrant.hidden = grant.value !== "password";
     refreshGrant.hidden = grant.value !== "refresh_token";
   }
@@ -336,6 +365,17 @@ function openAuthentication(configuration, refresh) {
         if (expires.value) authentication.refresh_token_expires_at = localToIso(expires.value);
       }
       if (!clientSecret.value) throw new FormProblem(["authentication", "client_secret"], "enter the client secret (it is write-only)");
+      if (clientAuth.value !== "client_secret_basic") authentication.client_auth_method = clientAuth.value;
+      if (audience.value.trim()) authentication.audience = audience.value.trim();
+      if (resource.value.trim()) authentication.resource = resource.value.trim();
+    } else if (type === "api_key") {
+      authentication = { type, header_name: headerName.value.trim(), api_key: apiKey.value };
+      if (!apiKey.value) throw new FormProblem(["authentication", "api_key"], "enter the key (it is write-only)");
+    } else if (type === "mtls") {
+      authentication = { type, certificate: certificate.value, private_key: privateKey.value };
+      if (caBundle.value.trim()) authentication.ca_bundle = caBundle.value;
+      if (!certificate.value.trim()) throw new FormProblem(["authentication", "certificate"], "paste the client certificate (it is write-only)");
+      if (!privateKey.value.trim()) throw new FormProblem(["authentication", "private_key"], "paste the private key (it is write-only)");
     }
     await patch(`/v1/delivery-configurations/${encodeURIComponent(configuration.id)}`, { authentication });
     toast(`Authentication of ${configuration.name} was saved.`);
