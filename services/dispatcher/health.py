@@ -62,8 +62,11 @@ SELECT h.delivery_configuration_id, h.endpoint_id, h.company_id, h.url, h.failin
 FROM endpoint_health h JOIN delivery_configurations c ON c.id = h.delivery_configuration_id
 WHERE (h.failing_since IS NOT NULL OR h.announced_seconds > 0)
   -- An endpoint that is off (disabled, or set inactive) is not watched until it is on again.
-  AND EXISTS (SELECT 1 FROM jsonb_array_elements(c.endpoints) e
-              WHERE e->>'id' = h.endpoint_id AND (e->>'active')::boolean)
+  -- (CASE keeps a malformed row an older release stored from failing the query for everyone.)
+  AND CASE WHEN jsonb_typeof(c.endpoints) = 'array'
+           THEN EXISTS (SELECT 1 FROM jsonb_array_elements(c.endpoints) e
+                        WHERE e->>'id' = h.endpoint_id AND e->>'active' = 'true')
+           ELSE false END
 ORDER BY h.checked_at NULLS FIRST  -- the least recently checked first: no endpoint is starved
 LIMIT 1000
 FOR UPDATE OF h SKIP LOCKED
@@ -97,9 +100,8 @@ WHERE delivery_configuration_id = $1 AND endpoint_id = $2 AND EXISTS (SELECT 1 F
 RETURNING (SELECT company_id FROM disabled)
 """
 
-# A 410 disables at once, before the recorder has written the endpoint's health row.
-DISABLE_WITHOUT_HEALTH_ROW = """
-SELECT company_id FROM delivery_configurations WHERE id = $1
+ANNOUNCED = """
+UPDATE endpoint_health SET announced_seconds = $3 WHERE delivery_configuration_id = $1 AND endpoint_id = $2
 """
 
 # How often one replica announces, per configuration, refused OAuth credentials and exhausted
@@ -195,20 +197,32 @@ class Health:
             await connection.execute(CHECKED, [r["delivery_configuration_id"] for r in rows],
                                      [r["endpoint_id"] for r in rows])
             for row in rows:
-                step = next_step(row, now, self.disable_after, self.thresholds)
-                if isinstance(step, Disable):
-                    if await connection.fetchval(DISABLE, row["delivery_configuration_id"], row["endpoint_id"],
-                                                 step.reason):
-                        notices.append(self._notice(OperationalEvent.ENDPOINT_DISABLED, row, reason=step.reason))
-                elif step is not None:
-                    await connection.execute(
-                        "UPDATE endpoint_health SET announced_seconds = $3 "
-                        "WHERE delivery_configuration_id = $1 AND endpoint_id = $2",
-                        row["delivery_configuration_id"], row["endpoint_id"], step.announced_seconds)
-                    notices.append(self._notice(step.event_type, row, failing_since=row["failing_since"],
-                                                last_error=row["last_error"]))
+                try:
+                    async with connection.transaction():  # a savepoint: one row's failure is its own
+                        notice = await self._act_on(connection, row, now)
+                except Exception as exc:
+                    if is_unavailable(exc):
+                        raise
+                    log.warning("endpoint health of %s/%s not handled: %s", row["delivery_configuration_id"],
+                                row["endpoint_id"], exc)
+                    continue
+                if notice is not None:
+                    notices.append(notice)
         for notice in notices:  # once the state that caused them is committed
             await emit(self.producer, self.events_topic, notice)
+
+    async def _act_on(self, connection, row, now: datetime) -> dict | None:
+        """Carry out the next step for one endpoint; the notice to send once committed, if any."""
+        step = next_step(row, now, self.disable_after, self.thresholds)
+        if isinstance(step, Disable):
+            disabled = await connection.fetchval(DISABLE, row["delivery_configuration_id"], row["endpoint_id"],
+                                                 step.reason)
+            return self._notice(OperationalEvent.ENDPOINT_DISABLED, row, reason=step.reason) if disabled else None
+        if step is None:
+            return None
+        key = (row["delivery_configuration_id"], row["endpoint_id"])
+        await connection.execute(ANNOUNCED, *key, step.announced_seconds)
+        return self._notice(step.event_type, row, failing_since=row["failing_since"], last_error=row["last_error"])
 
     async def disable(self, configuration_id: str, company_id: str, endpoint_id: str, url: str, reason: str) -> None:
         """Disable at once (a 410 Gone), and tell the company."""

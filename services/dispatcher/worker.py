@@ -314,8 +314,13 @@ class Dispatcher:
                                         attempts=attempts_made, last_error=outcome.error)
 
     async def _gone(self, configuration: DeliveryConfiguration, endpoint: dict) -> None:
-        await self.health.disable(configuration.id, configuration.company_id, endpoint["id"], endpoint["url"],
-                                  "the endpoint answered 410 Gone")
+        # Best effort: the request was sent, so a failure here must not make the delivery be
+        # retried (and sent again); the endpoint's next 410 tries again.
+        try:
+            await self.health.disable(configuration.id, configuration.company_id, endpoint["id"], endpoint["url"],
+                                      "the endpoint answered 410 Gone")
+        except Exception as exc:
+            log.warning("could not disable endpoint %s of %s after a 410: %s", endpoint["id"], configuration.id, exc)
         self.configurations.forget(configuration.id)
 
     async def _hold(self, message: dict) -> None:
