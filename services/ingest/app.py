@@ -238,11 +238,11 @@ def _contract(event: IncomingEvent, catalog: Catalog) -> list[tuple[list, str]]:
     if topic.validation_mode == "enforce":
         return found
     key, now = (event.topic, event.event_type), time.monotonic()
-    if now - _last_logged.get(key, -VIOLATION_LOG_SECONDS) >= VIOLATION_LOG_SECONDS:
+    if key not in _last_logged or now - _last_logged[key] >= VIOLATION_LOG_SECONDS:
         _last_logged[key] = now
         path, message = found[0]
         log.warning("schema violation accepted (warn mode) on %s %s at data%s: %s", event.topic, event.event_type,
-                    "".join(f"[{p!r}]" for p in path), message)
+                    "".join(f"[{p!r}]" for p in path), message.partition(" (")[0])
     return []
 
 
