@@ -74,3 +74,35 @@ def watched(failing_for: float | None, span: float = 0.0, announced: float = 0.0
 ])
 def test_next_step(name, row, expected):
     assert next_step(row, T0, 5 * DAY, THRESHOLDS) == expected
+
+
+async def test_a_malformed_configuration_does_not_stall_the_watcher_for_others(stack, tenant, other_tenant, receiver):
+    """A configuration row an older release stored with `endpoints` not a list must not fail
+    the health check of every other company's endpoints."""
+    from services.dispatcher.health import Health
+    from shared.db import create_pool
+    from shared.kafka import Topics, make_producer
+    from shared.settings import Settings
+    from tests.conftest import realtime_configuration, unique_path
+
+    settings = Settings(database_url=stack.env["EM_DATABASE_URL"], kafka_bootstrap=stack.env["EM_KAFKA_BOOTSTRAP"])
+    pool = await create_pool(settings.database_url, size=2)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        failing = await realtime_configuration(other_tenant, receiver.url(unique_path()))
+        broken = await realtime_configuration(tenant, receiver.url(unique_path()))
+        for configuration in (failing, broken):
+            await pool.execute(
+                "INSERT INTO endpoint_health (delivery_configuration_id, endpoint_id, company_id, url, failing_since, "
+                "last_failure_at, failures) VALUES ($1, $2, $3, 'https://x.example', now() - interval '2 hours', "
+                "now(), 3)", configuration["id"], configuration["endpoints"][0]["id"], configuration["id"])
+        await pool.execute("""UPDATE delivery_configurations SET endpoints = '{"not": "a list"}' WHERE id = $1""",
+                           broken["id"])
+        await Health(pool, producer, Topics.of(settings).events, settings).check_once()
+        announced = await pool.fetchval("SELECT announced_seconds FROM endpoint_health "
+                                        "WHERE delivery_configuration_id = $1", failing["id"])
+        assert announced == 3600, "the other company's failing endpoint was announced at the first threshold"
+    finally:
+        await producer.stop()
+        await pool.close()
