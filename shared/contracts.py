@@ -105,6 +105,16 @@ def violations(validator: jsonschema_rs.Validator, data: Any) -> list[tuple[list
     return found
 
 
+def first_violation(validator: jsonschema_rs.Validator, data: Any) -> tuple[list, str] | None:
+    """The first place `data` breaks the schema, or None: a few microseconds, where listing every
+    violation (`violations`) costs tens."""
+    try:
+        validator.validate(data)
+    except jsonschema_rs.ValidationError as error:
+        return [*error.instance_path], _describe(error)
+    return None
+
+
 def _describe(error: jsonschema_rs.ValidationError) -> str:
     keyword = next((part for part in reversed(error.schema_path) if isinstance(part, str)), "schema")
     detail = {key: value for key, value in _kind_detail(error.kind).items() if key not in ("instance", "value")}

@@ -112,6 +112,11 @@ async def test_off_warn_and_enforce(stack, admin, urls, tenant, shop):
     locs = [e["loc"] for e in response.json()["errors"]]
     assert locs == [["events", 1, "data", "amount"], ["events", 1, "data", "lines", 1, "sku"]], locs
     assert "five" not in response.text and "nope" not in response.text, "the data is not echoed"
+    # past 100 errors, each further event names its first violation only (bounded work for a refused request)
+    many = await client.post("/v1/events", json={"events": [_event(topic, tenant, BAD) for _ in range(120)]})
+    assert many.status_code == 422
+    errors = many.json()["errors"]
+    assert len(errors) == 50 * 2 + 70 and errors[-1]["loc"][:3] == ["events", 119, "data"], errors[-1]
     single = await client.post("/v1/events", json=_event(topic, tenant, {"amount": -1}))
     assert single.status_code == 422
     assert [e["loc"] for e in single.json()["errors"]] == [["data"], ["data", "amount"]]
