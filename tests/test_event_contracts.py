@@ -5,6 +5,7 @@ as an AsyncAPI 3.0 document."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 import httpx
@@ -282,3 +283,18 @@ async def test_asyncapi_document(admin, tenant):
     assert placed["examples"][0]["payload"]["data"] == GOOD
     async with httpx.AsyncClient(base_url=str(tenant.client.base_url)) as anonymous:
         assert (await anonymous.get("/v1/topics/asyncapi.json")).status_code == 401
+
+
+def test_a_pathological_pattern_cannot_stall_validation():
+    """Patterns run on a linear-time engine: the classic catastrophic-backtracking pattern on a
+    long non-matching string takes what a plain scan takes (Python's re would take years)."""
+    from shared.contracts import compile_schema, schema_problems
+
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"},
+                                               "t": {"type": "string", "pattern": "^(a|aa)*b$"}}}
+    assert schema_problems(schema) == []
+    validator = compile_schema(schema)
+    data = {"s": "a" * 100_000 + "!", "t": "a" * 100_000}
+    started = time.process_time()
+    assert not validator.is_valid(data)
+    assert time.process_time() - started < 0.5
