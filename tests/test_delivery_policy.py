@@ -90,7 +90,7 @@ async def test_the_configured_timeout_fires_and_is_recorded(tenant, source, rece
     await wait_for_status(tenant, event_id, "failed")
     [attempt] = await attempts_of(tenant, event_id)
     assert attempt["error"] == "timeout after 1s"
-    assert 900 <= attempt["duration_ms"] < 1500
+    assert 900 <= attempt["duration_ms"] < 1900  # the operator's 2 s would have let the answer in
     assert attempt["policy"]["timeout_seconds"] == 1
     assert attempt["policy"]["failure"] == "timeout"
     assert attempt["policy"]["decision"] == "failed" and attempt["policy"]["max_attempts"] == 1
