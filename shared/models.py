@@ -105,6 +105,9 @@ class DeliveryConfiguration(Base):
     secrets_encrypted: Mapped[str | None] = mapped_column(Text)
     # Per-configuration delivery policy (headers, timeout, method, retry schedule); None: defaults.
     policy: Mapped[dict | None] = mapped_column(JSONB)
+    # Also sign with the company's ed25519 key (`v1a`, beside the `v1` HMAC), migration 0014.
+    asymmetric_signing: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                                     server_default=sa_false())
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
@@ -375,3 +378,34 @@ class ConsoleSession(Base):
         CheckConstraint("kind IN ('session', 'link')", name="ck_console_sessions_kind"),
         CheckConstraint("role IN ('company', 'operator')", name="ck_console_sessions_role"),
     )
+
+
+class SigningKey(Base):
+    """A company's ed25519 key for `v1a` signatures (migration 0014): the public key is published
+    (`whpk_...`), the private key encrypted under EM_SECRET_KEY. One per company."""
+
+    __tablename__ = "signing_keys"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), nullable=False)
+    algorithm: Mapped[str] = mapped_column(String, nullable=False, default="ed25519", server_default="ed25519")
+    public_key: Mapped[str] = mapped_column(Text, nullable=False)
+    private_key_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (UniqueConstraint("company_id", name="uq_signing_keys_company_id"),)
+
+
+class TestDelivery(Base):
+    """A test event sent through a configuration (migration 0014): the api writes the row, the
+    dispatcher sends once (no retries, no delivery row) and writes `attempts` here. Kept apart from
+    deliveries so that no dashboard counter or event search ever sees it."""
+
+    __tablename__ = "test_deliveries"
+    __test__ = False  # not a pytest class
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), index=True)
+    delivery_configuration_id: Mapped[str] = mapped_column(
+        ForeignKey("delivery_configurations.id", ondelete="CASCADE"), index=True)
+    event_type: Mapped[str] = mapped_column(String, nullable=False)
+    attempts: Mapped[list | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _created()
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -21,7 +21,9 @@ from services.api.routes import (
     monitored_numbers,
     replay,
     schedules,
+    signing,
     subscriptions,
+    testing,
     topics,
 )
 from shared.media import MediaStore
@@ -51,6 +53,6 @@ app = create_service_app(
     version="1.0.0",
 )
 for module in (admin, topics, delivery_configurations, subscriptions, replay, monitored_numbers, events, dashboard,
-               bulk_actions, buffer_files, dead_letters, schedules, console_sessions):
+               bulk_actions, buffer_files, dead_letters, schedules, console_sessions, signing, testing):
     app.include_router(module.router)
 mount_console(app)  # the web console at /console, a client of the API above

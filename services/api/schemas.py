@@ -352,7 +352,10 @@ class DeliveryConfigurationCreate(Strict):
     throttle: Throttle | None = None
     schedule: Schedule | None = None
     authentication: Authentication = NoAuth(type="none")
-    signing_secret: SigningSecret = None
+    signing_secret: SigningSecret = Field(None, description="Left out: the server generates one and shows it "
+                                          "once, in this answer; null: deliveries are not signed")
+    asymmetric_signing: bool = Field(False, description="Also sign with the company's ed25519 key (`v1a`), "
+                                     "published at GET /v1/signing-keys")
     policy: DeliveryPolicy | None = None
 
     model_config = ConfigDict(
@@ -391,6 +394,7 @@ class DeliveryConfigurationUpdate(Strict):
     schedule: Schedule | None = None
     authentication: Authentication = None
     signing_secret: SigningSecret = None
+    asymmetric_signing: bool = None
     policy: DeliveryPolicy | None = None
 
 
@@ -407,6 +411,10 @@ class DeliveryConfigurationPublic(BaseModel):
     next_fire_times: list[datetime] | None = None
     authentication: dict[str, Any]
     signing_secret_set: bool
+    signing_secret: str | None = Field(None, description="Only in the answer that generated it (create)")
+    signing_previous_expires_at: datetime | None = Field(
+        None, description="During a rotation's grace period: when the previous secret stops signing")
+    asymmetric_signing: bool = False
     # Header values and the CA bundle are write-only: `header_names` and `ca_bundle_set` instead.
     policy: dict[str, Any] | None = None
     created_at: datetime

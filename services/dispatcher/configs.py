@@ -13,6 +13,7 @@ import asyncpg
 import orjson
 
 from services.dispatcher.policy import Policy
+from services.dispatcher.signing import Signer, private_key
 from shared import tls
 from shared.security import decrypt_json, encrypt_json
 
@@ -34,6 +35,9 @@ class DeliveryConfiguration:
     headers: dict | None = field(default=None, repr=False)
     # Its own verifying TLS context (a client certificate, a private CA); None: the session's.
     ssl: ssl.SSLContext | None = None
+
+    # The signatures it sends (services/dispatcher/signing.py); None: unsigned.
+    signer: Signer | None = field(default=None, repr=False)
 
     @property
     def signing_secret(self) -> str | None:
@@ -64,8 +68,10 @@ class ConfigurationCache:
             async with self._locks.setdefault(configuration_id, asyncio.Lock()):
                 if self._stale(configuration_id):
                     row = await self.pool.fetchrow(
-                        "SELECT id, company_id, active, paused, mode, endpoints, format, throttle, authentication, "
-                        "secrets_encrypted, policy FROM delivery_configurations WHERE id = $1",
+                        "SELECT c.id, c.company_id, c.active, c.paused, c.mode, c.endpoints, c.format, c.throttle, "
+                        "c.authentication, c.secrets_encrypted, c.policy, k.private_key_encrypted AS signing_key "
+                        "FROM delivery_configurations c LEFT JOIN signing_keys k "
+                        "ON c.asymmetric_signing AND k.company_id = c.company_id WHERE c.id = $1",
                         configuration_id,
                     )
                     self._configurations[configuration_id] = self._configuration(row) if row else None
@@ -89,7 +95,17 @@ class ConfigurationCache:
             policy=Policy.of(_json(row["policy"]), self.retry_jitter),
             headers=_extra_headers(authentication, secrets),
             ssl=_tls_context(authentication, secrets),
+            signer=self._signer(secrets, row["signing_key"]),
         )
+
+    def _signer(self, secrets: dict, signing_key: str | None) -> Signer | None:
+        ed25519 = None
+        if signing_key:
+            try:
+                ed25519 = private_key(decrypt_json(self.secret_key, signing_key)["private_key"])
+            except (KeyError, ValueError) as exc:
+                log.warning("the company's signing key does not load: %s", exc)
+        return Signer.of(secrets, ed25519)
 
     def forget(self, configuration_id: str) -> None:
         self._loaded_at.pop(configuration_id, None)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
 import time
 from xml.etree import ElementTree
 
 import orjson
+
+from services.dispatcher.signing import Signer
 
 _XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # XML 1.0 cannot carry most control characters, even escaped; they are dropped.
@@ -55,18 +54,11 @@ def _append(parent: ElementTree.Element, key: str, value) -> None:
         element.text = _XML_INVALID.sub("", str(value))
 
 
-def webhook_headers(delivery_id: str, body: bytes, signing_secret: str | None) -> dict[str, str]:
-    """`webhook-id` is the delivery id: stable across retries, so receivers can dedupe."""
+def webhook_headers(delivery_id: str, body: bytes, signer: Signer | None) -> dict[str, str]:
+    """`webhook-id` is the delivery id: stable across retries, so receivers can dedupe. The
+    signatures (services/dispatcher/signing.py) are those the configuration has in force now."""
     timestamp = str(int(time.time()))
     headers = {"webhook-id": delivery_id, "webhook-timestamp": timestamp}
-    if signing_secret:
-        key = signing_key(signing_secret)
-        signed = f"{delivery_id}.{timestamp}.".encode() + body
-        signature = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-        headers["webhook-signature"] = f"v1,{signature}"
+    if signer is not None:
+        headers["webhook-signature"] = signer.signature(delivery_id, timestamp, body)
     return headers
-
-
-def signing_key(secret: str) -> bytes:
-    """Standard Webhooks secrets are `whsec_` + base64 of the key bytes."""
-    return base64.b64decode(secret.removeprefix("whsec_"))

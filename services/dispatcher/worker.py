@@ -42,6 +42,7 @@ from services.dispatcher.policy import Policy, explain
 from services.dispatcher.recorder import DeliveryState, Recorder
 from services.dispatcher.retry import RetrySchedule
 from services.dispatcher.sender import Attempt, failed_attempt, post
+from services.dispatcher.testing import send_test
 from services.dispatcher.throttle import ThrottleBucket
 from shared.deadletter import kafka_source, retry_while_unavailable, set_aside
 from shared.messages import decode, valid_delivery
@@ -160,7 +161,7 @@ class Dispatcher:
                 await retry_while_unavailable("dispatcher", partial(
                     set_aside, self.recorder.pool, service="dispatcher", source=kafka_source(partition.topic),
                     reason=reason, payload=raw, key=key, company_id=message and message["company_id"]))
-                if message is not None:  # the company sees it failed (and may republish it), not queued for ever
+                if message is not None and not message.get("test"):  # the company sees it failed, not queued for ever
                     await self._settle(message, [], GaveUp(f"could not be delivered: {reason}"[:500]))
             except Exception:
                 log.exception("could not set aside %s", reason)
@@ -171,6 +172,9 @@ class Dispatcher:
     # --- one delivery ---------------------------------------------------------------------
 
     async def deliver(self, message: dict) -> None:
+        if message.get("test"):  # a test event: sent once, recorded apart (services/dispatcher/testing.py)
+            await send_test(self, message)
+            return
         configuration = await self.configurations.get(message["delivery_configuration_id"])
         already_succeeded = set(message["succeeded_endpoints"])
         outcome, endpoints = before_sending(configuration, already_succeeded)
@@ -247,13 +251,8 @@ class Dispatcher:
                 if not exc.retryable:
                     await self.health.token_refused(configuration.id, configuration.company_id, str(exc))
                 break
-            headers = {"content-type": content_type, "user-agent": USER_AGENT,
-                       **webhook_headers(delivery_id, body, configuration.signing_secret)}
-            if configuration.headers:  # custom headers, an API key (never one of the above: the api refuses those)
-                headers.update(configuration.headers)
-            if authorization:
-                headers["authorization"] = authorization
-            attempt = await self._send(lane, endpoint, body, headers, bucket, configuration)
+            headers = self.request_headers(configuration, content_type, delivery_id, body, authorization)
+            attempt = await self.send(lane, endpoint, body, headers, bucket, configuration)
             attempts.append(attempt)
             if attempt.http_status == 410:  # the receiver says this endpoint is gone for good
                 await self._gone(configuration, endpoint)
@@ -265,7 +264,18 @@ class Dispatcher:
             break
         return EndpointResult(attempts)
 
-    async def _send(self, lane: EndpointLane, endpoint: dict, body: bytes, headers: dict,
+    @staticmethod
+    def request_headers(configuration: DeliveryConfiguration, content_type: str, delivery_id: str, body: bytes,
+                        authorization: str | None) -> dict:
+        headers = {"content-type": content_type, "user-agent": USER_AGENT,
+                   **webhook_headers(delivery_id, body, configuration.signer)}
+        if configuration.headers:  # custom headers, an API key (never one of the above: the api refuses those)
+            headers.update(configuration.headers)
+        if authorization:
+            headers["authorization"] = authorization
+        return headers
+
+    async def send(self, lane: EndpointLane, endpoint: dict, body: bytes, headers: dict,
                     bucket: ThrottleBucket | None, configuration: DeliveryConfiguration) -> Attempt:
         """Throttled requests go out the moment their bucket lets them, without waiting for a
         shared concurrency slot: the bucket bounds them anyway."""

@@ -15,6 +15,7 @@ from services.api.schemas import (
     ResumedPublic,
 )
 from services.api.store import delivery_configurations as store
+from services.api.store import signing
 from shared import tls
 from shared.models import DeliveryConfiguration
 from shared.settings import Settings
@@ -45,7 +46,7 @@ def present(configuration: DeliveryConfiguration, settings: Settings) -> Deliver
         schedule=configuration.schedule,
         next_fire_times=store.upcoming_fire_times(configuration),
         authentication=authentication,
-        signing_secret_set=bool(secrets.get("signing_secret")),
+        **signing.shown(configuration, secrets),  # the generated secret only in the create answer
         policy=_policy(configuration.policy, secrets),
         created_at=configuration.created_at,
         updated_at=configuration.updated_at,
@@ -61,7 +62,8 @@ def _policy(policy: dict | None, secrets: dict) -> dict | None:
 
 @router.post("", status_code=201, response_model=DeliveryConfigurationPublic, summary="Create a configuration",
              description="Nothing is delivered until `active` is true. Secrets are encrypted at rest and never "
-                         "returned.")
+                         "returned, but for a signing secret the server generated (`signing_secret` left out): "
+                         "this answer shows it, once.")
 async def create(body: DeliveryConfigurationCreate, request: Request, session: SessionDep,
                  caller: CompanyDep, settings: SettingsDep):
     configuration = await store.create(session, caller.company_id, body, settings)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.schemas import SECRET_FIELDS, DeliveryConfigurationCreate, DeliveryConfigurationUpdate
-from services.api.store import deliveries, find_owned, saved
+from services.api.store import deliveries, find_owned, saved, signing
 from services.api.store.patch import merge_patch
 from shared import tls
 from shared.errors import InvalidInput, NotFound
@@ -54,10 +54,17 @@ def upcoming_fire_times(configuration: DeliveryConfiguration, count: int = 5) ->
 async def create(session: AsyncSession, company_id: str, body: DeliveryConfigurationCreate,
                  settings: Settings) -> DeliveryConfiguration:
     values = body.model_dump()
+    generated = None
+    if "signing_secret" not in body.model_fields_set:  # `"signing_secret": null` asks for none
+        values["signing_secret"] = generated = signing.new_signing_secret()
     await _check(values, settings)
     configuration = DeliveryConfiguration(id=new_id("dc"), company_id=company_id, endpoints=[])
     _write(configuration, values, settings.secret_key)
-    return await saved(session, configuration)
+    if configuration.asymmetric_signing:
+        await signing.company_key(session, company_id, settings.secret_key)
+    configuration = await saved(session, configuration)
+    configuration.generated_signing_secret = generated  # shown once, in this answer only
+    return configuration
 
 
 async def update(session: AsyncSession, company_id: str, delivery_configuration_id: str,
@@ -70,6 +77,8 @@ async def update(session: AsyncSession, company_id: str, delivery_configuration_
     was_paused, was_inactive = configuration.paused, _inactive_endpoint_ids(configuration)
     had = {e["id"] for e in configuration.endpoints}
     _write(configuration, values, settings.secret_key)
+    if configuration.asymmetric_signing:
+        await signing.company_key(session, company_id, settings.secret_key)
     has = {e["id"] for e in configuration.endpoints}
     # Turned on again: a new spell from its next failure. Removed: nothing left to watch.
     await _forget_health(session, configuration, (was_inactive - _inactive_endpoint_ids(configuration)) | (had - has))
@@ -132,6 +141,7 @@ def _current(configuration: DeliveryConfiguration, secrets: dict[str, str]) -> d
         "authentication": {**configuration.authentication,
                            **{k: v for k, v in secrets.items() if k in SECRET_FIELDS}},
         "signing_secret": secrets.get("signing_secret"),
+        "asymmetric_signing": configuration.asymmetric_signing,
         "policy": _current_policy(configuration.policy, secrets),
     }
 
@@ -147,6 +157,10 @@ def _write(configuration: DeliveryConfiguration, values: dict[str, Any], secret_
     visible, hidden = _split_authentication(values["authentication"])
     if values["signing_secret"]:
         hidden["signing_secret"] = values["signing_secret"]
+        before = decrypt_json(secret_key, configuration.secrets_encrypted)
+        if before.get("signing_secret") == values["signing_secret"]:  # a rotation's grace period goes on
+            hidden.update({k: before[k] for k in ("signing_secret_previous", "signing_previous_until") if k in before})
+    configuration.asymmetric_signing = bool(values.get("asymmetric_signing"))
     configuration.policy = _split_policy(values.get("policy"), hidden)
     configuration.name = values["name"]
     configuration.mode = values["mode"]
