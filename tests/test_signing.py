@@ -8,12 +8,15 @@ import base64
 import re
 import time
 
+import asyncpg
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from services.dispatcher.configs import ConfigurationCache
 from services.dispatcher.signing import Signer
+from shared.db import asyncpg_dsn
 from tests.conftest import eventually, make_tenant, realtime_configuration, settle, subscribe, unique_path
 from tests.delivery_helpers import publish
 
@@ -208,3 +211,25 @@ def test_signing_costs_microseconds_per_delivery():
         costs[name] = (time.perf_counter() - started) / runs * 1e6
     print("signing cost per delivery (µs):", {k: round(v, 1) for k, v in costs.items()})
     assert costs["v1"] < 100 and costs["v1 + v1a"] < 1000
+
+
+async def test_a_rotated_refresh_token_stored_by_the_dispatcher_keeps_a_newer_signing_secret(stack, tenant, receiver):
+    """The dispatcher stores a rotated OAuth refresh token from its cached configuration, which may
+    predate a signing-secret rotation: the stored secrets must keep the new signing secret."""
+    configuration = await realtime_configuration(tenant, receiver.url(unique_path()), authentication={
+        "type": "oauth2", "token_url": receiver.url("/token"), "client_id": "c", "client_secret": "s",
+        "grant_type": "refresh_token", "refresh_token": "rt-1"})
+    pool = await asyncpg.create_pool(asyncpg_dsn(stack.env["EM_DATABASE_URL"]), min_size=1, max_size=2)
+    try:
+        cache = ConfigurationCache(pool, stack.env["EM_SECRET_KEY"])
+        cached = await cache.get(configuration["id"])  # loaded before the rotation
+        url = f"/v1/delivery-configurations/{configuration['id']}/signing-secret"
+        new = (await tenant.client.post(f"{url}/rotate", json={"grace_seconds": 60})).json()["signing_secret"]
+        await cache.store_refresh_token(cached, "rt-2")
+        cache.forget(configuration["id"])
+        reloaded = await cache.get(configuration["id"])
+    finally:
+        await pool.close()
+    assert reloaded.secrets["refresh_token"] == "rt-2"
+    assert reloaded.secrets["signing_secret"] == new
+    assert (await tenant.client.post(f"{url}/reveal")).json()["signing_secret"] == new

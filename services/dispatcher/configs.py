@@ -121,10 +121,14 @@ class ConfigurationCache:
     async def store_refresh_token(self, configuration: DeliveryConfiguration, refresh_token: str) -> None:
         """The token server rotated the refresh token: keep the new one, or the next refresh fails."""
         configuration.secrets["refresh_token"] = refresh_token
-        await self.pool.execute(
-            "UPDATE delivery_configurations SET secrets_encrypted = $2 WHERE id = $1",
-            configuration.id, encrypt_json(self.secret_key, configuration.secrets),
-        )
+        # Written into what is stored now, not our cached copy: a signing secret rotated (or any
+        # secret changed) since this copy was loaded must not be undone.
+        async with self.pool.acquire() as connection, connection.transaction():
+            stored = await connection.fetchval(
+                "SELECT secrets_encrypted FROM delivery_configurations WHERE id = $1 FOR UPDATE", configuration.id)
+            secrets = {**decrypt_json(self.secret_key, stored), "refresh_token": refresh_token}
+            await connection.execute("UPDATE delivery_configurations SET secrets_encrypted = $2 WHERE id = $1",
+                                     configuration.id, encrypt_json(self.secret_key, secrets))
 
 
 def _extra_headers(authentication: dict, secrets: dict) -> dict | None:
