@@ -83,3 +83,17 @@ async def test_another_company_cannot_test_and_bad_input_names_the_field(tenant,
         assert response.status_code == 422, (body, response.text)
         assert response.json()["errors"][0]["loc"] == loc, (body, response.json())
     assert receiver.requests[path] == []
+
+
+async def test_a_test_event_answers_the_configurations_timeout_as_its_attempt(tenant, receiver):
+    path = unique_path("test-event-slow")
+    receiver.script(path, delay=4)
+    configuration = await realtime_configuration(tenant, receiver.url(path), policy={"timeout_seconds": 1})
+    await settle()
+    response = await tenant.client.post(f"/v1/delivery-configurations/{configuration['id']}/test",
+                                        json={"event_type": "message.failed"})
+    assert response.status_code == 200, response.text
+    [attempt] = response.json()["attempts"]
+    assert attempt["http_status"] is None and attempt["error"] == "timeout after 1s"
+    assert 900 <= attempt["duration_ms"] < 3000
+    assert len(receiver.requests[path]) == 1, "sent once: a test is never retried"
