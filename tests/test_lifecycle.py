@@ -127,13 +127,15 @@ async def test_an_endpoint_failing_past_the_disable_time_is_disabled_and_can_be_
     configuration = await realtime_configuration(tenant, receiver.url(failing_path))
     await subscribe(tenant, configuration["id"])
     operations_path, _ = await operations_subscription(tenant, receiver)
-    # A test clock: disabled after 3 s of continuous failure instead of 5 days; announced at 1 s.
+    # A test clock: disabled after 3 s of continuous failure (and 5 failures) instead of 5 days;
+    # announced at 1 s. Retries a second apart, no breaker pauses, so a loaded machine gets there.
     async with dispatcher_with(stack, {"EM_ENDPOINT_DISABLE_AFTER_SECONDS": "3", "EM_HEALTH_CHECK_SECONDS": "0.5",
-                                       "EM_ENDPOINT_FAILING_THRESHOLDS": "1",
-                                       "EM_RETRY_SCHEDULE": "0,1,1,1,1,1,1,1,1,1"}):
+                                       "EM_ENDPOINT_FAILING_THRESHOLDS": "1", "EM_CIRCUIT_FAILURE_THRESHOLD": "100",
+                                       "EM_RETRY_POLL_SECONDS": "0.2",
+                                       "EM_RETRY_SCHEDULE": "0,1,1,1,1,1,1,1,1,1,1,1,1,1,1"}):
         await settle()
         [event_id] = await publish(source, tenant)
-        notices = await receiver.wait_for(operations_path, 2, timeout=60)
+        notices = await receiver.wait_for(operations_path, 2, timeout=120)
         assert [n.json()["event_type"] for n in notices[:2]] == ["endpoint.failing", "endpoint.disabled"]
         assert notices[1].json()["data"]["reason"].startswith("failed without a success for ")
         failed = await wait_for_status(tenant, event_id, "failed", timeout=60)
