@@ -27,6 +27,7 @@ from pydantic import AfterValidator, Field
 MAX_SCHEMA_BYTES = 65536
 MAX_SCHEMA_DEPTH = 32
 MAX_PATTERN_LENGTH = 1000
+MAX_EXPANDED_NODES = 10_000  # subschemas one validation may visit, $refs followed
 MAX_REPORTED = 10  # violations named per event
 MODES = ("off", "warn", "enforce")
 REF_KEYWORDS = ("$ref", "$dynamicRef")
@@ -66,6 +67,50 @@ def _keyword_problems(schema: dict) -> list[tuple[list, str]]:
     return problems
 
 
+def _expanded_nodes(schema: dict) -> int:
+    """How many subschemas a validation may visit with every local `$ref` followed (each
+    target counted once and reused; a reference back into its own chain, recursion, counts once)."""
+    sizes: dict[str, int] = {}
+
+    def count(node: Any, chain: frozenset) -> int:
+        if isinstance(node, list):
+            return sum(count(item, chain) for item in node)
+        if not isinstance(node, dict):
+            return 0
+        total = 1
+        for key, value in node.items():
+            if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+                if value not in chain:
+                    if value not in sizes:
+                        sizes[value] = count(_local_target(schema, value), chain | {value})
+                    total += sizes[value]
+            elif key not in _NOT_SUBSCHEMAS:
+                total += count(value, chain)
+        return total
+
+    return count(schema, frozenset())
+
+
+# Keywords whose values are data, or definitions counted only where they are referenced.
+_NOT_SUBSCHEMAS = frozenset({"$defs", "definitions", "const", "enum", "examples", "default"})
+
+
+def _local_target(schema: dict, reference: str) -> Any:
+    """What a local JSON-pointer reference (`#/$defs/x`) points at, or None."""
+    if not reference.startswith("#/") and reference != "#":
+        return None
+    node: Any = schema
+    for part in reference[2:].split("/") if reference != "#" else []:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
 def compile_schema(schema: dict) -> jsonschema_rs.Validator:
     """A compiled Draft 2020-12 validator: linear-time regexes, no retrieval, formats not asserted."""
     return jsonschema_rs.Draft202012Validator(schema, pattern_options=jsonschema_rs.RegexOptions(), offline=True)
@@ -85,6 +130,10 @@ def schema_problems(schema: Any) -> list[tuple[list, str]]:
                 for error in jsonschema.Draft202012Validator(
                     jsonschema.Draft202012Validator.META_SCHEMA).iter_errors(schema)]
     problems += _keyword_problems(schema)
+    if not problems and _expanded_nodes(schema) > MAX_EXPANDED_NODES:
+        # Size and depth do not bound the work: `$ref`s to `$ref`s double it at each level.
+        problems.append(([], f"the schema expands to more than {MAX_EXPANDED_NODES} subschemas once its $refs are "
+                             "followed; validating against it would cost too much"))
     if problems:
         return problems[:MAX_REPORTED]
     try:

@@ -7,12 +7,19 @@ from __future__ import annotations
 import hashlib
 import os
 import ssl
-import tempfile
+import threading
+from collections import OrderedDict
 from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+# Bigger RSA keys cost seconds to check and a tenth of a second per handshake, on shared workers.
+MAX_RSA_BITS = 4096
+# Contexts kept by the dispatcher (about 1 MB each): the most recently used.
+MAX_CONTEXTS = 256
 
 
 class TlsMaterialInvalid(ValueError):
@@ -32,6 +39,7 @@ def check(certificate: str | None, private_key: str | None, ca_bundle: str | Non
     if certificate is None and private_key is None:
         return
     cert = _certificate(certificate or "")
+    _check_key_type(cert.public_key())
     key = _private_key(private_key or "")
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     if cert.public_key().public_bytes(serialization.Encoding.DER, public) != \
@@ -53,9 +61,20 @@ def _certificate(pem: str) -> x509.Certificate:
     return cert
 
 
+def _check_key_type(public_key) -> None:
+    if isinstance(public_key, rsa.RSAPublicKey):
+        if public_key.key_size > MAX_RSA_BITS:
+            raise TlsMaterialInvalid("certificate", f"RSA keys above {MAX_RSA_BITS} bits are refused "
+                                                    f"(this one has {public_key.key_size})")
+    elif not isinstance(public_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        raise TlsMaterialInvalid("certificate", "the certificate's key must be RSA, EC or Ed25519/Ed448")
+
+
 def _private_key(pem: str):
     try:
-        return serialization.load_pem_private_key(pem.encode(), password=None)
+        # The expensive RSA checks are skipped: the key is then compared with the certificate's
+        # public key, whose size is already bounded, so a mismatched or oversized key is refused.
+        return serialization.load_pem_private_key(pem.encode(), password=None, unsafe_skip_rsa_key_validation=True)
     except TypeError:
         raise TlsMaterialInvalid("private_key", "the private key is encrypted: give it without a passphrase") from None
     except (ValueError, UnsupportedAlgorithm):
@@ -82,7 +101,8 @@ def describe(certificate: str) -> dict:
             "certificate_expires_at": cert.not_valid_after_utc.isoformat()}
 
 
-_contexts: dict[str, ssl.SSLContext] = {}
+_contexts: OrderedDict[str, ssl.SSLContext] = OrderedDict()
+_contexts_lock = threading.Lock()  # configurations are loaded in worker threads
 
 
 def client_context(certificate: str | None, private_key: str | None, ca_bundle: str | None) -> ssl.SSLContext:
@@ -90,19 +110,28 @@ def client_context(certificate: str | None, private_key: str | None, ca_bundle: 
     client certificate when there is one. Cached by the digest of the material: the same
     material (however often its configuration is reloaded) is one context, one TLS session cache."""
     digest = hashlib.sha256("\0".join((certificate or "", private_key or "", ca_bundle or "")).encode()).hexdigest()
-    context = _contexts.get(digest)
-    if context is None:
-        context = _contexts[digest] = _build(certificate, private_key, ca_bundle)
+    with _contexts_lock:
+        context = _contexts.get(digest)
+        if context is not None:
+            _contexts.move_to_end(digest)
+            return context
+    context = _build(certificate, private_key, ca_bundle)
+    with _contexts_lock:
+        _contexts[digest] = context
+        while len(_contexts) > MAX_CONTEXTS:
+            _contexts.popitem(last=False)
     return context
 
 
 def _build(certificate: str | None, private_key: str | None, ca_bundle: str | None) -> ssl.SSLContext:
     context = ssl.create_default_context(cadata=ca_bundle) if ca_bundle else ssl.create_default_context()
     if certificate and private_key:
-        # The ssl module loads a chain only from files: a private directory, removed at once.
-        with tempfile.TemporaryDirectory(prefix="em-tls-") as directory:
-            path = os.path.join(directory, "client.pem")
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
-                file.write(certificate.strip() + "\n" + private_key.strip() + "\n")
-            context.load_cert_chain(path)
+        # The ssl module loads a chain only from a file: an anonymous one in memory, so the key
+        # never touches a disk, not even after a crash.
+        descriptor = os.memfd_create("em-tls", os.MFD_CLOEXEC)
+        try:
+            os.write(descriptor, (certificate.strip() + "\n" + private_key.strip() + "\n").encode())
+            context.load_cert_chain(f"/proc/self/fd/{descriptor}")
+        finally:
+            os.close(descriptor)
     return context

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 ASYNCAPI_VERSION = "3.0.0"
 _NOT_ID = re.compile(r"[^\w.\-]")  # AsyncAPI component keys: ^[\w\d.\-_]+$
@@ -30,7 +31,10 @@ def delivered_payload(topic: str, event_type: str, data_schema: dict | None) -> 
             "company_id": {**nullable_string, "description": "null for broadcast topics"},
             "subject": {**nullable_string, "description": "What the event is about (for NIS-Events, the number)"},
             "occurred_at": {"type": "string", "format": "date-time"},
-            "data": data_schema if data_schema is not None else ANY_DATA,
+            # Its own `$id`: the schema's local `$ref`s (#/$defs/...) resolve against itself, not
+            # against the delivered document it is embedded in.
+            "data": {"$id": f"urn:event-manager:{quote(topic)}:{quote(event_type)}", **data_schema}
+                    if data_schema is not None else ANY_DATA,
             "subscription_id": {"type": "string", "description": "The subscription that matched the event"},
         },
     }

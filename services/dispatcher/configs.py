@@ -74,7 +74,10 @@ class ConfigurationCache:
                         "ON c.asymmetric_signing AND k.company_id = c.company_id WHERE c.id = $1",
                         configuration_id,
                     )
-                    self._configurations[configuration_id] = self._configuration(row) if row else None
+                    # In a thread: decrypting and building a TLS context take milliseconds that
+                    # must not hold up every other delivery on this loop.
+                    self._configurations[configuration_id] = (await asyncio.to_thread(self._configuration, row)
+                                                              if row else None)
                     self._loaded_at[configuration_id] = time.monotonic()
         return self._configurations[configuration_id]
 
