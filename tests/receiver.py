@@ -21,6 +21,27 @@ async def serve(app: web.Application, port: int) -> web.AppRunner:
     return runner
 
 
+class ScriptedEndpoint:
+    """One endpoint, `POST <url>`, on a free port of 127.0.0.1, answered by the subclass's
+    `_answer`: for a test that needs an endpoint to behave in a way a Script cannot say."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/crm"
+
+    async def listen(self) -> None:
+        app = web.Application()
+        app.router.add_post("/crm", self._answer)
+        self.runner = await serve(app, self.port)
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        raise NotImplementedError
+
+
 @dataclass
 class Received:
     path: str

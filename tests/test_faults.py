@@ -16,9 +16,9 @@ import httpx
 import pytest
 from aiohttp import web
 
-from services.devstack import free_port, wait_for_ready
+from services.devstack import wait_for_ready
 from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
-from tests.receiver import serve
+from tests.receiver import ScriptedEndpoint
 
 
 class Publisher:
@@ -148,25 +148,15 @@ async def _is(status_coroutine, wanted: int) -> bool:
         return False
 
 
-class FlakyEndpoint:
+class FlakyEndpoint(ScriptedEndpoint):
     """A real endpoint that goes through the ways of being down: nothing listening (refused),
     then 503s, then answers too slow for the timeout, then back."""
 
     def __init__(self):
-        self.port = free_port()
+        super().__init__()
         self.mode = "503"
         self.accepted: list[str] = []
         self.hung_up = asyncio.Event()
-        self.runner = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/crm"
-
-    async def listen(self) -> None:
-        app = web.Application()
-        app.router.add_post("/crm", self._answer)
-        self.runner = await serve(app, self.port)
 
     async def _answer(self, request: web.Request) -> web.Response:
         body = await request.json()

@@ -9,31 +9,21 @@ import signal
 import pytest
 from aiohttp import web
 
-from services.devstack import free_port, wait_for_ready
+from services.devstack import wait_for_ready
 from tests.conftest import eventually, realtime_configuration, settle, subscribe
 from tests.delivery_helpers import publish, wait_for_status
-from tests.receiver import serve
+from tests.receiver import ScriptedEndpoint
 
 
-class HangingEndpoint:
+class HangingEndpoint(ScriptedEndpoint):
     """Hangs on every request until `answer` is set; then answers 200."""
 
     def __init__(self):
-        self.port = free_port()
+        super().__init__()
         self.answer = asyncio.Event()
         self.received: list[str] = []
-        self.runner = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/crm"
-
-    async def listen(self) -> None:
-        app = web.Application()
-        app.router.add_post("/crm", self._handle)
-        self.runner = await serve(app, self.port)
-
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _answer(self, request: web.Request) -> web.Response:
         self.received.append((await request.json())["id"])
         await self.answer.wait()
         return web.Response(status=200)
