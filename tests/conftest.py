@@ -20,6 +20,7 @@ from services.devstack import SERVICES, Stack, free_port
 from shared.db import asyncpg_dsn
 from shared.kafka import Topics
 from shared.settings import Settings
+from tests.oauth_server import TokenServer
 from tests.receiver import Receiver
 
 # Short retry delays and breaker pauses so retry behaviour is observable within seconds.
@@ -128,6 +129,18 @@ async def receiver():
     await receiver.start()
     yield receiver
     await receiver.stop()
+
+
+@pytest.fixture
+async def token_server():
+    """A real OAuth 2.0 token server on 127.0.0.1 knowing client `em-client` (secret
+    `em-client-secret`) and the password-grant user `crm-user`."""
+    server = TokenServer()
+    server.add_client("em-client", "em-client-secret")
+    server.users["crm-user"] = "crm-password"
+    await server.start()
+    yield server
+    await server.stop()
 
 
 def unique_path(name: str = "hook") -> str:

@@ -21,7 +21,6 @@ import pytest
 
 from tests.conftest import eventually, make_tenant, realtime_configuration, subscribe
 from tests.delivery_helpers import publish, wait_for_status
-from tests.oauth_server import TokenServer
 
 playwright_api = pytest.importorskip("playwright.async_api")
 expect = playwright_api.expect
@@ -90,15 +89,6 @@ async def console(browser, urls):
     page = await context.new_page()
     yield Console(page, urls.api)
     await context.close()
-
-
-@pytest.fixture
-async def token_server():
-    server = TokenServer()
-    server.add_client("em-client", "em-client-secret")
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def download_text(download) -> str:

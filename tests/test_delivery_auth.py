@@ -7,21 +7,8 @@ import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from tests.conftest import realtime_configuration, settle, subscribe, unique_path
 from tests.delivery_helpers import publish, wait_for_status
-from tests.oauth_server import TokenServer
-
-
-@pytest.fixture
-async def token_server():
-    server = TokenServer()
-    server.add_client("em-client", "em-client-secret")
-    server.users["crm-user"] = "crm-password"
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def test_basic_authentication_is_sent_and_never_shown(tenant, source, receiver):

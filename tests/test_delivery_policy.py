@@ -18,7 +18,6 @@ from cryptography.x509.oid import NameOID
 from services.devstack import free_port
 from tests.conftest import realtime_configuration, settle, subscribe, unique_path
 from tests.delivery_helpers import attempts_of, publish, wait_for_status
-from tests.oauth_server import TokenServer
 from tests.pki import Pki
 
 HEADER_SECRET = "hdr-" + uuid.uuid4().hex
@@ -261,15 +260,6 @@ async def test_tls_verification_stays_on(tenant, source, tls_server):
 
 
 # --- OAuth client authentication, audience and resource --------------------------------------
-
-@pytest.fixture
-async def token_server():
-    server = TokenServer()
-    server.add_client("em-client", "em-client-secret")
-    await server.start()
-    yield server
-    await server.stop()
-
 
 @pytest.mark.parametrize("method", ["client_secret_post", "client_secret_basic"])
 async def test_oauth_client_authentication_and_audience_reach_the_token_server(tenant, source, token_server,
