@@ -409,3 +409,27 @@ class TestDelivery(Base):
     attempts: Mapped[list | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditRecord(Base):
+    """One change and who made it (migration 0015, issue 16). Append-only: rows are inserted and,
+    past the retention period, deleted; never updated."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    company_id: Mapped[str | None] = mapped_column(String)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                  nullable=False)
+    actor_kind: Mapped[str] = mapped_column(String, nullable=False)
+    actor_id: Mapped[str | None] = mapped_column(String)
+    actor_name: Mapped[str | None] = mapped_column(String)
+    client_address: Mapped[str | None] = mapped_column(String)
+    action: Mapped[str] = mapped_column(String, nullable=False)
+    resource_type: Mapped[str] = mapped_column(String, nullable=False)
+    resource_id: Mapped[str | None] = mapped_column(String)
+    before: Mapped[dict | None] = mapped_column(JSONB)
+    after: Mapped[dict | None] = mapped_column(JSONB)
+    __table_args__ = (
+        Index("ix_audit_log_company_occurred", "company_id", "occurred_at", "id"),
+        Index("ix_audit_log_occurred", "occurred_at", "id"),
+    )

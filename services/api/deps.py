@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import sessions
+from services.api.actor import Actor, act_as, client_address
 from shared.errors import Forbidden, Unauthorized
 from shared.models import Application
 from shared.security import digest, same_secret
@@ -55,6 +56,8 @@ class Caller:
 async def _company(request: Request, session: SessionDep, settings: SettingsDep) -> Caller:
     if _console_session(request, settings):
         identity = await sessions.authenticate(request, session, settings, role="company")
+        act_as(request, Actor("console", identity.application_id, None, identity.company_id,
+                              client_address(request)))
         return Caller(identity.company_id, identity.application_id)
     application = await session.scalar(
         select(Application).where(Application.api_key_digest == digest(_bearer(request)))
@@ -63,16 +66,19 @@ async def _company(request: Request, session: SessionDep, settings: SettingsDep)
         raise Unauthorized()
     if not application.event_manager_enabled:
         raise Forbidden("this application does not have Event Manager enabled")
+    act_as(request, Actor("api_key", application.id, application.name, application.company_id,
+                          client_address(request)))
     return Caller(application.company_id, application.id)
 
 
 async def _operator(request: Request, session: SessionDep, settings: SettingsDep) -> None:
     if _console_session(request, settings):
         await sessions.authenticate(request, session, settings, role="operator")
-        return
-    token = _bearer(request)
-    if not settings.admin_token or not same_secret(token, settings.admin_token):
-        raise Unauthorized()
+    else:
+        token = _bearer(request)
+        if not settings.admin_token or not same_secret(token, settings.admin_token):
+            raise Unauthorized()
+    act_as(request, Actor("operator", None, "operator", None, client_address(request)))
 
 
 CompanyDep = Annotated[Caller, Depends(_company)]

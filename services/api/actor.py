@@ -1,0 +1,36 @@
+"""Who is making a request: the actor every audit record names (issue 16).
+
+The api's authentication dependencies (services/api/deps.py) put one `Actor` on
+`request.state.actor` and in the `current_actor` context variable, so the store layer can record
+who changed a row without every function taking one more argument."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from fastapi import Request
+
+
+@dataclass(frozen=True)
+class Actor:
+    # "api_key" (a company's application or API key), "console" (a console session or link),
+    # "operator" (EM_ADMIN_TOKEN or an operator console session), "source" (a source token).
+    kind: str
+    id: str | None
+    name: str | None
+    company_id: str | None
+    address: str | None
+
+
+current_actor: ContextVar[Actor | None] = ContextVar("current_actor", default=None)
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def act_as(request: Request, actor: Actor) -> Actor:
+    request.state.actor = actor
+    current_actor.set(actor)
+    return actor

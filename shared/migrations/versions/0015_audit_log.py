@@ -1,0 +1,40 @@
+"""The audit log (issue 16): one append-only row per change a company, an operator or a source
+token made, with who, when, from where and the non-secret fields before and after.
+
+Revision ID: 0015
+Revises: 0014
+"""
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0015"
+down_revision = "0014"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "audit_log",
+        sa.Column("id", sa.String(), primary_key=True),
+        # None for operator-wide changes (sources, topics); no foreign key, so the record of a
+        # deleted company's changes outlives it until retention removes it.
+        sa.Column("company_id", sa.String(), nullable=True),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.Column("actor_kind", sa.String(), nullable=False),
+        sa.Column("actor_id", sa.String(), nullable=True),
+        sa.Column("actor_name", sa.String(), nullable=True),
+        sa.Column("client_address", sa.String(), nullable=True),
+        sa.Column("action", sa.String(), nullable=False),
+        sa.Column("resource_type", sa.String(), nullable=False),
+        sa.Column("resource_id", sa.String(), nullable=True),
+        sa.Column("before", postgresql.JSONB(), nullable=True),
+        sa.Column("after", postgresql.JSONB(), nullable=True),
+    )
+    op.create_index("ix_audit_log_company_occurred", "audit_log", ["company_id", "occurred_at", "id"])
+    op.create_index("ix_audit_log_occurred", "audit_log", ["occurred_at", "id"])
+
+
+def downgrade() -> None:
+    op.drop_table("audit_log")
