@@ -9,21 +9,39 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=120 -q
 
-.PHONY: run test lint bench chaos install clean
+# Every install (make run, make test, CI, the Dockerfile) installs exactly the versions in uv.lock,
+# with their hashes. uv itself is bootstrapped with pip at the version uv.lock pins (a test checks).
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
 
-$(STAMP): pyproject.toml
+.PHONY: run test lint audit bench chaos install lock clean
+
+$(UV):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+
+# --locked: refuse a uv.lock that no longer matches pyproject.toml (run `make lock`) rather than
+# install something else. --inexact: leave alone tools a developer added to .venv by hand.
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --inexact --extra dev
 	touch $(STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)  ## embedded PostgreSQL + broker, migrations, all five services on :8000-8004
+# After changing dependencies in pyproject.toml: `make lock` re-resolves uv.lock, keeping every
+# other pin; commit both files. `make lock ARGS=--upgrade` moves everything to the newest releases.
+lock: | $(UV)
+	$(UV) lock $(ARGS)
+
+audit: $(STAMP)  ## pip-audit over uv.lock (skipped, with the reason, when PyPI's JSON API is unreachable)
+	$(BIN)/python scripts/audit_lock.py
+
+run: $(STAMP)  ## embedded PostgreSQL + broker (in memory: for trying and developing), all five services on :8000-8004
 	$(BIN)/eventmgr dev
 
 test: $(STAMP) $(CHROMIUM)  ## the whole suite against real PostgreSQL, broker and HTTP servers
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/audit_lock.py
 	$(BIN)/pytest
 
 $(CHROMIUM):

@@ -16,7 +16,14 @@ import signal
 import sys
 import time
 
-from services.devstack import BROKER_PORT_VARIABLE, DEFAULT_BROKER_PORT, SERVICES, Stack, StackError
+from services.devstack import (
+    BROKER_PORT_VARIABLE,
+    DEFAULT_BROKER_PORT,
+    IN_MEMORY_NOTICE,
+    SERVICES,
+    Stack,
+    StackError,
+)
 from shared.settings import SERVICE_PORTS, get_settings
 
 
@@ -63,7 +70,10 @@ def _dev() -> None:
         for name in SERVICES:
             print(f"  {name:<10} http://127.0.0.1:{stack.ports[name]}" + ("/docs" if name in ("api", "ingest") else ""))
         print(f"  operator token: {credentials} (admin_token)")
-        print(f"  logs: {settings.data_dir / 'logs'}\nCtrl-C stops everything.", flush=True)
+        print(f"  logs: {settings.data_dir / 'logs'}", flush=True)
+        if stack.broker:
+            print(IN_MEMORY_NOTICE, flush=True)
+        print("Ctrl-C stops everything.", flush=True)
         starting = False
         while not stopping:
             stack.supervise_once()

