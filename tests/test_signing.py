@@ -78,9 +78,9 @@ async def test_the_server_generates_a_secret_shown_once_and_revealed_on_request(
     revealed = await tenant.client.post(f"{url}/signing-secret/reveal")
     assert revealed.status_code == 200 and revealed.json() == {"signing_secret": secret}
     assert_not_logged(stack, secret)
-    audit = [line for line in (stack.data_dir / "logs" / "api.log").read_text().splitlines()
-             if "audit" in line and "signing_secret.reveal" in line and configuration["id"] in line]
-    assert audit and tenant.id in audit[-1]
+    audit = (await tenant.client.get("/v1/audit-log", params={
+        "action": "signing_secret.reveal", "resource_id": configuration["id"]})).json()["data"]
+    assert [r["actor"]["id"] for r in audit] == [tenant.application_id] and secret not in str(audit)
 
 
 async def test_a_configuration_without_a_secret_sends_no_signature_until_rotated(tenant, source, receiver):

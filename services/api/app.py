@@ -11,6 +11,7 @@ from services.api.changes import relay_changes
 from services.api.console import mount_console
 from services.api.routes import (
     admin,
+    audit_log,
     buffer_files,
     bulk_actions,
     console_sessions,
@@ -53,6 +54,6 @@ app = create_service_app(
     version="1.0.0",
 )
 for module in (admin, topics, delivery_configurations, subscriptions, replay, monitored_numbers, events, dashboard,
-               bulk_actions, buffer_files, dead_letters, schedules, console_sessions, signing, testing):
+               bulk_actions, buffer_files, dead_letters, schedules, console_sessions, signing, testing, audit_log):
     app.include_router(module.router)
 mount_console(app)  # the web console at /console, a client of the API above

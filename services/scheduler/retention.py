@@ -1,5 +1,5 @@
-"""Retention: events (with their deliveries), attempts and ingest's idempotency keys older than
-`EM_RETENTION_DAYS` are purged in batches, so the purge never holds long locks or one huge
+"""Retention: events (with their deliveries), attempts, ingest's idempotency keys and audit
+records older than `EM_RETENTION_DAYS` are purged in batches, so the purge never holds long locks or one huge
 transaction. Events whose deliveries are still waiting (queued, pending_retry, buffered) are
 kept until they settle."""
 
@@ -30,6 +30,12 @@ DELETE FROM ingest_ids WHERE (company_key, id) IN (
     SELECT company_key, id FROM ingest_ids WHERE received_at < $1 LIMIT $2)
 """
 
+# The audit log is append-only (its trigger refuses UPDATE) but is retained like events.
+PURGE_AUDIT = """
+DELETE FROM audit_log WHERE id IN (
+    SELECT id FROM audit_log WHERE occurred_at < $1 LIMIT $2)
+"""
+
 PURGE_EVENTS = f"""
 WITH doomed AS (
     SELECT e.company_id, e.id FROM events e
@@ -46,9 +52,9 @@ DELETE FROM events e USING doomed WHERE e.company_id = doomed.company_id AND e.i
 
 
 async def purge_older_than(pool: asyncpg.Pool, cutoff: datetime) -> dict[str, int]:
-    totals = {"delivery_attempts": 0, "events": 0, "ingest_ids": 0}
+    totals = {"delivery_attempts": 0, "events": 0, "ingest_ids": 0, "audit_log": 0}
     for table, statement in (("delivery_attempts", PURGE_ATTEMPTS), ("events", PURGE_EVENTS),
-                             ("ingest_ids", PURGE_INGEST_IDS)):
+                             ("ingest_ids", PURGE_INGEST_IDS), ("audit_log", PURGE_AUDIT)):
         while True:
             result = await pool.execute(statement, cutoff, BATCH)
             removed = int(result.split()[-1])

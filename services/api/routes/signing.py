@@ -3,10 +3,8 @@ ed25519 public key for `v1a` signatures."""
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
-import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
@@ -16,7 +14,6 @@ from services.api.schemas import Strict, with_example
 from services.api.store import signing as store
 
 router = APIRouter(tags=["signing"])
-log = logging.getLogger(__name__)
 
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 
@@ -50,13 +47,6 @@ class PublicKey(BaseModel):
     created_at: datetime
 
 
-def audit(action: str, caller, configuration_id: str) -> None:
-    """Who did what, when: a structured log line until there is an audit log. Never the secret."""
-    log.info("audit %s", orjson.dumps({
-        "action": action, "company_id": caller.company_id, "application_id": caller.application_id,
-        "delivery_configuration_id": configuration_id, "at": datetime.now(UTC).isoformat()}).decode())
-
-
 SECRET = "/v1/delivery-configurations/{configuration_id}/signing-secret"
 
 
@@ -69,8 +59,7 @@ async def rotate(configuration_id: str, body: Rotation, request: Request, sessio
     configuration, secret = await store.rotate(session, caller.company_id, configuration_id, body.grace_seconds,
                                                settings.secret_key)
     announce(request, session, "delivery_configurations", caller.company_id)
-    await session.commit()
-    audit("signing_secret.rotate", caller, configuration_id)
+    await session.commit()  # with its audit record (services/api/store/signing.py)
     expires = store.previous_expires_at(store.secrets_of(configuration, settings.secret_key))
     return RotatedSecret(signing_secret=secret, previous_expires_at=expires)
 
@@ -82,18 +71,18 @@ async def revoke_previous(configuration_id: str, request: Request, session: Sess
     configuration = await store.revoke_previous(session, caller.company_id, configuration_id, settings.secret_key)
     announce(request, session, "delivery_configurations", caller.company_id)
     await session.commit()
-    audit("signing_secret.revoke_previous", caller, configuration_id)
     secrets = store.secrets_of(configuration, settings.secret_key)
     return SigningState(signing_secret_set=bool(secrets.get("signing_secret")),
                         signing_previous_expires_at=store.previous_expires_at(secrets))
 
 
 @router.post(f"{SECRET}/reveal", response_model=RevealedSecret, summary="Show the signing secret again",
-             description="Answers the current secret; each call is audited (who, when, which configuration). "
+             description="Answers the current secret; each call is recorded in the audit log (who, when, which "
+                         "configuration). "
                          "409 when the configuration has none (rotate to create one).")
 async def reveal(configuration_id: str, session: SessionDep, caller: CompanyDep, settings: SettingsDep):
     secret = await store.reveal(session, caller.company_id, configuration_id, settings.secret_key)
-    audit("signing_secret.reveal", caller, configuration_id)
+    await session.commit()  # the audit record of who saw it
     return RevealedSecret(signing_secret=secret)
 
 

@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.api import audit
 from services.api.schemas import EventFilter
 from services.api.store import find_owned, saved
 from shared.ids import new_id
@@ -40,6 +41,8 @@ async def create_replay(session: AsyncSession, company_id: str, subscription_id:
                      filter={"subscription_id": subscription_id, "from": start.isoformat(), "to": end.isoformat()},
                      status=BulkActionStatus.RUNNING.value, total=total, processed=0,
                      result={"matched": 0, "already_delivered": 0, "created": 0})
+    audit.record(session, "subscription.replay", "subscription", subscription_id,
+                 after={"bulk_action_id": job.id, "filter": job.filter, "total": total})
     return await saved(session, job)
 
 
@@ -47,4 +50,5 @@ async def create(session: AsyncSession, company_id: str, action: str, event_filt
     """A running job with its filter stored; start it once committed."""
     job = BulkAction(id=new_id("bulk"), company_id=company_id, action=action, filter=event_filter.stored(),
                      status=BulkActionStatus.RUNNING.value, total=0, processed=0)
+    audit.record(session, "bulk_action.create", "bulk_action", job.id, after={"action": action, "filter": job.filter})
     return await saved(session, job)

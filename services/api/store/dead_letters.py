@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.api import audit
 from shared.errors import NotFound
 
 COLUMNS = "id, service, source, company_id, reason, payload, created_at, requeued_at"
@@ -44,11 +45,16 @@ async def find(session: AsyncSession, dead_letter_id: str):
 
 async def claim(session: AsyncSession, dead_letter_id: str):
     """Mark it requeued, unless it already is (then None): two calls cannot both requeue it."""
-    return (await session.execute(text(f"UPDATE dead_letters SET requeued_at = now() "
-                                       f"WHERE id = :id AND requeued_at IS NULL RETURNING {COLUMNS}"),
-                                  {"id": dead_letter_id})).first()
+    row = (await session.execute(text(f"UPDATE dead_letters SET requeued_at = now() "
+                                      f"WHERE id = :id AND requeued_at IS NULL RETURNING {COLUMNS}"),
+                                 {"id": dead_letter_id})).first()
+    if row is not None:
+        audit.record(session, "dead_letter.requeue", "dead_letter", dead_letter_id,
+                     after={"service": row.service, "source": row.source}, company_id=None)
+    return row
 
 
 async def release(session: AsyncSession, dead_letter_id: str) -> None:
     """Undo a claim whose message could not be put back."""
     await session.execute(text("UPDATE dead_letters SET requeued_at = NULL WHERE id = :id"), {"id": dead_letter_id})
+    audit.record(session, "dead_letter.requeue_failed", "dead_letter", dead_letter_id, company_id=None)

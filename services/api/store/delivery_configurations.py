@@ -3,6 +3,7 @@ is encrypted (passwords, client secret, refresh token, signing secret)."""
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import delete as delete_rows
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.api import audit
 from services.api.schemas import SECRET_FIELDS, DeliveryConfigurationCreate, DeliveryConfigurationUpdate
 from services.api.store import deliveries, find_owned, saved, signing
 from services.api.store.patch import merge_patch
@@ -64,6 +66,9 @@ async def create(session: AsyncSession, company_id: str, body: DeliveryConfigura
         await signing.company_key(session, company_id, settings.secret_key)
     configuration = await saved(session, configuration)
     configuration.generated_signing_secret = generated  # shown once, in this answer only
+    audit.record(session, "delivery_configuration.create", "delivery_configuration", configuration.id,
+                 after={**_audited(configuration),
+                        "secrets": audit.secret_changes({}, secrets_of(configuration, settings.secret_key))})
     return configuration
 
 
@@ -71,7 +76,9 @@ async def update(session: AsyncSession, company_id: str, delivery_configuration_
                  patch: DeliveryConfigurationUpdate, settings: Settings) -> DeliveryConfiguration:
     """The merged result is checked as a whole, as a new configuration would be."""
     configuration = await find(session, company_id, delivery_configuration_id, lock=True)
-    before = _current(configuration, secrets_of(configuration, settings.secret_key))
+    secrets_before = secrets_of(configuration, settings.secret_key)
+    before = _current(configuration, secrets_before)
+    audited_before = _audited(configuration)
     values = merge_patch(before, patch)
     await _check(values, settings)
     was_paused, was_inactive = configuration.paused, _inactive_endpoint_ids(configuration)
@@ -84,6 +91,10 @@ async def update(session: AsyncSession, company_id: str, delivery_configuration_
     await _forget_health(session, configuration, (was_inactive - _inactive_endpoint_ids(configuration)) | (had - has))
     if was_paused and not configuration.paused:
         await _release_held(session, configuration)
+    old, new = audit.changed(audited_before, _audited(configuration))
+    secrets = audit.secret_changes(secrets_before, secrets_of(configuration, settings.secret_key))
+    audit.record(session, "delivery_configuration.update", "delivery_configuration", configuration.id,
+                 before=old, after={**new, **({"secrets": secrets} if secrets else {})})
     return await saved(session, configuration)
 
 
@@ -92,11 +103,15 @@ async def set_paused(session: AsyncSession, company_id: str, delivery_configurat
     """Pause (events still match; their deliveries are held) or resume (held deliveries are
     released, oldest first). Returns the configuration and how many were released."""
     configuration = await find(session, company_id, delivery_configuration_id, lock=True)
+    was_paused = configuration.paused
     released = 0
     if configuration.paused and not paused:
         configuration.paused = False
         released = await _release_held(session, configuration)
     configuration.paused = paused
+    audit.record(session, f"delivery_configuration.{'pause' if paused else 'resume'}", "delivery_configuration",
+                 configuration.id, before={"paused": was_paused},
+                 after={"paused": paused, **({} if paused else {"released": released})})
     return await saved(session, configuration), released
 
 
@@ -111,6 +126,7 @@ async def enable_endpoint(session: AsyncSession, company_id: str, delivery_confi
     if endpoint is None:
         raise NotFound(f"endpoint {endpoint_id} does not exist in delivery configuration {configuration.id}")
     since = endpoint.get("failing_since") or endpoint.get("disabled_at")
+    endpoint_before = copy.deepcopy(endpoint)
     configuration.endpoints = [{"id": e["id"], "url": e["url"], "active": True} if e["id"] == endpoint_id else e
                                for e in configuration.endpoints]
     await _forget_health(session, configuration, {endpoint_id})
@@ -119,12 +135,31 @@ async def enable_endpoint(session: AsyncSession, company_id: str, delivery_confi
         republished = await deliveries.requeue(session, company_id, [
             Delivery.status == DeliveryStatus.FAILED, Delivery.updated_at >= datetime.fromisoformat(since),
         ], delivery_configuration_id=configuration.id, keep_succeeded=True)
+    audit.record(session, "delivery_configuration.endpoint_enable", "delivery_configuration", configuration.id,
+                 before={"endpoint": endpoint_before},
+                 after={"endpoint": {"id": endpoint_id, "url": endpoint["url"], "active": True},
+                        "republish_failed": republish_failed, "republished": republished})
     return await saved(session, configuration), republished
 
 
 async def delete(session: AsyncSession, company_id: str, delivery_configuration_id: str) -> None:
     """Its subscriptions go with it (ON DELETE CASCADE); past events and attempts stay."""
-    await session.delete(await find(session, company_id, delivery_configuration_id))
+    configuration = await find(session, company_id, delivery_configuration_id)
+    audit.record(session, "delivery_configuration.delete", "delivery_configuration", configuration.id,
+                 before=_audited(configuration))
+    await session.delete(configuration)
+
+
+def _audited(configuration: DeliveryConfiguration) -> dict[str, Any]:
+    """What the audit log keeps of a configuration: every field but its secrets (a copy, so a
+    later change to the row cannot alter it)."""
+    return copy.deepcopy({
+        "name": configuration.name, "mode": configuration.mode, "active": configuration.active,
+        "paused": configuration.paused, "endpoints": configuration.endpoints, "format": configuration.format,
+        "throttle": configuration.throttle, "schedule": configuration.schedule,
+        "authentication": configuration.authentication, "policy": configuration.policy,
+        "asymmetric_signing": configuration.asymmetric_signing,
+    })
 
 
 def _current(configuration: DeliveryConfiguration, secrets: dict[str, str]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.api import audit
 from services.api.schemas import EventFilter
 from services.api.store import deliveries, fetch_page
 from services.api.store.filters import matching_events
@@ -59,10 +60,15 @@ async def republish(session: AsyncSession, company_id: str, event_id: str,
                     delivery_configuration_id: str | None = None) -> int:
     """How many of the event's deliveries (through that configuration, if given) are queued again."""
     await find(session, company_id, event_id)
-    return await deliveries.requeue(session, company_id, [Delivery.event_id == event_id], delivery_configuration_id)
+    count = await deliveries.requeue(session, company_id, [Delivery.event_id == event_id], delivery_configuration_id)
+    audit.record(session, "event.republish", "event", event_id,
+                 after={"delivery_configuration_id": delivery_configuration_id, "deliveries": count})
+    return count
 
 
 async def mark_handled(session: AsyncSession, company_id: str, event_id: str) -> int:
     """How many of the event's deliveries became `handled`."""
     await find(session, company_id, event_id)
-    return await deliveries.mark_handled(session, company_id, [Delivery.event_id == event_id])
+    count = await deliveries.mark_handled(session, company_id, [Delivery.event_id == event_id])
+    audit.record(session, "event.handled", "event", event_id, after={"deliveries": count})
+    return count

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.api import audit
 from services.api.store import fetch_page
 from shared.models import MonitoredNumber
 
@@ -17,12 +18,17 @@ REMOVE = text("DELETE FROM monitored_numbers WHERE company_id = :company AND num
 async def add(session: AsyncSession, company_id: str, numbers: set[str]) -> int:
     """How many of the numbers were not monitored yet (and now are)."""
     result = await session.execute(ADD, {"company": company_id, "numbers": sorted(numbers)})
+    # Counts only: the numbers themselves are the company's customers' data.
+    audit.record(session, "monitored_numbers.add", "monitored_numbers", None,
+                 after={"requested": len(numbers), "added": result.rowcount})
     return result.rowcount
 
 
 async def remove(session: AsyncSession, company_id: str, numbers: set[str]) -> int:
     """How many of the numbers were monitored (and no longer are)."""
     result = await session.execute(REMOVE, {"company": company_id, "numbers": sorted(numbers)})
+    audit.record(session, "monitored_numbers.remove", "monitored_numbers", None,
+                 after={"requested": len(numbers), "removed": result.rowcount})
     return result.rowcount
 
 

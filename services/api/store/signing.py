@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.api import audit
 from services.api.store import find_owned, saved
 from shared.errors import Conflict
 from shared.ids import new_id
@@ -79,6 +80,9 @@ async def rotate(session: AsyncSession, company_id: str, configuration_id: str, 
         values.pop("signing_secret_previous", None)
         values.pop("signing_previous_until", None)
     _store(configuration, values, secret_key)
+    audit.record(session, "signing_secret.rotate", "delivery_configuration", configuration.id,
+                 after={"grace_seconds": grace_seconds, "previous_expires_at": previous_expires_at(values),
+                        "secrets": {"signing_secret": "changed" if before else "set"}})
     return await saved(session, configuration), secret
 
 
@@ -87,9 +91,12 @@ async def revoke_previous(session: AsyncSession, company_id: str, configuration_
     """Ends a rotation's grace period now: only the current secret signs."""
     configuration = await find(session, company_id, configuration_id, lock=True)
     values = secrets_of(configuration, secret_key)
-    if values.pop("signing_secret_previous", None) is not None:
+    revoked = values.pop("signing_secret_previous", None) is not None
+    if revoked:
         values.pop("signing_previous_until", None)
         _store(configuration, values, secret_key)
+    audit.record(session, "signing_secret.revoke_previous", "delivery_configuration", configuration.id,
+                 after={"secrets": {"signing_secret_previous": "removed"} if revoked else {}})
     return await saved(session, configuration)
 
 
@@ -98,6 +105,8 @@ async def reveal(session: AsyncSession, company_id: str, configuration_id: str, 
     secret = secrets_of(configuration, secret_key).get("signing_secret")
     if not secret:
         raise Conflict("this configuration has no signing secret: rotate to create one")
+    # Not a change, but who saw a secret again is worth knowing; the caller commits the record.
+    audit.record(session, "signing_secret.reveal", "delivery_configuration", configuration.id)
     return secret
 
 
@@ -110,10 +119,14 @@ async def company_key(session: AsyncSession, company_id: str, secret_key: str) -
     private = Ed25519PrivateKey.generate()
     raw_private = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     raw_public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    await session.execute(insert(SigningKey).values(
+    made = await session.execute(insert(SigningKey).values(
         id=new_id("sk"), company_id=company_id, algorithm="ed25519",
         public_key="whpk_" + base64.b64encode(raw_public).decode(),
         private_key_encrypted=encrypt_json(secret_key,
                                            {"private_key": "whsk_" + base64.b64encode(raw_private).decode()}),
-    ).on_conflict_do_nothing(index_elements=["company_id"]))
-    return await session.scalar(select(SigningKey).where(SigningKey.company_id == company_id))
+    ).on_conflict_do_nothing(index_elements=["company_id"]).returning(SigningKey.id))
+    key = await session.scalar(select(SigningKey).where(SigningKey.company_id == company_id))
+    if made.first() is not None:  # this call made it (a concurrent first use may have won instead)
+        audit.record(session, "signing_key.create", "signing_key", key.id,
+                     after={"algorithm": key.algorithm, "public_key": key.public_key})
+    return key

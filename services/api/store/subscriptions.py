@@ -3,11 +3,13 @@ configurations, from when to when, and with which matching criteria."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.api import audit
 from services.api.schemas import SubscriptionCreate, SubscriptionUpdate
 from services.api.store import delivery_configurations, find_owned, saved
 from services.api.store.patch import merge_patch
@@ -36,6 +38,7 @@ async def list_all(session: AsyncSession, company_id: str, topic: str | None = N
 async def create(session: AsyncSession, company_id: str, body: SubscriptionCreate) -> Subscription:
     subscription = Subscription(id=new_id("sub"), company_id=company_id)
     await _write(session, subscription, body.model_dump())
+    audit.record(session, "subscription.create", "subscription", subscription.id, after=_audited(subscription))
     return await saved(session, subscription)
 
 
@@ -43,13 +46,22 @@ async def update(session: AsyncSession, company_id: str, subscription_id: str,
                  patch: SubscriptionUpdate) -> Subscription:
     """The merged result is checked as a whole, as a new subscription would be."""
     subscription = await find(session, company_id, subscription_id)
+    before = _audited(subscription)
     await _write(session, subscription, merge_patch({f: getattr(subscription, f) for f in FIELDS}, patch))
+    audit.record(session, "subscription.update", "subscription", subscription.id,
+                 *audit.changed(before, _audited(subscription)))
     return await saved(session, subscription)
 
 
 async def delete(session: AsyncSession, company_id: str, subscription_id: str) -> None:
     """Past deliveries of the subscription stay visible."""
-    await session.delete(await find(session, company_id, subscription_id))
+    subscription = await find(session, company_id, subscription_id)
+    audit.record(session, "subscription.delete", "subscription", subscription.id, before=_audited(subscription))
+    await session.delete(subscription)
+
+
+def _audited(subscription: Subscription) -> dict[str, Any]:
+    return copy.deepcopy({field: getattr(subscription, field) for field in FIELDS})
 
 
 async def _write(session: AsyncSession, subscription: Subscription, values: dict[str, Any]) -> None:

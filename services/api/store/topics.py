@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.api import audit
 from services.api.schemas import EventTypeCreate, EventTypeUpdate, TopicCreate, TopicUpdate
 from shared.contracts import compile_schema, violations
 from shared.errors import Conflict, InvalidInput, NotFound
@@ -50,6 +51,7 @@ async def create(session: AsyncSession, body: TopicCreate) -> None:
     except IntegrityError:
         raise Conflict(f"topic {body.name!r} already exists") from None
     session.add_all(EventType(topic=body.name, **t.model_dump()) for t in body.event_types)
+    audit.record(session, "topic.create", "topic", body.name, after=body.model_dump(), company_id=None)
     await session.flush()
 
 
@@ -58,6 +60,8 @@ async def add_event_type(session: AsyncSession, topic: str, body: EventTypeCreat
         raise NotFound(f"topic {topic!r} does not exist")
     check_example(body.json_schema, body.example, ["example"])
     session.add(EventType(topic=topic, **body.model_dump()))
+    audit.record(session, "event_type.create", "event_type", f"{topic}/{body.name}", after=body.model_dump(),
+                 company_id=None)
     try:
         await session.flush()
     except IntegrityError:
@@ -68,6 +72,8 @@ async def update(session: AsyncSession, name: str, body: TopicUpdate) -> None:
     topic = await session.get(Topic, name, with_for_update=True)
     if topic is None:
         raise NotFound(f"topic {name!r} does not exist")
+    audit.record(session, "topic.update", "topic", name, before={"validation_mode": topic.validation_mode},
+                 after={"validation_mode": body.validation_mode}, company_id=None)
     topic.validation_mode = body.validation_mode
     await session.flush()
 
@@ -78,6 +84,8 @@ async def update_event_type(session: AsyncSession, topic: str, name: str, body: 
     if event_type is None:
         raise NotFound(f"event type {name!r} of topic {topic!r} does not exist")
     sent = body.model_fields_set
+    before = {"description": event_type.description, "json_schema": event_type.json_schema,
+              "example": event_type.example}
     if "description" in sent and body.description is not None:
         event_type.description = body.description
     if "json_schema" in sent:
@@ -85,4 +93,7 @@ async def update_event_type(session: AsyncSession, topic: str, name: str, body: 
     if "example" in sent:
         event_type.example = body.example
     check_example(event_type.json_schema, event_type.example, ["example"])
+    audit.record(session, "event_type.update", "event_type", f"{topic}/{name}", *audit.changed(before, {
+        "description": event_type.description, "json_schema": event_type.json_schema,
+        "example": event_type.example}), company_id=None)
     await session.flush()

@@ -34,7 +34,17 @@ def upgrade() -> None:
     )
     op.create_index("ix_audit_log_company_occurred", "audit_log", ["company_id", "occurred_at", "id"])
     op.create_index("ix_audit_log_occurred", "audit_log", ["occurred_at", "id"])
+    # Append-only: a record cannot be rewritten, even by the api's own database user. Retention
+    # deletes old rows (services/scheduler/retention.py), so DELETE stays allowed.
+    op.execute("""
+        CREATE FUNCTION audit_log_refuse_update() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'audit_log is append-only: UPDATE refused' USING ERRCODE = 'insufficient_privilege';
+        END $$""")
+    op.execute("CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log "
+               "FOR EACH ROW EXECUTE FUNCTION audit_log_refuse_update()")
 
 
 def downgrade() -> None:
     op.drop_table("audit_log")
+    op.execute("DROP FUNCTION audit_log_refuse_update()")
