@@ -1,0 +1,198 @@
+"""W3C Trace Context (https://www.w3.org/TR/trace-context/) for events, and OpenTelemetry span
+export when an OTLP endpoint is configured.
+
+Propagation is always on. Ingest takes the source's `traceparent` (or starts a new trace when it
+is absent or invalid, as the specification says: never a 422); the event carries it through
+Kafka (the `traceparent` field of the event and delivery messages, shared/messages.py) and
+PostgreSQL (`events.trace_parent`, for retries, republish and replay, which are rebuilt from the
+database); every delivery attempt sends a `traceparent` of the same trace with a span id of its
+own. Without export this costs a regular expression and a few random bits per attempt: the
+OpenTelemetry SDK is not even imported.
+
+Export is on when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, and `OTEL_SDK_DISABLED` is not `true`. Spans go over
+OTLP/HTTP (protobuf, port 4318 by convention), the SDK's other `OTEL_*` variables apply as
+documented (headers, timeout, sampler, `OTEL_SERVICE_NAME`; default `event-manager-<service>`).
+`setup` then installs the SDK and instruments FastAPI, aiokafka, asyncpg and the aiohttp client,
+and each delivery attempt is a span whose parent is the event's context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+HEADER = "traceparent"
+# version-trace_id-parent_id-flags, lowercase hex only. A later version may append fields after
+# a dash; version ff is forbidden.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_ZERO_TRACE, _ZERO_PARENT = "0" * 32, "0" * 16
+NOT_SAMPLED = "00"  # the flags of a trace we start without recording it
+
+
+class TraceParent(NamedTuple):
+    trace_id: str
+    parent_id: str
+    flags: str
+
+    def header(self) -> str:
+        return f"00-{self.trace_id}-{self.parent_id}-{self.flags}"
+
+
+def parse(header: str | None) -> TraceParent | None:
+    """The header's context, or None when it is absent or not a valid `traceparent`."""
+    if not header:
+        return None
+    header = header.strip(" \t")
+    match = _TRACEPARENT.match(header)
+    if match is None:
+        return None
+    version, trace_id, parent_id, flags = match.groups()
+    if version == "ff" or trace_id == _ZERO_TRACE or parent_id == _ZERO_PARENT:
+        return None
+    if len(header) != 55 and (version == "00" or header[55] != "-"):
+        return None  # version 00 is exactly 55 characters; a later one may only add "-..." fields
+    return TraceParent(trace_id, parent_id, flags)
+
+
+def valid_or_none(header: Any) -> str | None:
+    """The header as version 00 when it is a valid `traceparent`, else None (a value read from a
+    message or a row that is not one must never reach an HTTP header)."""
+    parent = parse(header) if isinstance(header, str) else None
+    return parent.header() if parent else None
+
+
+def new_trace() -> str:
+    return TraceParent(_random_hex(128), _random_hex(64), NOT_SAMPLED).header()
+
+
+def attempt_header(stored: str | None) -> str:
+    """The `traceparent` of one delivery attempt: the event's trace with a fresh span id (a
+    new trace when the event has none, as a test event or an older event)."""
+    parent = parse(stored)
+    if parent is None:
+        return new_trace()
+    return TraceParent(parent.trace_id, _random_hex(64), parent.flags).header()
+
+
+def _random_hex(bits: int) -> str:
+    # Not a secret: the OpenTelemetry SDK draws its ids the same way. Zero is invalid.
+    return f"{random.getrandbits(bits) or 1:0{bits // 4}x}"
+
+
+# --- what the services call ---------------------------------------------------------------
+
+_tracer = None  # an OpenTelemetry tracer once `setup` found export configured
+
+
+def export_configured(environ=os.environ) -> bool:
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    return bool(environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+def exporting() -> bool:
+    return _tracer is not None
+
+
+def incoming(header: str | None) -> str:
+    """The trace context an ingested request's events carry: when exporting, the request's own
+    span (FastAPI's instrumentation made it the child of the source's `traceparent`); otherwise
+    the source's context unchanged, or a new trace."""
+    if _tracer is not None:
+        from opentelemetry import trace
+
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            return _header_of(context)
+    return valid_or_none(header) or new_trace()
+
+
+def attempt(stored: str | None, headers: dict) -> contextlib.AbstractContextManager:
+    """Around one delivery attempt: sets `headers["traceparent"]` to the attempt's own context.
+    When exporting, the context manager is a span (child of the event's context) that the
+    attempt's HTTP request runs in; `record` notes its outcome."""
+    if _tracer is None:
+        headers[HEADER] = attempt_header(stored)
+        return _NO_SPAN
+    return _traced_attempt(stored, headers)
+
+
+_NO_SPAN = contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _traced_attempt(stored: str | None, headers: dict) -> Iterator[Any]:
+    with _tracer.start_as_current_span("webhook attempt", context=_parent_context(stored)) as span:
+        headers[HEADER] = _header_of(span.get_span_context())
+        yield span
+
+
+def record(span: Any, http_status: int | None, error: str | None) -> None:
+    """An attempt's outcome on its span (nothing when not exporting)."""
+    if span is None:
+        return
+    from opentelemetry.trace import StatusCode
+
+    if http_status is not None:
+        span.set_attribute("http.response.status_code", http_status)
+    if error:
+        span.set_status(StatusCode.ERROR, error)
+
+
+def _parent_context(stored: str | None):
+    from opentelemetry.context import Context
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    parent = parse(stored)
+    if parent is None:  # a new root, whatever happens to be current
+        return Context()
+    return set_span_in_context(NonRecordingSpan(SpanContext(
+        int(parent.trace_id, 16), int(parent.parent_id, 16), is_remote=True,
+        trace_flags=TraceFlags(int(parent.flags, 16)))), Context())
+
+
+def _header_of(context) -> str:
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+def setup(service: str, app=None) -> bool:
+    """When an OTLP endpoint is configured: the SDK with its OTLP/HTTP exporter, and the
+    instrumentation of aiokafka, asyncpg, the aiohttp client and (given) the FastAPI app. Called
+    once per process as the service's app is built, before it serves anything. Returns whether
+    export is on."""
+    global _tracer
+    if not export_configured():
+        return False
+    if _tracer is None:
+        _tracer = _install_sdk(service)
+    if app is not None:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        # Probes and scrapes would drown the traces that matter.
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    return True
+
+
+def _install_sdk(service: str):
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+    from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    name = os.environ.get("OTEL_SERVICE_NAME") or f"event-manager-{service}"
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # reads OTEL_EXPORTER_OTLP_*
+    trace.set_tracer_provider(provider)
+    AIOKafkaInstrumentor().instrument()
+    AsyncPGInstrumentor().instrument()
+    AioHttpClientInstrumentor().instrument()
+    return trace.get_tracer("event_manager")

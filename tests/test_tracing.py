@@ -1,0 +1,113 @@
+"""W3C `traceparent` parsing and the per-attempt context (shared/tracing.py), without the SDK."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import tracing
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+VALID = f"00-{TRACE}-{PARENT}-01"
+
+
+@pytest.mark.parametrize("header, expected", [
+    (VALID, (TRACE, PARENT, "01")),
+    (f" {VALID}\t", (TRACE, PARENT, "01")),  # optional whitespace around a header value
+    (f"00-{TRACE}-{PARENT}-00", (TRACE, PARENT, "00")),
+    # A later version is parsed as far as 00 goes; it may only add fields after a dash.
+    (f"01-{TRACE}-{PARENT}-01-more", (TRACE, PARENT, "01")),
+    (f"cc-{TRACE}-{PARENT}-09", (TRACE, PARENT, "09")),
+])
+def test_valid_headers_parse(header, expected):
+    assert tracing.parse(header) == expected
+
+
+@pytest.mark.parametrize("header", [
+    None, "", "garbage", VALID[:-1], VALID + "0",
+    f"00-{TRACE}-{PARENT}-01-more",  # version 00 has exactly four fields
+    f"01-{TRACE}-{PARENT}-01more",  # a later version's extra fields follow a dash
+    f"ff-{TRACE}-{PARENT}-01",  # version ff is forbidden
+    f"00-{'0' * 32}-{PARENT}-01",  # all-zero trace id
+    f"00-{TRACE}-{'0' * 16}-01",  # all-zero parent id
+    f"00-{TRACE.upper()}-{PARENT}-01",  # lowercase hex only
+    f"00-{TRACE}-{PARENT}-0g",
+    f"0-{TRACE}-{PARENT}-01",
+    f"00_{TRACE}_{PARENT}_01",
+    f"00-{TRACE}-{PARENT}-01\r\nx-injected: 1",
+])
+def test_invalid_headers_do_not_parse(header):
+    assert tracing.parse(header) is None
+
+
+def test_valid_or_none_normalises_to_version_00_and_refuses_non_strings():
+    assert tracing.valid_or_none(f"01-{TRACE}-{PARENT}-01-more") == f"00-{TRACE}-{PARENT}-01"
+    assert tracing.valid_or_none(VALID) == VALID
+    for value in (None, 42, ["00"], "x" * 1000):
+        assert tracing.valid_or_none(value) is None
+
+
+def test_a_new_trace_is_valid_and_not_sampled():
+    headers = {tracing.new_trace() for _ in range(100)}
+    assert len(headers) == 100
+    for header in headers:
+        parsed = tracing.parse(header)
+        assert parsed is not None and parsed.flags == "00"
+
+
+def test_each_attempt_continues_the_trace_with_its_own_span_id():
+    attempts = [tracing.parse(tracing.attempt_header(VALID)) for _ in range(50)]
+    assert {a.trace_id for a in attempts} == {TRACE}
+    assert {a.flags for a in attempts} == {"01"}
+    span_ids = {a.parent_id for a in attempts}
+    assert len(span_ids) == 50 and PARENT not in span_ids
+
+
+@pytest.mark.parametrize("stored", [None, "", "not a traceparent"])
+def test_an_attempt_without_a_valid_stored_context_starts_a_trace(stored):
+    first, second = tracing.parse(tracing.attempt_header(stored)), tracing.parse(tracing.attempt_header(stored))
+    assert first is not None and second is not None and first.trace_id != second.trace_id
+
+
+def test_without_export_the_attempt_sets_the_header_and_no_span():
+    assert not tracing.exporting()
+    headers: dict = {"traceparent": "a company's own value"}
+    with tracing.attempt(VALID, headers) as span:
+        assert span is None
+    tracing.record(span, 200, None)
+    parsed = tracing.parse(headers["traceparent"])
+    assert parsed.trace_id == TRACE and parsed.parent_id != PARENT
+
+
+def test_ingest_keeps_a_valid_context_and_starts_one_otherwise():
+    assert tracing.incoming(VALID) == VALID
+    assert tracing.incoming(f"01-{TRACE}-{PARENT}-01-x") == VALID
+    started = tracing.parse(tracing.incoming(f"00-{'0' * 32}-{PARENT}-01"))
+    assert started is not None and started.trace_id != "0" * 32
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+    ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": ""}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "TRUE"}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "false"}, True),
+])
+def test_export_is_configured_by_the_standard_variables(environ, expected):
+    assert tracing.export_configured(environ) is expected
+
+
+def test_without_an_endpoint_no_service_imports_the_sdk():
+    """Importing every service's app (which calls `setup`) loads no OpenTelemetry SDK module."""
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    apps = ", ".join(f"services.{name}.app" for name in ("api", "ingest", "matcher", "dispatcher", "scheduler"))
+    script = (f"import sys, {apps}; from shared import tracing; "
+              "print(tracing.exporting(), sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk') "
+              "or m.startswith('opentelemetry.instrumentation')))")
+    result = subprocess.run([sys.executable, "-c", script], env=environ, capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "[]"], result.stdout + result.stderr
