@@ -1,6 +1,12 @@
 """What travels on Kafka between the services. Plain dicts encoded with orjson (pydantic per
 message costs too much on the hot path); every message carries `v`, its schema version, and
-readers refuse versions they do not know instead of guessing.
+readers refuse versions they do not know instead of guessing. An optional field may be added
+without a new version, when readers that predate it lose nothing by ignoring it and readers
+after it take its absence as its default (a rolling upgrade has both on the same topic);
+anything an older reader would misread takes a new version.
+
+Optional fields added so: `traceparent` (event and delivery messages), the W3C trace context of
+the event (shared/tracing.py), valid or absent: absent means a new trace at each attempt.
 
 Topics (prefix `em.` by default):
 - `events.v1`      ingest -> matcher. Key: company id (broadcast events: the event id).
@@ -13,7 +19,7 @@ Topics (prefix `em.` by default):
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
 
@@ -31,6 +37,7 @@ class EventMessage(TypedDict):
     occurred_at: str
     received_at: str
     data: dict[str, Any]
+    traceparent: NotRequired[str | None]  # the source's trace context, or one ingest started
 
 
 class DeliveryMessage(TypedDict):
@@ -41,6 +48,7 @@ class DeliveryMessage(TypedDict):
     attempt: int  # attempts already made before this one
     succeeded_endpoints: list[str]
     event: dict[str, Any]  # the document exactly as the endpoint receives it
+    traceparent: NotRequired[str | None]  # the event's trace context; each attempt is a span of it
 
 
 ChangeKind = Literal["subscriptions", "delivery_configurations", "monitored_numbers"]
@@ -107,9 +115,10 @@ def valid_delivery(message: dict) -> DeliveryMessage:
 
 
 def event_message(event_id: str, topic: str, event_type: str, company_id: str | None, subject: str | None,
-                  occurred_at: str, received_at: str, data: dict) -> EventMessage:
+                  occurred_at: str, received_at: str, data: dict, traceparent: str | None = None) -> EventMessage:
     return {"v": SCHEMA_VERSION, "id": event_id, "topic": topic, "event_type": event_type, "company_id": company_id,
-            "subject": subject, "occurred_at": occurred_at, "received_at": received_at, "data": data}
+            "subject": subject, "occurred_at": occurred_at, "received_at": received_at, "data": data,
+            "traceparent": traceparent}
 
 
 def delivered_document(event: EventMessage | dict, company_id: str, subscription_id: str) -> dict:
@@ -127,7 +136,8 @@ def delivered_document(event: EventMessage | dict, company_id: str, subscription
 
 
 def delivery_message(delivery_id: str, configuration_id: str, company_id: str, document: dict,
-                     attempt: int = 0, succeeded_endpoints: list[str] | None = None) -> dict:
+                     attempt: int = 0, succeeded_endpoints: list[str] | None = None,
+                     traceparent: str | None = None) -> dict:
     return {
         "v": SCHEMA_VERSION,
         "delivery_id": delivery_id,
@@ -136,6 +146,7 @@ def delivery_message(delivery_id: str, configuration_id: str, company_id: str, d
         "attempt": attempt,
         "succeeded_endpoints": succeeded_endpoints or [],
         "event": document,
+        "traceparent": traceparent,
     }
 
 
