@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Text, cast, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from shared import tracing
 from shared.contracts import ValidatorCache, first_violation, violations
 from shared.db import Database
 from shared.errors import (
@@ -250,16 +251,18 @@ def _contract(event: IncomingEvent, catalog: Catalog, detailed: bool = True) -> 
     return []
 
 
-def _encoded(events: list[IncomingEvent], batched: bool, max_bytes: int) -> list[tuple[str, bytes, bytes]]:
-    """(id, Kafka value, key) per event; refused whole (413, naming each index) when any event's
-    encoding exceeds `max_bytes`, so nothing of the request is produced."""
+def _encoded(events: list[IncomingEvent], batched: bool, max_bytes: int,
+             traceparent: str | None = None) -> list[tuple[str, bytes, bytes]]:
+    """(id, Kafka value, key) per event, each carrying the request's trace context; refused whole
+    (413, naming each index) when any event's encoding exceeds `max_bytes`, so nothing of the
+    request is produced."""
     received_at = iso(datetime.now(UTC))
     encoded, too_large = [], []
     for index, event in enumerate(events):
         event_id = event.id or new_id("evt")
         occurred_at = iso(event.occurred_at.astimezone(UTC)) if event.occurred_at else received_at
         value = encode(event_message(event_id, event.topic, event.event_type, event.company_id, event.subject,
-                                     occurred_at, received_at, event.data))
+                                     occurred_at, received_at, event.data, traceparent))
         if len(value) > max_bytes:
             too_large.append({"loc": ["events", index] if batched else ["body"],
                               "msg": f"the event encodes to {len(value)} bytes; the limit is {max_bytes}"})
@@ -386,7 +389,10 @@ app = create_service_app(
     "(413, `EM_MAX_EVENT_BYTES`). Events without an `id` get one. An `id` is an idempotency key per company: "
     "the same source may resend the same event (202 again, same id, delivered once), while an id already "
     "accepted from another source or with other content is a 409 naming the index. When the broker does "
-    "not acknowledge every event, the answer is a 503 naming the unknown ids: resend the request unchanged.",
+    "not acknowledge every event, the answer is a 503 naming the unknown ids: resend the request unchanged. "
+    "A W3C `traceparent` header is carried to every delivery attempt of the request's events (each "
+    "attempt's own `traceparent` is of the same trace); without one, or with an invalid one, a new trace "
+    "starts.",
     responses={503: {"description": "The broker did not acknowledge every event; resend with the same ids",
                      "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
@@ -401,7 +407,8 @@ async def publish(request: Request):
     source = await catalog.source_for(_bearer(request))
     raw_events, batched = _parse(await _document(request))
     events = await _validate(raw_events, batched, source, await catalog.fresh())
-    encoded = _encoded(events, batched, request.app.state.max_event_bytes)
+    encoded = _encoded(events, batched, request.app.state.max_event_bytes,
+                       tracing.incoming(request.headers.get(tracing.HEADER)))
     await _claim_ids(request.app.state.db, events, batched, source)
     await _produce(request.app.state.producer, request.app.state.topic, encoded, batched)
     return Accepted(accepted=[event_id for event_id, _, _ in encoded])
