@@ -44,6 +44,7 @@ from services.dispatcher.retry import RetrySchedule
 from services.dispatcher.sender import Attempt, failed_attempt, post
 from services.dispatcher.testing import send_test
 from services.dispatcher.throttle import ThrottleBucket
+from shared import tracing
 from shared.deadletter import kafka_source, retry_while_unavailable, set_aside
 from shared.messages import decode, valid_delivery
 from shared.netguard import UrlRefused, check_url_syntax
@@ -223,14 +224,14 @@ class Dispatcher:
                            bucket: ThrottleBucket | None) -> list[EndpointResult]:
         body, content_type = render(message["event"], configuration.format)
         send = partial(self._send_to_endpoint, configuration, body=body, content_type=content_type,
-                       delivery_id=message["delivery_id"], bucket=bucket)
+                       delivery_id=message["delivery_id"], bucket=bucket, trace_parent=message.get("traceparent"))
         if len(endpoints) == 1:  # the common case: no gather, no extra task
             return [await send(endpoints[0])]
         return list(await asyncio.gather(*(send(endpoint) for endpoint in endpoints)))
 
     async def _send_to_endpoint(self, configuration: DeliveryConfiguration, endpoint: dict, *, body: bytes,
                                 content_type: str, delivery_id: str,
-                                bucket: ThrottleBucket | None) -> EndpointResult:
+                                bucket: ThrottleBucket | None, trace_parent: str | None = None) -> EndpointResult:
         breaker = self.breakers.of(endpoint["id"])
         if not breaker.allows():
             return EndpointResult([], held_until=breaker.open_until)
@@ -252,7 +253,7 @@ class Dispatcher:
                     await self.health.token_refused(configuration.id, configuration.company_id, str(exc))
                 break
             headers = self.request_headers(configuration, content_type, delivery_id, body, authorization)
-            attempt = await self.send(lane, endpoint, body, headers, bucket, configuration)
+            attempt = await self.send(lane, endpoint, body, headers, bucket, configuration, trace_parent)
             attempts.append(attempt)
             if attempt.http_status == 410:  # the receiver says this endpoint is gone for good
                 await self._gone(configuration, endpoint)
@@ -276,19 +277,26 @@ class Dispatcher:
         return headers
 
     async def send(self, lane: EndpointLane, endpoint: dict, body: bytes, headers: dict,
-                    bucket: ThrottleBucket | None, configuration: DeliveryConfiguration) -> Attempt:
+                    bucket: ThrottleBucket | None, configuration: DeliveryConfiguration,
+                    trace_parent: str | None = None) -> Attempt:
         """Throttled requests go out the moment their bucket lets them, without waiting for a
-        shared concurrency slot: the bucket bounds them anyway."""
+        shared concurrency slot: the bucket bounds them anyway. Each attempt carries a
+        `traceparent` of the event's trace (`trace_parent`; a new trace without one) with a span
+        id of its own, set last so a configuration's custom headers cannot replace it."""
         policy = configuration.policy
         timeout = (policy and policy.timeout_seconds) or self.settings.request_timeout_seconds
         method = policy.method if policy else "POST"
         tls = configuration.ssl or True
         if bucket is not None:
             async with bucket.slot(), lane.slot():
-                attempt = await post(self.http, endpoint, body, headers, timeout, method, tls)
+                with tracing.attempt(trace_parent, headers) as span:
+                    attempt = await post(self.http, endpoint, body, headers, timeout, method, tls)
+                    tracing.record(span, attempt.http_status, attempt.error)
         else:
             async with lane.slot(), self.requests:  # the lane first: waiting for it holds no shared slot
-                attempt = await post(self.http, endpoint, body, headers, timeout, method, tls)
+                with tracing.attempt(trace_parent, headers) as span:
+                    attempt = await post(self.http, endpoint, body, headers, timeout, method, tls)
+                    tracing.record(span, attempt.http_status, attempt.error)
         lane.observe(attempt.duration_ms / 1000)  # the host's own time, not the wait for a slot
         ATTEMPT_OUTCOMES[attempt.outcome].inc()
         LATENCY.observe(attempt.duration_ms / 1000)
