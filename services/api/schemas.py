@@ -285,11 +285,12 @@ class MutualTlsAuth(Strict):
 
 Authentication = Annotated[NoAuth | BasicAuth | OAuth2Auth | ApiKeyAuth | MutualTlsAuth, Field(discriminator="type")]
 
-# What a delivery may not set itself: Event Manager writes these (or HTTP does).
+# What a delivery may not set itself: Event Manager writes these (or HTTP does). `traceparent` is
+# each attempt's W3C trace context (shared/tracing.py); `tracestate` belongs with it.
 RESERVED_HEADERS = frozenset({
     "authorization", "connection", "content-encoding", "content-length", "content-type", "cookie", "date",
     "expect", "host", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer",
-    "transfer-encoding", "upgrade", "user-agent", "via",
+    "transfer-encoding", "upgrade", "user-agent", "via", "traceparent", "tracestate",
 })
 RETRY_CLASSES = ("5xx", "429", "408", "409", "425", "timeout", "connection")
 
