@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.staticfiles import StaticFiles
 
+from shared import tracing
 from shared.db import Database, create_pool
 from shared.errors import document_problems, install_problem_handlers, problem_response
 from shared.kafka import ChangeFeed, kafka_ready, make_consumer, make_producer, report_lag
@@ -224,4 +225,6 @@ def create_service_app(
         """Prometheus text format: request, delivery, matching and scheduler counters and histograms."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    # OpenTelemetry when an OTLP endpoint is configured (shared/tracing.py); nothing otherwise.
+    tracing.setup(name, app)
     return app
