@@ -40,6 +40,8 @@ class Company(Base):
     __tablename__ = "companies"
     id: Mapped[str] = mapped_column(String, primary_key=True)
     name: Mapped[str] = mapped_column(String, nullable=False)
+    # Requests per minute per API key; None: EM_API_RATE_LIMIT_PER_MINUTE (shared/ratelimit.py).
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created()
 
 

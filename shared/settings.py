@@ -96,6 +96,16 @@ class Settings(BaseSettings):
         default_factory=lambda: [3600.0, 6 * 3600.0, 86400.0])
     health_check_seconds: float = 30.0
 
+    # Rate limits (shared/ratelimit.py), per minute, shared by every replica: requests of each
+    # company API key (a company's own limit, PATCH /v1/admin/companies/{id}, replaces this), of
+    # each source token, and failed authentications (an unknown key or token) per client address.
+    # A bucket refills its whole limit in `rate_limit_window_seconds`.
+    api_rate_limit_per_minute: int = Field(6000, ge=1)
+    ingest_rate_limit_per_minute: int = Field(60_000, ge=1)
+    auth_failure_limit_per_minute: int = Field(60, ge=1)
+    rate_limit_window_seconds: float = Field(60.0, gt=0)
+    rate_limit_pool_size: int = 4
+
     # Web console sessions (services/api/sessions.py): ended after this long without a request,
     # and this long after sign-in whatever happens; a console link an operator mints is valid this
     # long by default (and once).

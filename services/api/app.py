@@ -20,6 +20,7 @@ from services.api.routes import (
     delivery_configurations,
     events,
     monitored_numbers,
+    rate_limits,
     replay,
     schedules,
     signing,
@@ -54,6 +55,7 @@ app = create_service_app(
     version="1.0.0",
 )
 for module in (admin, topics, delivery_configurations, subscriptions, replay, monitored_numbers, events, dashboard,
-               bulk_actions, buffer_files, dead_letters, schedules, console_sessions, signing, testing, audit_log):
+               bulk_actions, buffer_files, dead_letters, schedules, console_sessions, signing, testing, audit_log,
+               rate_limits):
     app.include_router(module.router)
 mount_console(app)  # the web console at /console, a client of the API above

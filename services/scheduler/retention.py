@@ -36,6 +36,9 @@ DELETE FROM audit_log WHERE id IN (
     SELECT id FROM audit_log WHERE occurred_at < $1 LIMIT $2)
 """
 
+# A rate-limit bucket idle this long is full again (shared/ratelimit.py), the same as no row.
+PURGE_IDLE_BUCKETS = "DELETE FROM rate_limit_buckets WHERE refilled_at < now() - interval '1 day'"
+
 PURGE_EVENTS = f"""
 WITH doomed AS (
     SELECT e.company_id, e.id FROM events e
@@ -62,6 +65,7 @@ async def purge_older_than(pool: asyncpg.Pool, cutoff: datetime) -> dict[str, in
             PURGED.labels(table).inc(removed)
             if removed < BATCH:
                 break
+    await pool.execute(PURGE_IDLE_BUCKETS)
     return totals
 
 

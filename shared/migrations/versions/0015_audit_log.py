@@ -1,5 +1,7 @@
 """The audit log (issue 16): one append-only row per change a company, an operator or a source
-token made, with who, when, from where and the non-secret fields before and after.
+token made, with who, when, from where and the non-secret fields before and after. And rate
+limits (shared/ratelimit.py): a company's own limit per API key, and the token buckets every
+replica shares.
 
 Revision ID: 0015
 Revises: 0014
@@ -44,7 +46,21 @@ def upgrade() -> None:
     op.execute("CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log "
                "FOR EACH ROW EXECUTE FUNCTION audit_log_refuse_update()")
 
+    # Requests per minute for each of the company's API keys; null: EM_API_RATE_LIMIT_PER_MINUTE.
+    op.add_column("companies", sa.Column("rate_limit_per_minute", sa.Integer(), nullable=True))
+    # UNLOGGED: updated on every request, so no WAL for it; a crash empties it, which only forgets
+    # recent counts. A row per limited subject (key:<id>, source:<id>, address:<ip>).
+    op.create_table(
+        "rate_limit_buckets",
+        sa.Column("subject", sa.String(), primary_key=True),
+        sa.Column("tokens", sa.Float(), nullable=False),
+        sa.Column("refilled_at", sa.DateTime(timezone=True), nullable=False),
+        prefixes=["UNLOGGED"],
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("rate_limit_buckets")
+    op.drop_column("companies", "rate_limit_per_minute")
     op.drop_table("audit_log")
     op.execute("DROP FUNCTION audit_log_refuse_update()")

@@ -1,0 +1,190 @@
+"""Rate limits shared by every api and ingest replica (issue 16): per company API key, per source
+token, and per client address for failed authentication.
+
+Shared state in PostgreSQL, not in the broker's partitioning: a request reaches whichever replica
+the load balancer picks, so a limit held in one process (or one partition's consumer) would let N
+replicas allow N times the limit; PostgreSQL is already on every request's path and its row locks
+serialise concurrent takes exactly, across replicas, with no new infrastructure.
+
+Each limited subject has one token bucket row in `rate_limit_buckets` (UNLOGGED: no WAL, so cheap
+to update; a crash empties it, which only forgets recent counts). A bucket holds up to `capacity`
+tokens (the limit per minute) and refills at capacity per `EM_RATE_LIMIT_WINDOW_SECONDS`, so a
+client may burst to its limit and then goes at the steady rate, with no doubled burst at a window
+boundary as fixed windows allow. Taking one token is ONE statement, one round trip (~0.3 ms,
+measured in tests/test_rate_limits.py): an `INSERT ... ON CONFLICT DO UPDATE ... WHERE` that
+refills and takes only when a whole token is there (a refused request takes nothing, so a client
+that keeps hammering still gets through at the steady rate) and reads the company's own limit in
+the same statement. A refusal is also remembered in this process until the bucket would have a
+token again: while it lasts, requests of that subject are refused without touching the database,
+so a client past its limit costs nothing more.
+
+Failed authentication is limited per client address the same way, but the shared bucket is only
+touched when a presented credential is unknown; the address's budget is checked BEFORE the
+credential lookup from the refusals this process remembers, which costs no round trip, so neither
+valid requests pay for it nor can garbage keys make the database look up more than the budget
+(plus one lookup per replica each time a refusal lapses)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import asyncpg
+
+from shared.db import create_pool
+from shared.errors import TooManyRequests, Unauthorized
+from shared.settings import Settings
+
+# The company's own limit (companies.rate_limit_per_minute) or the default; then refill and take
+# one token if a whole one is there. `available` is the bucket as it was before this statement,
+# refilled to now: what a refusal's Retry-After is computed from.
+TAKE = """
+WITH limits AS (
+    SELECT coalesce((SELECT rate_limit_per_minute FROM companies WHERE id = $2), $3)::float8 AS capacity
+), taken AS (
+    INSERT INTO rate_limit_buckets AS b (subject, tokens, refilled_at)
+    SELECT $1, capacity - 1, clock_timestamp() FROM limits WHERE capacity >= 1
+    ON CONFLICT (subject) DO UPDATE
+    SET tokens = least(excluded.tokens + 1,
+                       b.tokens + extract(epoch FROM excluded.refilled_at - b.refilled_at) * (excluded.tokens + 1) / $4)
+                 - 1,
+        refilled_at = excluded.refilled_at
+    WHERE least(excluded.tokens + 1,
+                b.tokens + extract(epoch FROM excluded.refilled_at - b.refilled_at) * (excluded.tokens + 1) / $4) >= 1
+    RETURNING b.tokens
+)
+SELECT (SELECT tokens FROM taken) AS left_after, capacity,
+       (SELECT least(capacity, tokens + extract(epoch FROM clock_timestamp() - refilled_at) * capacity / $4)
+        FROM rate_limit_buckets WHERE subject = $1) AS available
+FROM limits
+"""
+
+# Refusals remembered per process; past this many, the lapsed ones are dropped (and, if a flood
+# of addresses keeps it full, the oldest), so memory stays bounded.
+REMEMBERED = 100_000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: float  # seconds until one request would be allowed; 0 when allowed
+
+
+class RateLimiter:
+    def __init__(self, pool: asyncpg.Pool, window_seconds: float):
+        self.pool = pool
+        self.window = window_seconds
+        self._refused_until: dict[str, float] = {}
+
+    async def take(self, subject: str, default_per_minute: int, company_id: str | None = None) -> Verdict:
+        """One request of `subject`: allowed (a token taken) or refused, for every replica alike."""
+        remembered = self._remembered(subject)
+        if remembered:
+            return Verdict(False, default_per_minute, 0, remembered)
+        row = await self.pool.fetchrow(TAKE, subject, company_id, default_per_minute, self.window)
+        capacity = int(row["capacity"])
+        if row["left_after"] is not None:
+            return Verdict(True, capacity, max(0, int(row["left_after"])), 0.0)
+        available = row["available"] if row["available"] is not None else 0.0
+        wait = self.window if capacity < 1 else max(0.0, (1 - available) * self.window / capacity)
+        self._remember(subject, wait)
+        return Verdict(False, capacity, 0, wait)
+
+    def refused(self, subject: str) -> float:
+        """Seconds this process still refuses `subject` for (0: not refused), without the database."""
+        return self._remembered(subject)
+
+    def _remembered(self, subject: str) -> float:
+        until = self._refused_until.get(subject)
+        if until is None:
+            return 0.0
+        left = until - time.monotonic()
+        if left <= 0:
+            self._refused_until.pop(subject, None)
+            return 0.0
+        return left
+
+    def _remember(self, subject: str, seconds: float) -> None:
+        if len(self._refused_until) >= REMEMBERED:
+            now = time.monotonic()
+            self._refused_until = {s: t for s, t in self._refused_until.items() if t > now}
+            while len(self._refused_until) >= REMEMBERED:
+                self._refused_until.pop(next(iter(self._refused_until)))
+        self._refused_until[subject] = time.monotonic() + seconds
+
+
+def too_many(what: str, retry_after: float) -> TooManyRequests:
+    seconds = max(1, math.ceil(retry_after))
+    return TooManyRequests(f"{what}; retry after {seconds} s", headers={"Retry-After": str(seconds)})
+
+
+# --- the hooks the api's and ingest's authentication call ------------------------------------
+
+_creating = asyncio.Lock()
+
+
+async def limiter_of(state, settings: Settings) -> RateLimiter:
+    """The process's limiter (made at first use, on `state`: app.state), with its own small pool
+    so a take is one round trip and commits at once, apart from the request's transaction."""
+    limiter = getattr(state, "rate_limiter", None)
+    if limiter is None:
+        async with _creating:
+            limiter = getattr(state, "rate_limiter", None)
+            if limiter is None:
+                pool = await create_pool(settings.database_url, size=settings.rate_limit_pool_size)
+                limiter = state.rate_limiter = RateLimiter(pool, settings.rate_limit_window_seconds)
+    return limiter
+
+
+def address_subject(address: str | None) -> str:
+    return f"address:{address or 'unknown'}"
+
+
+async def check_address(state, settings: Settings, address: str | None) -> None:
+    """Before a credential lookup: 429 while this address is past its failed-authentication budget."""
+    wait = (await limiter_of(state, settings)).refused(address_subject(address))
+    if wait:
+        raise too_many("too many failed authentications from this address", wait)
+
+
+async def failed_authentication(state, settings: Settings, address: str | None) -> None:
+    """After a presented credential was not found: spend one of the address's budget; 429 once it is
+    spent (the caller answers 401 otherwise)."""
+    verdict = await (await limiter_of(state, settings)).take(address_subject(address),
+                                                             settings.auth_failure_limit_per_minute)
+    if not verdict.allowed:
+        raise too_many("too many failed authentications from this address", verdict.retry_after)
+
+
+Found = TypeVar("Found")
+
+
+async def authenticate(state, settings: Settings, address: str | None,
+                       lookup: Callable[[], Awaitable[Found | None]]) -> Found:
+    """A presented credential's lookup, guarded: 429 before it while the address is past its
+    failed-authentication budget; an unknown credential (`lookup` answers None or raises
+    Unauthorized) spends that budget, then 401 (or 429 once it is spent)."""
+    await check_address(state, settings, address)
+    try:
+        found = await lookup()
+    except Unauthorized:
+        found = None
+    if found is None:
+        await failed_authentication(state, settings, address)
+        raise Unauthorized()
+    return found
+
+
+async def limit(state, settings: Settings, subject: str, default_per_minute: int,
+                company_id: str | None = None) -> Verdict:
+    """One request of an authenticated caller (`key:<id>`, `source:<id>`); 429 past its limit."""
+    verdict = await (await limiter_of(state, settings)).take(subject, default_per_minute, company_id)
+    if not verdict.allowed:
+        raise too_many(f"rate limit of {verdict.limit} requests per minute reached", verdict.retry_after)
+    return verdict
