@@ -39,12 +39,14 @@ async def ensure_topics(settings: Settings) -> None:
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(name, num_partitions=settings.kafka_partitions, replication_factor=1)
+            NewTopic(name, num_partitions=settings.kafka_partitions,
+                     replication_factor=settings.kafka_replication_factor)
             for name in (topics.events, topics.deliveries)
             if name not in existing
         ]
         if topics.changes not in existing:
-            wanted.append(NewTopic(topics.changes, num_partitions=1, replication_factor=1))
+            wanted.append(NewTopic(topics.changes, num_partitions=1,
+                                   replication_factor=settings.kafka_replication_factor))
         if wanted:
             try:
                 await admin.create_topics(wanted)

@@ -1,6 +1,11 @@
 """The frame every service shares: a FastAPI app with `/healthz`, `/readyz`, `/metrics`,
 problem+json errors, and a lifespan that starts the service's resources and worker loops and
-drains them on shutdown."""
+drains them on shutdown.
+
+`/metrics` on the public services (api, ingest) answers only a bearer token: the operator's
+(`EM_ADMIN_TOKEN`) or the scrape-only `EM_METRICS_TOKEN`. Their ports face the internet and
+their series name tenants' topics and event types. The workers' ports are not public (the
+NetworkPolicies in deploy/k8s admit only the namespace and Prometheus), so theirs stays open."""
 
 from __future__ import annotations
 
@@ -21,8 +26,9 @@ from starlette.staticfiles import StaticFiles
 
 from shared import tracing
 from shared.db import Database, create_pool
-from shared.errors import document_problems, install_problem_handlers, problem_response
+from shared.errors import Unauthorized, document_problems, install_problem_handlers, problem_response
 from shared.kafka import ChangeFeed, kafka_ready, make_consumer, make_producer, report_lag
+from shared.security import same_secret
 from shared.settings import Settings, get_settings
 from shared.validation import BodyGuard, check_parameters
 
@@ -33,6 +39,9 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 # Swagger UI's files, vendored from npm (swagger-ui-dist, see swagger_ui/README), so /docs renders
 # where there is no internet access.
 SWAGGER_UI = Path(__file__).parent / "swagger_ui"
+
+# The services whose port is exposed outside the cluster; their /metrics needs a token.
+PUBLIC_SERVICES = frozenset({"api", "ingest"})
 
 
 class Runtime:
@@ -138,6 +147,14 @@ def _max_body_bytes(service: str) -> int:
     return getattr(settings, f"{service}_max_body_bytes", settings.api_max_body_bytes)
 
 
+def may_read_metrics(request: Request, settings: Settings) -> bool:
+    """A bearer token equal to the operator token or the metrics token (either may be unset)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return scheme.lower() == "bearer" and bool(token) and any(
+        expected and same_secret(token, expected) for expected in (settings.admin_token, settings.metrics_token))
+
+
 def _serve_docs_locally(app: FastAPI) -> None:
     """`/docs`: FastAPI's Swagger UI page with its script, style and icon served from this service."""
     app.mount("/docs/assets", StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
@@ -221,8 +238,11 @@ def create_service_app(
         return {"status": "ready", "service": name}
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse)
-    async def metrics():
-        """Prometheus text format: request, delivery, matching and scheduler counters and histograms."""
+    async def metrics(request: Request):
+        """Prometheus text format: request, delivery, matching and scheduler counters and histograms.
+        On api and ingest it needs `Authorization: Bearer` with the operator or metrics token."""
+        if name in PUBLIC_SERVICES and not may_read_metrics(request, get_settings()):
+            raise Unauthorized()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     # OpenTelemetry when an OTLP endpoint is configured (shared/tracing.py); nothing otherwise.

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = None
     media_url: str | None = None
     admin_token: str | None = None
+    # A token that may read /metrics on the public api and ingest ports and nothing else (give
+    # Prometheus this one, not the operator token, which also works there).
+    metrics_token: str | None = None
     secret_key: str | None = None
     data_dir: Path = Path(".data")
     allowed_private_networks: str = ""
@@ -43,6 +46,9 @@ class Settings(BaseSettings):
     public_api_url: str | None = None
 
     kafka_partitions: int = 12
+    # Copies of each topic `eventmgr create-topics` makes: 1 for a single broker (the embedded
+    # one, docker compose), 3 in production (deploy/k8s/overlays/production).
+    kafka_replication_factor: int = 1
     kafka_topic_prefix: str = "em"
 
     # Comma-separated seconds, e.g. EM_RETRY_SCHEDULE=0,5,300
@@ -81,8 +87,9 @@ class Settings(BaseSettings):
     # `revoke_drain_seconds` to finish its in-flight deliveries. On SIGTERM, uvicorn first waits
     # up to `graceful_shutdown_seconds` for open HTTP requests, then the service's loops get
     # `drain_seconds` to finish their work (the dispatcher's deliveries, then the recorder's
-    # writes; the matcher's batch). Kubernetes' terminationGracePeriodSeconds (30 s in deploy/)
-    # and `eventmgr dev`'s stop wait must cover the sum.
+    # writes; the matcher's batch). Kubernetes' terminationGracePeriodSeconds (45 s in deploy/k8s,
+    # after a 5 s preStop pause; tests/test_deploy.py checks it) and `eventmgr dev`'s stop wait
+    # must cover the sum.
     revoke_drain_seconds: float = 8.0
     graceful_shutdown_seconds: float = 15.0
     drain_seconds: float = 12.0
@@ -141,7 +148,7 @@ class Settings(BaseSettings):
         if missing:
             env = ", ".join(f"EM_{name.upper()}" for name in missing)
             raise SystemExit(f"{env} must be set (or run `eventmgr dev`, which starts embedded servers)")
-        for name in ("secret_key", "admin_token"):
+        for name in ("secret_key", "admin_token", "metrics_token"):
             value = getattr(self, name)
             if value is not None and (len(value) < 16 or "CHANGE-ME" in value):
                 raise SystemExit(f"EM_{name.upper()} must be a real secret of at least 16 characters")

@@ -60,8 +60,10 @@ def _event(topic: str, tenant, data: dict, **fields) -> dict:
             "data": data, **fields}
 
 
-async def _violations(urls, topic: str) -> float:
-    async with httpx.AsyncClient(base_url=urls.ingest) as client:
+async def _violations(urls, admin, topic: str) -> float:
+    # Ingest's /metrics needs the operator token (its series name tenants' topics).
+    operator = {"authorization": admin.headers["authorization"]}
+    async with httpx.AsyncClient(base_url=urls.ingest, headers=operator) as client:
         text = (await client.get("/metrics")).text
     pattern = (r'^em_ingest_schema_violations_total\{event_type="order\.placed",topic="' + re.escape(topic)
                + r'"\} ([0-9.e+]+)$')
@@ -83,18 +85,18 @@ async def test_off_warn_and_enforce(stack, admin, urls, tenant, shop):
 
     # off: nothing is checked (once ingest's catalog knows the new topic)
     assert await eventually(lambda: accepted(BAD), timeout=30)
-    assert await _violations(urls, topic) == 0
+    assert await _violations(urls, admin, topic) == 0
 
     # warn: accepted, and counted
     await _set_mode(admin, topic, "warn")
 
     async def counted():
-        return await accepted(BAD) and await _violations(urls, topic) > 0
+        return await accepted(BAD) and await _violations(urls, admin, topic) > 0
 
     await eventually(counted, timeout=30)
-    before = await _violations(urls, topic)
-    assert await accepted(BAD) and await _violations(urls, topic) == before + 1
-    assert await accepted(GOOD) and await _violations(urls, topic) == before + 1
+    before = await _violations(urls, admin, topic)
+    assert await accepted(BAD) and await _violations(urls, admin, topic) == before + 1
+    assert await accepted(GOOD) and await _violations(urls, admin, topic) == before + 1
     # logged once a minute per event type, by path and keyword, never the data
     logged = [line for line in (stack.data_dir / "logs" / "ingest.log").read_text().splitlines()
               if topic in line and "schema violation" in line]

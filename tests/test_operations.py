@@ -1,12 +1,16 @@
-"""Every service answers /healthz, /readyz and /metrics."""
+"""Every service answers /healthz, /readyz and /metrics (on the public api and ingest, only to the
+operator or metrics token)."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.requests import Request
 
 from services.devstack import SERVICES
+from shared.service import may_read_metrics
+from shared.settings import Settings
 from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
 from tests.delivery_helpers import publish, wait_for_status
 
@@ -18,9 +22,28 @@ async def test_health_readiness_and_metrics(stack, service):
         assert health.status_code == 200 and health.json() == {"status": "ok", "service": service}
         ready = await client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["status"] == "ready"
-        metrics = await client.get("/metrics")
+        token = {"authorization": f"Bearer {stack.env['EM_ADMIN_TOKEN']}"}
+        if service in ("api", "ingest"):  # their ports face the internet; their series name tenants' topics
+            assert (await client.get("/metrics")).status_code == 401
+            assert (await client.get("/metrics", headers={"authorization": "Bearer wrong"})).status_code == 401
+        metrics = await client.get("/metrics", headers=token)
         assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
         assert "python_info" in metrics.text
+
+
+def test_the_metrics_token_reads_metrics_and_nothing_guesses_it():
+    settings = Settings(admin_token="operator-token-0123456789", metrics_token="scrape-token-0123456789")
+
+    def request(authorization: str | None) -> Request:
+        headers = [(b"authorization", authorization.encode())] if authorization is not None else []
+        return Request({"type": "http", "headers": headers})
+
+    assert may_read_metrics(request("Bearer scrape-token-0123456789"), settings)
+    assert may_read_metrics(request("bearer operator-token-0123456789"), settings)
+    for refused in (None, "", "Bearer", "Bearer ", "Basic scrape-token-0123456789", "Bearer scrape-token"):
+        assert not may_read_metrics(request(refused), settings), refused
+    # Unset tokens match nothing, not even an empty bearer.
+    assert not may_read_metrics(request("Bearer "), Settings(admin_token=None, metrics_token=None))
 
 
 async def metric(client: httpx.AsyncClient, sample: str, **labels: str) -> float:
