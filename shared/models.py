@@ -22,6 +22,7 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy import false as sa_false
+from sqlalchemy import true as sa_true
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -62,6 +63,42 @@ class Source(Base):
     topics: Mapped[list[str]] = mapped_column(ARRAY(String), nullable=False)
     token_digest: Mapped[str] = mapped_column(String, nullable=False, unique=True)
     created_at: Mapped[datetime] = _created()
+    # Migration 0016 (issue 16). After a rotation with overlap the previous token keeps working
+    # until previous_token_expires_at; a disabled source's tokens are refused (403).
+    previous_token_digest: Mapped[str | None] = mapped_column(String, unique=True)
+    previous_token_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=sa_true())
+    # The companies this source may publish for; None: any. Broadcast topics carry no company.
+    company_ids: Mapped[list[str] | None] = mapped_column(ARRAY(String))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+class ApiKey(Base):
+    """A company's own API key (migration 0016, issue 16): it belongs to one of the company's
+    applications (disabling the application refuses its keys), holds scopes
+    (services/api/scopes.py), may expire, is revoked rather than deleted (the list shows it), and
+    after a rotation with overlap its previous secret works until previous_expires_at."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), index=True)
+    application_id: Mapped[str] = mapped_column(ForeignKey("applications.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String, nullable=False)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String), nullable=False)
+    key_digest: Mapped[str] = mapped_column(String, nullable=False, unique=True)
+    previous_key_digest: Mapped[str | None] = mapped_column(String, unique=True)
+    previous_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        CheckConstraint("scopes <@ ARRAY['read', 'write', 'bulk']::varchar[] AND cardinality(scopes) > 0",
+                        name="ck_api_keys_scopes"),
+    )
+
+
 
 
 class Topic(Base):
@@ -372,6 +409,8 @@ class ConsoleSession(Base):
                                                        index=True)
     # The API key's (or operator token's) digest at sign-in: a rotated key no longer matches.
     credential_digest: Mapped[str | None] = mapped_column(String)
+    # A session signed in with a company API key (migration 0016): it has that key's scopes.
+    api_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = _created()
     last_seen_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -1,7 +1,9 @@
 """Dependencies of the api routes: the database session, the settings, and the caller (a company,
-by its application's API key, or the operator). A request without `Authorization` may instead
-carry the web console's session cookie (services/api/sessions.py): it resolves to the same
-company (or the operator) under the same rules, plus a CSRF header on every change."""
+by one of its API keys or its application's key, holding scopes; or the operator). A request
+without `Authorization` may instead carry the web console's session cookie
+(services/api/sessions.py): it resolves to the same company (or the operator) under the same
+rules, plus a CSRF header on every change. A company route declares the scope it needs by the
+caller it takes: `Reader`, `Writer` or `Bulk`."""
 
 from __future__ import annotations
 
@@ -9,14 +11,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import select
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.api import sessions
+from services.api import credentials, scopes, sessions
 from services.api.actor import Actor, act_as, client_address
+from services.api.scopes import FULL
 from shared.errors import Forbidden, Unauthorized
-from shared.models import Application
-from shared.security import digest, same_secret
+from shared.security import same_secret
 from shared.settings import Settings
 
 
@@ -51,24 +53,42 @@ class Caller:
     company_id: str
     # None for a console link's session, which belongs to the company rather than to one key.
     application_id: str | None
+    # What this caller may do (services/api/scopes.py).
+    scopes: frozenset[str] = FULL
+    # The company API key (api_keys) that made the request; None for an application's own key
+    # and for console link sessions.
+    key_id: str | None = None
 
 
 async def _company(request: Request, session: SessionDep, settings: SettingsDep) -> Caller:
     if _console_session(request, settings):
         identity = await sessions.authenticate(request, session, settings, role="company")
-        act_as(request, Actor("console", identity.application_id, None, identity.company_id,
+        act_as(request, Actor("console", identity.api_key_id or identity.application_id, None, identity.company_id,
                               client_address(request)))
-        return Caller(identity.company_id, identity.application_id)
-    application = await session.scalar(
-        select(Application).where(Application.api_key_digest == digest(_bearer(request)))
-    )
-    if application is None:
+        return Caller(identity.company_id, identity.application_id, identity.scopes, identity.api_key_id)
+    credential = await credentials.find(session, _bearer(request))
+    if credential is None:
         raise Unauthorized()
-    if not application.event_manager_enabled:
+    if not credential.application_enabled:
         raise Forbidden("this application does not have Event Manager enabled")
-    act_as(request, Actor("api_key", application.id, application.name, application.company_id,
-                          client_address(request)))
-    return Caller(application.company_id, application.id)
+    act_as(request, Actor("api_key", credential.key_id or credential.application_id, credential.name,
+                          credential.company_id, client_address(request)))
+    return Caller(credential.company_id, credential.application_id, credential.scopes, credential.key_id)
+
+
+def _requiring(scope: str):
+    """The company caller, refused (403 naming the scope) unless it holds `scope`. The scope is
+    kept on the dependency, so the OpenAPI document states each route's (`document_scopes`)."""
+
+    async def company_with_scope(caller: Annotated[Caller, Depends(_company)]) -> Caller:
+        if not scopes.grants(caller.scopes, scope):
+            raise Forbidden(f"this credential lacks the `{scope}` scope this route requires "
+                            f"(it has: {', '.join(sorted(caller.scopes)) or 'none'})",
+                            errors=[{"loc": ["header", "authorization"], "msg": f"requires scope `{scope}`"}])
+        return caller
+
+    company_with_scope.required_scope = scope  # type: ignore[attr-defined]
+    return company_with_scope
 
 
 async def _operator(request: Request, session: SessionDep, settings: SettingsDep) -> None:
@@ -81,5 +101,54 @@ async def _operator(request: Request, session: SessionDep, settings: SettingsDep
     act_as(request, Actor("operator", None, "operator", None, client_address(request)))
 
 
-CompanyDep = Annotated[Caller, Depends(_company)]
+# Every company route takes exactly one of these: the scope it needs (services/api/scopes.py).
+# tests/test_tenant_isolation.py fails for a company route that declares none.
+Reader = Annotated[Caller, Depends(_requiring("read"))]
+Writer = Annotated[Caller, Depends(_requiring("write"))]
+Bulk = Annotated[Caller, Depends(_requiring("bulk"))]
 OperatorDep = Annotated[None, Depends(_operator)]
+
+
+def required_scope(route: APIRoute) -> str | None:
+    """The scope a route declared through Reader, Writer or Bulk, if any."""
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependant = pending.pop()
+        if (scope := getattr(dependant.call, "required_scope", None)) is not None:
+            return scope
+        pending += dependant.dependencies
+    return None
+
+
+def api_routes(routes):
+    """Every APIRoute, also those of included routers (FastAPI keeps an included router whole)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif (included := getattr(route, "original_router", None)) is not None:
+            yield from api_routes(included.routes)
+
+
+def document_scopes(openapi: dict, routes) -> dict:
+    """Each company operation states its scope: `x-required-scope`, the bearer requirement's
+    role list (OpenAPI 3.1), a line in the description, and its 403."""
+    for route in api_routes(routes):
+        if (scope := required_scope(route)) is None:
+            continue
+        for method in route.methods:
+            operation = openapi.get("paths", {}).get(route.path_format, {}).get(method.lower())
+            if operation is None:
+                continue
+            operation["x-required-scope"] = scope
+            operation["security"] = [{"bearer": [scope]}]
+            operation["description"] = (f"**Scope:** `{scope}`. " + operation.get("description", "")).strip()
+            refused = operation.setdefault("responses", {}).setdefault("403", {})
+            refused["description"] = f"The application is disabled, or the credential lacks the `{scope}` scope"
+    scheme = openapi.get("components", {}).get("securitySchemes", {}).get("bearer")
+    if scheme is not None:
+        scheme["description"] = (
+            "A company's API key (`emak_...` from /v1/api-keys, holding the scopes it was given, or its "
+            "application's own `emk_...` key, holding every scope); the operator token under /v1/admin. Scopes: "
+            "`read` (look only), `write` (changes; includes read), `bulk` (republish, bulk actions, replays). "
+            "Each operation names its scope in `x-required-scope`.")
+    return openapi

@@ -21,6 +21,9 @@ the one-time console links an operator mints for a company.
   after sign-in. Each request also checks that the API key is still the application's (not
   rotated), that the application is still enabled, and for the operator that the token is still
   `EM_ADMIN_TOKEN`; otherwise the session is deleted and the answer is 401.
+- **Scopes.** A session signed in with a company API key (`emak_...`) has that key's scopes,
+  and ends when the key is revoked, expires, or is rotated (after the rotation's overlap); one
+  signed in with an application's own key, or opened from a console link, has every scope.
 - **Console links.** `POST /v1/admin/companies/{id}/console-sessions` stores the SHA-256 of a
   random token with a short expiry (`EM_CONSOLE_LINK_SECONDS`, 5 min); opening the link deletes
   that row (`DELETE ... RETURNING`, so two concurrent openings cannot both win) and signs the
@@ -41,8 +44,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.api import credentials
+from services.api.scopes import FULL
 from shared.errors import Forbidden, NotFound, Unauthorized
-from shared.models import Application, Company, ConsoleSession
+from shared.models import ApiKey, Application, Company, ConsoleSession
 from shared.security import digest, new_secret, same_secret
 from shared.settings import Settings
 
@@ -64,6 +69,9 @@ class ConsoleSessionInfo(BaseModel):
     company_id: str | None = None
     application_id: str | None = Field(None, description="The application whose key signed in; null for a "
                                                          "console link's session and the operator")
+    api_key_id: str | None = Field(None, description="The company API key that signed in, if one did")
+    scopes: list[str] = Field(description="What the session may do: the signing key's scopes; every scope "
+                                          "for an application's own key, a console link and the operator")
     csrf_token: str = Field(description=f"Send it as `{CSRF_HEADER}` with every POST, PATCH, PUT and DELETE "
                                         "made with the session cookie")
     expires_at: datetime = Field(description="The session ends then, whatever happens")
@@ -95,6 +103,8 @@ class ConsoleIdentity:
     application_id: str | None
     expires_at: datetime
     last_seen_at: datetime
+    api_key_id: str | None = None
+    scopes: frozenset[str] = FULL
 
 
 def cookie_name(settings: Settings) -> str:
@@ -123,7 +133,8 @@ def csrf_token(settings: Settings, session_id: str) -> str:
 def info(identity: ConsoleIdentity, settings: Settings) -> ConsoleSessionInfo:
     idle_end = identity.last_seen_at + timedelta(seconds=settings.console_idle_seconds)
     return ConsoleSessionInfo(role=identity.role, company_id=identity.company_id,
-                              application_id=identity.application_id,
+                              application_id=identity.application_id, api_key_id=identity.api_key_id,
+                              scopes=sorted(identity.scopes),
                               csrf_token=csrf_token(settings, identity.session_id),
                               expires_at=identity.expires_at, idle_expires_at=min(idle_end, identity.expires_at))
 
@@ -132,8 +143,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _identity(row: ConsoleSession) -> ConsoleIdentity:
-    return ConsoleIdentity(row.id, row.role, row.company_id, row.application_id, row.expires_at, row.last_seen_at)
+def _identity(row: ConsoleSession, key: ApiKey | None = None) -> ConsoleIdentity:
+    return ConsoleIdentity(row.id, row.role, row.company_id, row.application_id, row.expires_at, row.last_seen_at,
+                           row.api_key_id, frozenset(key.scopes) if key is not None else FULL)
 
 
 def refuse_cross_site(request: Request) -> None:
@@ -150,17 +162,18 @@ async def _purge(db: AsyncSession, settings: Settings, now: datetime) -> None:
 
 
 async def _start(db: AsyncSession, settings: Settings, role: str, company_id: str | None = None,
-                 application_id: str | None = None,
-                 credential_digest: str | None = None) -> tuple[str, ConsoleIdentity]:
+                 application_id: str | None = None, credential_digest: str | None = None,
+                 key: ApiKey | None = None) -> tuple[str, ConsoleIdentity]:
     """A new session row; the caller commits. Returns the cookie's token (never stored) and the identity."""
     now = _now()
     await _purge(db, settings, now)
     token = new_secret("emcs")
     row = ConsoleSession(id=digest(token), kind="session", role=role, company_id=company_id,
-                         application_id=application_id, credential_digest=credential_digest, created_at=now,
+                         application_id=application_id, credential_digest=credential_digest,
+                         api_key_id=key.id if key is not None else None, created_at=now,
                          last_seen_at=now, expires_at=now + timedelta(seconds=settings.console_max_seconds))
     db.add(row)
-    return token, _identity(row)
+    return token, _identity(row, key)
 
 
 def _refused(detail: str) -> Unauthorized:
@@ -174,17 +187,27 @@ async def sign_in(db: AsyncSession, settings: Settings, credential: str) -> tupl
     credential = credential.strip()
     if settings.admin_token and same_secret(credential, settings.admin_token):
         return await _start(db, settings, "operator", credential_digest=digest(credential))
-    application = await db.scalar(select(Application).where(Application.api_key_digest == digest(credential)))
-    if application is None:
+    found = await credentials.find(db, credential)
+    if found is None:
         raise _refused("this API key or operator token is not accepted")
-    if not application.event_manager_enabled:
+    if not found.application_enabled:
         raise Forbidden("this application does not have Event Manager enabled",
                         errors=[{"loc": ["credential"], "msg": "this application does not have Event Manager enabled"}])
-    return await _start(db, settings, "company", application.company_id, application.id,
-                        application.api_key_digest)
+    key = await db.get(ApiKey, found.key_id) if found.key_id else None
+    return await _start(db, settings, "company", found.company_id, found.application_id, found.token_digest, key)
 
 
-def _why_ended(row: ConsoleSession, application: Application | None, settings: Settings, now: datetime) -> str | None:
+def _key_accepts(key: ApiKey, token_digest: str | None, now: datetime) -> bool:
+    """The same rule as credentials.usable_key, for a key row already read."""
+    if key.revoked_at is not None or (key.expires_at is not None and now >= key.expires_at):
+        return False
+    return token_digest == key.key_digest or (
+        token_digest == key.previous_key_digest and key.previous_expires_at is not None
+        and now < key.previous_expires_at)
+
+
+def _why_ended(row: ConsoleSession, application: Application | None, key: ApiKey | None, settings: Settings,
+               now: datetime) -> str | None:
     if now >= row.expires_at:
         return "the console session reached its time limit"
     if now - row.last_seen_at >= timedelta(seconds=settings.console_idle_seconds):
@@ -194,9 +217,12 @@ def _why_ended(row: ConsoleSession, application: Application | None, settings: S
         return None if current and digest(current) == row.credential_digest else "the operator token was changed"
     if row.application_id is None:
         return None  # a console link's session belongs to the company
-    if application is None or application.api_key_digest != row.credential_digest:
+    if row.api_key_id is not None:
+        if key is None or not _key_accepts(key, row.credential_digest, now):
+            return "the API key was revoked, rotated or expired"
+    elif application is None or application.api_key_digest != row.credential_digest:
         return "the API key was rotated"
-    if not application.event_manager_enabled:
+    if application is None or not application.event_manager_enabled:
         return "the application's Event Manager access was disabled"
     return None
 
@@ -218,21 +244,22 @@ async def authenticate(request: Request, db: AsyncSession, settings: Settings,
     if not token:
         raise Unauthorized()
     found = (await db.execute(
-        select(ConsoleSession, Application)
+        select(ConsoleSession, Application, ApiKey)
         .outerjoin(Application, Application.id == ConsoleSession.application_id)
+        .outerjoin(ApiKey, ApiKey.id == ConsoleSession.api_key_id)
         .where(ConsoleSession.id == digest(token), ConsoleSession.kind == "session"))).first()
     if found is None:
         raise Unauthorized("the console session has ended; sign in again")
-    row, application = found
+    row, application, key = found
     now = _now()
-    if (reason := _why_ended(row, application, settings, now)) is not None:
+    if (reason := _why_ended(row, application, key, settings, now)) is not None:
         await db.delete(row)
         await db.commit()
         raise Unauthorized(f"{reason}; sign in again")
     if role is not None and row.role != role:
         raise Unauthorized(f"this console session is not signed in as {role}")
     _check_csrf(request, settings, row.id)
-    identity = _identity(row)
+    identity = _identity(row, key)
     if now - row.last_seen_at >= TOUCH_EVERY:
         row.last_seen_at = now
         await db.commit()

@@ -20,9 +20,10 @@ import orjson
 from fastapi import FastAPI, Request
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Text, cast, func, select, text
+from sqlalchemy import Text, and_, cast, func, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from services.api.actor import Actor, act_as, client_address
 from shared import tracing
 from shared.contracts import ValidatorCache, first_violation, violations
 from shared.db import Database
@@ -88,15 +89,14 @@ class Accepted(BaseModel):
 
 
 class Catalog:
-    """Topics, event types, sources and companies, cached for a few seconds so a request costs
-    no database round trip in the common case."""
+    """Topics, event types and companies, cached for a few seconds so validating an event costs
+    no database round trip in the common case. Source tokens are not cached: `source_for`."""
 
     def __init__(self, db: Database):
         self.db = db
         self.loaded_at = 0.0
         self.topics: dict[str, Topic] = {}
         self.event_types: dict[str, set[str]] = {}
-        self.sources: dict[str, Source] = {}
         self.companies: set[str] = set()
         self.validators = ValidatorCache()
         self._lock = asyncio.Lock()
@@ -119,19 +119,30 @@ class Catalog:
                     schemas[(row.topic, row.name)] = row.json_schema
             self.event_types = event_types
             self.validators.refresh(schemas)
-            self.sources = {s.token_digest: s for s in (await session.scalars(select(Source))).all()}
             self.companies = set((await session.scalars(select(Company.id))).all())
         self.loaded_at = time.monotonic()
 
     async def source_for(self, token: str) -> Source:
+        """The source whose current token, or previous token within its rotation's overlap, this is;
+        401 for none, 403 for a disabled source.
+
+        Looked up in the database on every request rather than cached with the catalog: a token
+        rotated out or revoked, a disabled or deleted source must be refused at once on every
+        ingest replica, from the moment the operator's change commits. A cache would need an
+        invalidation that reaches every replica before the operator gets his answer; the changes
+        topic (how matcher and dispatcher learn of changes, `settle()` in the tests) arrives
+        later, by as much as the broker lags. The lookup is one indexed read (each digest column
+        is unique), on a request that waits for the broker's acknowledgement anyway; the overlap's
+        end is compared with the database's clock, the same for every replica."""
         token_digest = digest(token)
-        source = (await self.fresh()).sources.get(token_digest)
-        if source is None:  # perhaps created since the last load: one indexed lookup
-            async with self.db.sessions() as session:
-                source = await session.scalar(select(Source).where(Source.token_digest == token_digest))
-            if source is None:
-                raise Unauthorized()
-            self.sources[token_digest] = source
+        async with self.db.sessions() as session:
+            source = await session.scalar(select(Source).where(or_(
+                Source.token_digest == token_digest,
+                and_(Source.previous_token_digest == token_digest, Source.previous_token_expires_at > func.now()))))
+        if source is None:
+            raise Unauthorized()
+        if not source.enabled:
+            raise Forbidden(f"source {source.id} is disabled")
         return source
 
     async def learn_companies(self, company_ids: set[str]) -> None:
@@ -179,6 +190,8 @@ async def _validate(raw_events: list[Any], batched: bool, source: Source, catalo
     """Validate every event; a batch with any bad event is refused whole, naming each bad index."""
     errors: list[dict] = []
     forbidden: list[str] = []
+    other_companies: list[dict] = []
+    allowed = frozenset(source.company_ids) if source.company_ids is not None else None
     events: list[IncomingEvent] = []
     await catalog.learn_companies({raw["company_id"] for raw in raw_events
                                    if isinstance(raw, dict) and isinstance(raw.get("company_id"), str)})
@@ -193,15 +206,28 @@ async def _validate(raw_events: list[Any], batched: bool, source: Source, catalo
         if event.topic in catalog.topics and (event.topic not in source.topics or event.topic == OPERATIONS_TOPIC):
             forbidden.append(event.topic)
             continue
+        if not _may_publish_for(allowed, event.company_id):
+            other_companies.append({"loc": [*prefix, "company_id"],
+                                    "msg": f"this source may not publish for company {event.company_id!r}"})
+            continue
         errors += [{"loc": [*prefix, field], "msg": message} for field, message in _problems(event, catalog)]
         errors += [{"loc": [*prefix, "data", *path], "msg": message}
                    for path, message in _contract(event, catalog, detailed=len(errors) < DETAILED_ERRORS)]
         events.append(event)
     if forbidden:
         raise Forbidden(f"this source may not publish to {', '.join(sorted(set(forbidden)))}")
+    if other_companies:
+        raise Forbidden(f"{len(other_companies)} event(s) for companies this source may not publish for; "
+                        "nothing was accepted", other_companies)
     if errors:
         raise InvalidInput(f"{len(errors)} invalid field(s); nothing was accepted", errors)
     return events
+
+
+def _may_publish_for(allowed: frozenset[str] | None, company_id: str | None) -> bool:
+    """A source limited to some companies (`allowed`; None: any) publishes only for them; a
+    broadcast event (no company) is not limited: it reaches companies by subject."""
+    return allowed is None or company_id is None or company_id in allowed
 
 
 def _problems(event: IncomingEvent, catalog: Catalog) -> list[tuple[str, str]]:
@@ -405,6 +431,7 @@ app = create_service_app(
 async def publish(request: Request):
     catalog: Catalog = request.app.state.catalog
     source = await catalog.source_for(_bearer(request))
+    act_as(request, Actor("source", source.id, source.name, None, client_address(request)))
     raw_events, batched = _parse(await _document(request))
     events = await _validate(raw_events, batched, source, await catalog.fresh())
     encoded = _encoded(events, batched, request.app.state.max_event_bytes,

@@ -1,4 +1,4 @@
-"""Operator API: companies, applications and their keys, sources, the topic catalog."""
+"""Operator API: companies, applications and their keys, the topic catalog (sources: routes/sources.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from services.api.schemas import (
     CompanyPublic,
     EventTypeCreate,
     EventTypeUpdate,
-    SourceCreate,
-    SourcePublic,
     TopicCreate,
     TopicPublic,
     TopicUpdate,
@@ -79,15 +77,6 @@ async def rotate_key(application_id: str, session: SessionDep, _: OperatorDep):
     await sessions.end_for_application(session, application_id)
     await session.commit()
     return ApiKey(api_key=api_key)
-
-
-@router.post("/sources", status_code=201, response_model=SourcePublic, summary="Register a source service")
-async def create_source(body: SourceCreate, session: SessionDep, _: OperatorDep):
-    """A source service (SMS, NIS, MSS, batch automation...) gets a token, shown once, that may publish only the
-    listed topics."""
-    source, token = await store.create_source(session, body)
-    await session.commit()
-    return SourcePublic(id=source.id, name=source.name, topics=source.topics, token=token)
 
 
 @router.post("/topics", status_code=201, response_model=TopicPublic, summary="Add a topic to the catalog")

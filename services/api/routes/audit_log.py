@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from services.api.deps import CompanyDep, OperatorDep, SessionDep
+from services.api.deps import OperatorDep, Reader, SessionDep
 from services.api.pagination import decode_cursor, encode_cursor
 from services.api.schemas import Strict
 from services.api.store import audit_log as store
@@ -88,7 +88,7 @@ def _page(rows: list[AuditRecord], more: bool) -> AuditPage:
                         "and keys: who (API key or console, or the operator), when, from which address, and the "
                         "fields before and after. Newest first; filters combine with AND; pass `next_cursor` back "
                         "as `cursor` for the next page. Records are kept as long as events (`EM_RETENTION_DAYS`).")
-async def company_audit_log(session: SessionDep, caller: CompanyDep, query: Annotated[AuditSearch, Query()]):
+async def company_audit_log(session: SessionDep, caller: Reader, query: Annotated[AuditSearch, Query()]):
     rows, more = await store.company_page(session, caller.company_id, query.audit_filter(), query.after(),
                                           query.limit)
     return _page(rows, more)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from services.api.deps import CompanyDep, SessionDep, SettingsDep
+from services.api.deps import Reader, SessionDep, SettingsDep
 from services.api.pagination import decode_cursor, encode_cursor
 from services.api.store import buffer_files as store
 from shared.errors import NotFound
@@ -49,7 +49,7 @@ def present(row: BufferFile, base_url: str) -> BufferFilePublic:
 @router.get("", response_model=BufferFilePage, summary="List buffer files",
             description="Most recently recorded first. `status`: `writing`, `stored`, `failed`, or `empty` (a window "
                         "without events: recorded, but no file is written).")
-async def list_files(session: SessionDep, caller: CompanyDep, settings: SettingsDep,
+async def list_files(session: SessionDep, caller: Reader, settings: SettingsDep,
                      delivery_configuration_id: str | None = None, status: BufferFileStatus | None = None,
                      limit: int = Query(50, ge=1, le=500), cursor: str | None = None):
     after = decode_cursor(cursor, "buffer-files")[0] if cursor else None
@@ -59,7 +59,7 @@ async def list_files(session: SessionDep, caller: CompanyDep, settings: Settings
 
 
 @router.get("/{file_id}", response_model=BufferFilePublic, summary="Get a buffer file's status")
-async def get_file(file_id: str, session: SessionDep, caller: CompanyDep, settings: SettingsDep):
+async def get_file(file_id: str, session: SessionDep, caller: Reader, settings: SettingsDep):
     """One buffer file: its window, status, event count, size and download URL."""
     return present(await store.find(session, caller.company_id, file_id), settings.api_base_url)
 
@@ -67,7 +67,7 @@ async def get_file(file_id: str, session: SessionDep, caller: CompanyDep, settin
 @router.get("/{file_id}/download", summary="Download a buffer file",
             description="Streams the JSON file. With S3 storage, `?redirect=true` answers 307 to a presigned URL.",
             response_class=StreamingResponse)
-async def download(file_id: str, request: Request, session: SessionDep, caller: CompanyDep,
+async def download(file_id: str, request: Request, session: SessionDep, caller: Reader,
                    redirect: bool = False):
     row = await store.find(session, caller.company_id, file_id)
     if row.status != BufferFileStatus.STORED or not row.object_key:

@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.api.deps import CompanyDep, SessionDep
+from services.api.deps import Bulk, Reader, SessionDep
 from services.api.schemas import EventFilter
 from services.api.store import bulk_actions as store
 from services.api.store.bulk_actions import BulkActionStatus
@@ -43,7 +43,7 @@ class BulkActionPublic(BaseModel):
                          "parameters of `GET /v1/events` (`status`, `delivery_configuration_id`, `subscription_id`, "
                          "`id`, `topic`, `event_type`, `subject`, and the event's `from`/`to` arrival time). Runs "
                          "in the background; poll the job for progress.")
-async def start(body: BulkActionCreate, request: Request, session: SessionDep, caller: CompanyDep):
+async def start(body: BulkActionCreate, request: Request, session: SessionDep, caller: Bulk):
     job = await store.create(session, caller.company_id, body.action, body.filter)
     await session.commit()
     request.app.state.start_bulk_job(job.id)
@@ -51,13 +51,13 @@ async def start(body: BulkActionCreate, request: Request, session: SessionDep, c
 
 
 @router.get("", response_model=list[BulkActionPublic], summary="List bulk actions")
-async def list_jobs(session: SessionDep, caller: CompanyDep):
+async def list_jobs(session: SessionDep, caller: Reader):
     """The company's last 100 bulk actions, newest first."""
     return await store.recent(session, caller.company_id)
 
 
 @router.get("/{job_id}", response_model=BulkActionPublic, summary="A bulk action's progress")
-async def get_job(job_id: str, session: SessionDep, caller: CompanyDep):
+async def get_job(job_id: str, session: SessionDep, caller: Reader):
     """Status (`running`, `completed`, `failed`), how many deliveries matched and how many are done.
     A replay (`action: replay`, started by `POST /v1/subscriptions/{id}/replay`) counts events
     scanned, and its `result` says how many matched, already had a delivery, and were created."""

@@ -8,7 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from services.api.deps import CompanyDep, SessionDep
+from services.api.deps import Reader, SessionDep
 from services.api.store import dashboard as store
 from services.api.store import delivery_configurations
 from shared.models import DeliveryConfiguration, DeliveryConfigurationActivity
@@ -76,7 +76,7 @@ def _configuration(configuration: DeliveryConfiguration, counts: dict[str, int] 
             description="For each delivery configuration: deliveries by status ("
                         f"{', '.join(f'`{status}`' for status in DeliveryStatus)}), last success and failure, and "
                         f"the health of each endpoint judged from its last {HEALTH_SAMPLE} attempts.")
-async def dashboard(session: SessionDep, caller: CompanyDep):
+async def dashboard(session: SessionDep, caller: Reader):
     configurations = await delivery_configurations.list_all(session, caller.company_id)
     counts = await store.status_counts(session, caller.company_id)
     activity = await store.activity(session, caller.company_id)

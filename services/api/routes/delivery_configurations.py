@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from services.api.changes import announce
-from services.api.deps import CompanyDep, SessionDep, SettingsDep
+from services.api.deps import Reader, SessionDep, SettingsDep, Writer
 from services.api.schemas import (
     DeliveryConfigurationCreate,
     DeliveryConfigurationPublic,
@@ -65,7 +65,7 @@ def _policy(policy: dict | None, secrets: dict) -> dict | None:
                          "returned, but for a signing secret the server generated (`signing_secret` left out): "
                          "this answer shows it, once.")
 async def create(body: DeliveryConfigurationCreate, request: Request, session: SessionDep,
-                 caller: CompanyDep, settings: SettingsDep):
+                 caller: Writer, settings: SettingsDep):
     configuration = await store.create(session, caller.company_id, body, settings)
     announce(request, session, "delivery_configurations", caller.company_id)
     await session.commit()
@@ -73,7 +73,7 @@ async def create(body: DeliveryConfigurationCreate, request: Request, session: S
 
 
 @router.get("", response_model=list[DeliveryConfigurationPublic], summary="List configurations")
-async def list_configurations(session: SessionDep, caller: CompanyDep, settings: SettingsDep):
+async def list_configurations(session: SessionDep, caller: Reader, settings: SettingsDep):
     """The company's delivery configurations; secrets appear only as `*_set` flags."""
     return [present(row, settings) for row in await store.list_all(session, caller.company_id)]
 
@@ -81,7 +81,7 @@ async def list_configurations(session: SessionDep, caller: CompanyDep, settings:
 # The path parameter is `configuration_id` (not `delivery_configuration_id`): it names the
 # field in 422 answers and the OpenAPI document, which callers already rely on.
 @router.get("/{configuration_id}", response_model=DeliveryConfigurationPublic, summary="Get a configuration")
-async def get(configuration_id: str, session: SessionDep, caller: CompanyDep, settings: SettingsDep):
+async def get(configuration_id: str, session: SessionDep, caller: Reader, settings: SettingsDep):
     """One configuration, with the next five fire times when it is scheduled."""
     return present(await store.find(session, caller.company_id, configuration_id), settings)
 
@@ -91,7 +91,7 @@ async def get(configuration_id: str, session: SessionDep, caller: CompanyDep, se
                           "(send its secrets again); `throttle: null` removes the throttle, "
                           "`signing_secret: null` the signing secret.")
 async def update(configuration_id: str, body: DeliveryConfigurationUpdate, request: Request,
-                 session: SessionDep, caller: CompanyDep, settings: SettingsDep):
+                 session: SessionDep, caller: Writer, settings: SettingsDep):
     configuration = await store.update(session, caller.company_id, configuration_id, body, settings)
     announce(request, session, "delivery_configurations", caller.company_id)
     await session.commit()
@@ -104,7 +104,7 @@ async def update(configuration_id: str, body: DeliveryConfigurationUpdate, reque
                          "`active: false` instead stops matching, and deliveries that come due meanwhile fail "
                          "with `the delivery configuration is not active`.) A scheduled configuration writes no "
                          "buffer file while paused; the next file after resuming holds what accumulated.")
-async def pause(configuration_id: str, request: Request, session: SessionDep, caller: CompanyDep,
+async def pause(configuration_id: str, request: Request, session: SessionDep, caller: Writer,
                 settings: SettingsDep):
     configuration, _ = await store.set_paused(session, caller.company_id, configuration_id, True)
     announce(request, session, "delivery_configurations", caller.company_id)
@@ -115,7 +115,7 @@ async def pause(configuration_id: str, request: Request, session: SessionDep, ca
 @router.post("/{configuration_id}/resume", response_model=ResumedPublic, summary="Resume delivery",
              description="Releases every held delivery, oldest first, at the configuration's throttle; each is "
                          "delivered once. `released` says how many.")
-async def resume(configuration_id: str, request: Request, session: SessionDep, caller: CompanyDep,
+async def resume(configuration_id: str, request: Request, session: SessionDep, caller: Writer,
                  settings: SettingsDep):
     configuration, released = await store.set_paused(session, caller.company_id, configuration_id, False)
     announce(request, session, "delivery_configurations", caller.company_id)
@@ -130,7 +130,7 @@ async def resume(configuration_id: str, request: Request, session: SessionDep, c
                          "`republish_failed`, the configuration's deliveries that failed since the endpoint "
                          "began failing are delivered again.")
 async def enable_endpoint(configuration_id: str, endpoint_id: str, body: EndpointEnable, request: Request,
-                          session: SessionDep, caller: CompanyDep, settings: SettingsDep):
+                          session: SessionDep, caller: Writer, settings: SettingsDep):
     configuration, republished = await store.enable_endpoint(session, caller.company_id, configuration_id,
                                                              endpoint_id, body.republish_failed)
     announce(request, session, "delivery_configurations", caller.company_id)
@@ -139,7 +139,7 @@ async def enable_endpoint(configuration_id: str, endpoint_id: str, body: Endpoin
 
 
 @router.delete("/{configuration_id}", status_code=204, summary="Delete a configuration and its subscriptions")
-async def delete(configuration_id: str, request: Request, session: SessionDep, caller: CompanyDep):
+async def delete(configuration_id: str, request: Request, session: SessionDep, caller: Writer):
     """Deletes the configuration and the subscriptions that use it; past events and attempts stay visible."""
     await store.delete(session, caller.company_id, configuration_id)
     announce(request, session, "delivery_configurations", caller.company_id)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from services.api.deps import CompanyDep, SessionDep
+from services.api.deps import Bulk, Reader, SessionDep, Writer
 from services.api.pagination import decode_cursor, encode_cursor
 from services.api.schemas import EventSearch
 from services.api.store import events as store
@@ -88,7 +88,7 @@ def _event_fields(event: Event, deliveries: list[Delivery]) -> dict:
             description="Newest first. Filters combine with AND; `status`, `delivery_configuration_id` and "
                         "`subscription_id` select events having such a delivery. Pass `next_cursor` back as "
                         "`cursor` for the next page.")
-async def search(session: SessionDep, caller: CompanyDep, query: Annotated[EventSearch, Query()]):
+async def search(session: SessionDep, caller: Reader, query: Annotated[EventSearch, Query()]):
     after = None
     if query.cursor:
         received_at, event_id = decode_cursor(query.cursor, "events")
@@ -101,7 +101,7 @@ async def search(session: SessionDep, caller: CompanyDep, query: Annotated[Event
 
 
 @router.get("/{event_id}", response_model=EventWithDeliveriesPublic, summary="View an event and its deliveries")
-async def view(event_id: str, session: SessionDep, caller: CompanyDep):
+async def view(event_id: str, session: SessionDep, caller: Reader):
     """The event as delivered, its overall status, and one delivery per matched subscription with its status,
     attempts and next attempt time."""
     event = await store.find(session, caller.company_id, event_id)
@@ -112,7 +112,7 @@ async def view(event_id: str, session: SessionDep, caller: CompanyDep):
 
 
 @router.get("/{event_id}/attempts", response_model=list[AttemptPublic], summary="Tracking: every delivery attempt")
-async def attempts(event_id: str, session: SessionDep, caller: CompanyDep):
+async def attempts(event_id: str, session: SessionDep, caller: Reader):
     """Tracking: every HTTP attempt of every delivery of the event, oldest first, with endpoint, time, duration,
     HTTP status or error, outcome and a response excerpt."""
     rows = await store.attempts_of(session, caller.company_id, event_id)
@@ -124,7 +124,7 @@ async def attempts(event_id: str, session: SessionDep, caller: CompanyDep):
                  "example": {"delivery_configuration_id": "dc_01J..."}}}}},
              description="Delivers the event again to every matched subscription, or only through one "
                          "delivery configuration. New attempts appear in tracking.")
-async def republish(event_id: str, session: SessionDep, caller: CompanyDep, body: RepublishRequest | None = None):
+async def republish(event_id: str, session: SessionDep, caller: Bulk, body: RepublishRequest | None = None):
     count = await store.republish(session, caller.company_id, event_id,
                                   body.delivery_configuration_id if body else None)
     if count == 0:
@@ -134,7 +134,7 @@ async def republish(event_id: str, session: SessionDep, caller: CompanyDep, body
 
 
 @router.post("/{event_id}/handled", response_model=ActionResult, summary="Mark an event as handled")
-async def mark_handled(event_id: str, session: SessionDep, caller: CompanyDep):
+async def mark_handled(event_id: str, session: SessionDep, caller: Writer):
     """Every delivery of the event becomes `handled`; pending retries stop."""
     count = await store.mark_handled(session, caller.company_id, event_id)
     await session.commit()

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from services.api.changes import announce
-from services.api.deps import CompanyDep, SessionDep
+from services.api.deps import Reader, SessionDep, Writer
 from services.api.pagination import decode_cursor, encode_cursor
 from services.api.schemas import MonitoredNumbers
 from services.api.store import monitored_numbers as store
@@ -32,7 +32,7 @@ class NumberPage(BaseModel):
 @router.post("", response_model=AddResult, summary="Start monitoring numbers (bulk)",
              description="Up to 200,000 E.164 numbers per request; numbers already monitored are counted, "
                          "not duplicated.")
-async def add(body: MonitoredNumbers, request: Request, session: SessionDep, caller: CompanyDep):
+async def add(body: MonitoredNumbers, request: Request, session: SessionDep, caller: Writer):
     added = await store.add(session, caller.company_id, set(body.numbers))
     announce(request, session, "monitored_numbers", caller.company_id)
     await session.commit()
@@ -41,7 +41,7 @@ async def add(body: MonitoredNumbers, request: Request, session: SessionDep, cal
 
 
 @router.delete("", response_model=RemoveResult, summary="Stop monitoring numbers (bulk)")
-async def remove(body: MonitoredNumbers, request: Request, session: SessionDep, caller: CompanyDep):
+async def remove(body: MonitoredNumbers, request: Request, session: SessionDep, caller: Writer):
     """Numbers not monitored are counted in `not_present`. Takes effect within 2 seconds."""
     numbers = set(body.numbers)
     removed = await store.remove(session, caller.company_id, numbers)
@@ -51,7 +51,7 @@ async def remove(body: MonitoredNumbers, request: Request, session: SessionDep, 
 
 
 @router.get("", response_model=NumberPage, summary="List monitored numbers")
-async def list_numbers(session: SessionDep, caller: CompanyDep, limit: int = Query(1000, ge=1, le=10_000),
+async def list_numbers(session: SessionDep, caller: Reader, limit: int = Query(1000, ge=1, le=10_000),
                        cursor: str | None = None):
     """Monitored numbers in ascending order, paginated with `cursor`."""
     after = decode_cursor(cursor, "monitored-numbers")[0] if cursor else ""

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from services.api import replay
-from services.api.deps import CompanyDep, SessionDep, SettingsDep
+from services.api.deps import Bulk, Reader, SessionDep, SettingsDep
 from services.api.replay_schemas import ReplayCounts, ReplayJob, ReplayRequest, SimulationRequest, SimulationResult
 from shared.errors import TooManyRequests
 
@@ -50,7 +50,7 @@ WINDOW = ("The window is [`from`, `to`) of the events' arrival time (`received_a
                 "is one clause). Matching is the matcher's own. Company events are retained matched or not; a "
                 "NIS-Events event is retained for the company only if it matched one of its subscriptions, and "
                 "counts only while the company monitors its number. " + WINDOW)
-async def simulate(body: SimulationRequest, session: SessionDep, caller: CompanyDep, settings: SettingsDep):
+async def simulate(body: SimulationRequest, session: SessionDep, caller: Reader, settings: SettingsDep):
     start, end = replay.window_bounds(body.from_, body.to, settings.retention_days)
     with one_scan_per_company(caller.company_id):
         return await replay.simulate(session, caller.company_id, body, start, end, settings.replay_scan_limit)
@@ -71,7 +71,7 @@ async def simulate(body: SimulationRequest, session: SessionDep, caller: Company
                 "configuration holds them); a scheduled configuration gets them in its next file. An inactive "
                 "subscription or configuration is a 409 (a dry run still counts). " + WINDOW)
 async def replay_subscription(subscription_id: str, body: ReplayRequest, request: Request, session: SessionDep,
-                              caller: CompanyDep, settings: SettingsDep):
+                              caller: Bulk, settings: SettingsDep):
     start, end = replay.window_bounds(body.from_, body.to, settings.retention_days)
     if body.dry_run:
         with one_scan_per_company(caller.company_id):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from services.api.deps import CompanyDep
+from services.api.deps import Reader
 from shared.errors import InvalidInput
 from shared.schedules import InvalidSchedule, next_fire_times
 from shared.validation import Moment
@@ -22,7 +22,7 @@ class SchedulePreview(BaseModel):
 
 @router.get("/preview", response_model=SchedulePreview, summary="Preview a schedule's next fire times")
 async def preview(
-    caller: CompanyDep,
+    caller: Reader,
     cron: str | None = Query(None, max_length=1000, description="Standard 5-field cron, e.g. `0 9 * * 1-5`"),
     simple: str | None = Query(None, max_length=100, description="hourly, daily, weekly or monthly"),
     timezone: str = Query("UTC", max_length=100, description="IANA time zone the schedule's times are in"),

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from services.api.changes import announce
-from services.api.deps import CompanyDep, SessionDep, SettingsDep
+from services.api.deps import Reader, SessionDep, SettingsDep, Writer
 from services.api.schemas import Strict, with_example
 from services.api.store import signing as store
 
@@ -54,7 +54,7 @@ SECRET = "/v1/delivery-configurations/{configuration_id}/signing-secret"
              description="Generates a new secret and answers it (the only time it is shown, but for `reveal`). "
                          "For `grace_seconds` every delivery carries both signatures, `v1,<new> v1,<previous>`, "
                          "so receivers can switch to the new secret without downtime.")
-async def rotate(configuration_id: str, body: Rotation, request: Request, session: SessionDep, caller: CompanyDep,
+async def rotate(configuration_id: str, body: Rotation, request: Request, session: SessionDep, caller: Writer,
                  settings: SettingsDep):
     configuration, secret = await store.rotate(session, caller.company_id, configuration_id, body.grace_seconds,
                                                settings.secret_key)
@@ -66,7 +66,7 @@ async def rotate(configuration_id: str, body: Rotation, request: Request, sessio
 
 @router.post(f"{SECRET}/revoke-previous", response_model=SigningState, summary="End a rotation's grace period",
              description="The previous secret stops signing at once; deliveries carry the current one only.")
-async def revoke_previous(configuration_id: str, request: Request, session: SessionDep, caller: CompanyDep,
+async def revoke_previous(configuration_id: str, request: Request, session: SessionDep, caller: Writer,
                           settings: SettingsDep):
     configuration = await store.revoke_previous(session, caller.company_id, configuration_id, settings.secret_key)
     announce(request, session, "delivery_configurations", caller.company_id)
@@ -80,7 +80,7 @@ async def revoke_previous(configuration_id: str, request: Request, session: Sess
              description="Answers the current secret; each call is recorded in the audit log (who, when, which "
                          "configuration). "
                          "409 when the configuration has none (rotate to create one).")
-async def reveal(configuration_id: str, session: SessionDep, caller: CompanyDep, settings: SettingsDep):
+async def reveal(configuration_id: str, session: SessionDep, caller: Writer, settings: SettingsDep):
     secret = await store.reveal(session, caller.company_id, configuration_id, settings.secret_key)
     await session.commit()  # the audit record of who saw it
     return RevealedSecret(signing_secret=secret)
@@ -91,7 +91,7 @@ async def reveal(configuration_id: str, session: SessionDep, caller: CompanyDep,
                         "`asymmetric_signing` (`whpk_` + base64, as Standard Webhooks writes it). Made when first "
                         "asked for. A public key is no secret: give it to your receivers, which then verify "
                         "deliveries without holding any shared secret.")
-async def signing_keys(session: SessionDep, caller: CompanyDep, settings: SettingsDep):
+async def signing_keys(session: SessionDep, caller: Reader, settings: SettingsDep):
     key = await store.company_key(session, caller.company_id, settings.secret_key)
     await session.commit()
     return [PublicKey(id=key.id, algorithm=key.algorithm, public_key=key.public_key, created_at=key.created_at)]

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from services.api.deps import CompanyDep, SessionDep, SettingsDep
+from services.api.deps import SessionDep, SettingsDep, Writer
 from services.api.schemas import Name, Strict, with_example
 from services.api.store import testing as store
 from shared.errors import ProblemError
@@ -68,7 +68,7 @@ class TestTimedOut(ProblemError):
                          "duration, response excerpt), or 504 when the dispatcher did not report within the "
                          "configuration's timeout and a margin.")
 async def send_test(configuration_id: str, body: TestEventRequest, request: Request, session: SessionDep,
-                    caller: CompanyDep, settings: SettingsDep):
+                    caller: Writer, settings: SettingsDep):
     configuration, row, message = await store.start(session, caller.company_id, configuration_id, body.event_type,
                                                     body.topic)
     timeout = (configuration.policy or {}).get("timeout_seconds") or settings.request_timeout_seconds

@@ -3,10 +3,13 @@ Keys and tokens are stored as digests: the functions that make one return it, on
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.api.schemas import ApplicationCreate, SourceCreate
+from services.api.access_schemas import SourceCreate, SourceUpdate
+from services.api.schemas import ApplicationCreate
 from services.api.store import saved
 from shared.errors import InvalidInput, NotFound
 from shared.ids import new_id
@@ -57,15 +60,81 @@ async def rotate_key(session: AsyncSession, application_id: str) -> str:
     return api_key
 
 
-async def create_source(session: AsyncSession, body: SourceCreate) -> tuple[Source, str]:
-    """The source and its token (kept only as a digest); every topic must be in the catalog."""
-    known = set((await session.scalars(select(Topic.name).where(Topic.name.in_(body.topics)))).all())
-    for index, topic in enumerate(body.topics):
+async def _checked_topics(session: AsyncSession, topics: list[str]) -> list[str]:
+    """Every topic must be in the catalog, and none Event Manager's own (422 naming the index)."""
+    known = set((await session.scalars(select(Topic.name).where(Topic.name.in_(topics)))).all())
+    for index, topic in enumerate(topics):
         if topic not in known:
             raise InvalidInput.at(["topics", index], f"unknown topic {topic!r}")
         if topic == OPERATIONS_TOPIC:
             raise InvalidInput.at(["topics", index], f"{topic} is Event Manager's own topic; no source publishes to it")
+    return topics
+
+
+async def _checked_companies(session: AsyncSession, company_ids: list[str] | None) -> list[str] | None:
+    """Every company must exist (422 naming the index); None (any company) stays None."""
+    if company_ids is None:
+        return None
+    known = set((await session.scalars(select(Company.id).where(Company.id.in_(company_ids)))).all())
+    for index, company_id in enumerate(company_ids):
+        if company_id not in known:
+            raise InvalidInput.at(["company_ids", index], f"unknown company {company_id!r}")
+    return company_ids
+
+
+async def create_source(session: AsyncSession, body: SourceCreate) -> tuple[Source, str]:
+    """The source and its token (kept only as a digest)."""
     token = new_secret("ems")
-    source = Source(id=new_id("src"), name=body.name, topics=body.topics, token_digest=digest(token))
-    session.add(source)
-    return source, token
+    source = Source(id=new_id("src"), name=body.name, topics=await _checked_topics(session, body.topics),
+                    company_ids=await _checked_companies(session, body.company_ids), token_digest=digest(token))
+    return await saved(session, source), token
+
+
+async def sources(session: AsyncSession) -> list[Source]:
+    """Every source service, oldest first."""
+    return list((await session.scalars(select(Source).order_by(Source.id))).all())
+
+
+async def find_source(session: AsyncSession, source_id: str, lock: bool = False) -> Source:
+    source = await session.get(Source, source_id, with_for_update=lock or None)
+    if source is None:
+        raise NotFound(f"source {source_id} does not exist")
+    return source
+
+
+async def update_source(session: AsyncSession, source_id: str, body: SourceUpdate) -> Source:
+    """What the body sends changes; `company_ids: null` sent lifts the limit."""
+    source = await find_source(session, source_id, lock=True)
+    sent = body.model_fields_set
+    if "name" in sent and body.name is not None:
+        source.name = body.name
+    if "topics" in sent and body.topics is not None:
+        source.topics = await _checked_topics(session, body.topics)
+    if "company_ids" in sent:
+        source.company_ids = await _checked_companies(session, body.company_ids)
+    if "enabled" in sent and body.enabled is not None:
+        source.enabled = body.enabled
+    return await saved(session, source)
+
+
+async def delete_source(session: AsyncSession, source_id: str) -> None:
+    await session.delete(await find_source(session, source_id, lock=True))
+
+
+async def rotate_source_token(session: AsyncSession, source_id: str, overlap_seconds: int) -> tuple[Source, str]:
+    """A new token; the current one keeps working for `overlap_seconds` (0: refused at once), and
+    an earlier previous token stops at once."""
+    source = await find_source(session, source_id, lock=True)
+    token = new_secret("ems")
+    overlap = overlap_seconds > 0
+    source.previous_token_digest = source.token_digest if overlap else None
+    source.previous_token_expires_at = datetime.now(UTC) + timedelta(seconds=overlap_seconds) if overlap else None
+    source.token_digest = digest(token)
+    return await saved(session, source), token
+
+
+async def end_source_overlap(session: AsyncSession, source_id: str) -> Source:
+    """The previous token of a rotation is refused from now on."""
+    source = await find_source(session, source_id, lock=True)
+    source.previous_token_digest = source.previous_token_expires_at = None
+    return await saved(session, source)

@@ -1,0 +1,76 @@
+"""A company's own API keys (issue 16): made, listed, rotated and revoked by the company. A key
+belongs to one of the company's applications; its secret is returned once and kept as a
+SHA-256 digest. Revoking keeps the row (the list shows when), so a key id in the audit log
+still names something. Which token is which key: services/api/credentials.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.api.access_schemas import ApiKeyCreate
+from services.api.credentials import API_KEY_PREFIX
+from services.api.store import find_owned, saved
+from shared.errors import Conflict, InvalidInput
+from shared.ids import new_id
+from shared.models import ApiKey, Application
+from shared.security import digest, new_secret
+
+MIN_LIFETIME = timedelta(seconds=1)
+
+
+async def find(session: AsyncSession, company_id: str, key_id: str, lock: bool = False) -> ApiKey:
+    return await find_owned(session, ApiKey, company_id, key_id, "API key", lock=lock)
+
+
+async def list_all(session: AsyncSession, company_id: str) -> list[ApiKey]:
+    """The company's keys, revoked ones included, oldest first."""
+    return list((await session.scalars(
+        select(ApiKey).where(ApiKey.company_id == company_id).order_by(ApiKey.id))).all())
+
+
+async def create(session: AsyncSession, company_id: str, application_id: str | None,
+                 body: ApiKeyCreate) -> tuple[ApiKey, str]:
+    """The key and its secret. It belongs to `application_id` (the body's, else the caller's)."""
+    application_id = body.application_id or application_id
+    if application_id is None:
+        raise InvalidInput.at(["application_id"], "name the application the key belongs to")
+    await find_owned(session, Application, company_id, application_id, "application")
+    if body.expires_at is not None and body.expires_at < datetime.now(UTC) + MIN_LIFETIME:
+        raise InvalidInput.at(["expires_at"], "must be at least 1 s ahead")
+    secret = new_secret(API_KEY_PREFIX)
+    key = ApiKey(id=new_id("key"), company_id=company_id, application_id=application_id, name=body.name,
+                 scopes=body.scopes, key_digest=digest(secret), expires_at=body.expires_at)
+    return await saved(session, key), secret
+
+
+async def rotate(session: AsyncSession, company_id: str, key_id: str, overlap_seconds: int) -> tuple[ApiKey, str]:
+    """A new secret; the current one keeps working for `overlap_seconds` (0: stops at once), and
+    an earlier previous secret stops at once."""
+    key = await find(session, company_id, key_id, lock=True)
+    if key.revoked_at is not None:
+        raise Conflict(f"API key {key_id} is revoked; create a new one")
+    secret = new_secret(API_KEY_PREFIX)
+    overlap = overlap_seconds > 0
+    key.previous_key_digest = key.key_digest if overlap else None
+    key.previous_expires_at = datetime.now(UTC) + timedelta(seconds=overlap_seconds) if overlap else None
+    key.key_digest = digest(secret)
+    return await saved(session, key), secret
+
+
+async def end_overlap(session: AsyncSession, company_id: str, key_id: str) -> ApiKey:
+    """The previous secret of a rotation stops working now."""
+    key = await find(session, company_id, key_id, lock=True)
+    key.previous_key_digest = key.previous_expires_at = None
+    return await saved(session, key)
+
+
+async def revoke(session: AsyncSession, company_id: str, key_id: str) -> ApiKey:
+    """The key (current and previous secret) is refused from the commit on; revoking twice is a no-op."""
+    key = await find(session, company_id, key_id, lock=True)
+    if key.revoked_at is None:
+        key.revoked_at = datetime.now(UTC)
+        key.previous_key_digest = key.previous_expires_at = None
+    return await saved(session, key)
