@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.requests import Request
 
@@ -44,6 +45,22 @@ def test_the_metrics_token_reads_metrics_and_nothing_guesses_it():
         assert not may_read_metrics(request(refused), settings), refused
     # Unset tokens match nothing, not even an empty bearer.
     assert not may_read_metrics(request("Bearer "), Settings(admin_token=None, metrics_token=None))
+
+
+def test_breakers_are_counted_by_state_at_each_scrape():
+    from services.dispatcher.breaker import Breakers
+
+    def counted(state: str) -> float:
+        return sum(s.value for family in text_string_to_metric_families(generate_latest().decode())
+                   for s in family.samples if s.name == "em_dispatcher_breakers" and s.labels["state"] == state)
+
+    breakers = Breakers(threshold=2, open_seconds=60)
+    breakers.of("healthy").record(True)
+    for _ in range(2):
+        breakers.of("failing").record(False)
+    assert (counted("closed"), counted("open"), counted("half_open")) == (1, 1, 0)
+    breakers.of("failing").record(True)
+    assert (counted("closed"), counted("open")) == (2, 0)
 
 
 async def metric(client: httpx.AsyncClient, sample: str, **labels: str) -> float:

@@ -7,6 +7,13 @@ from __future__ import annotations
 
 import time
 
+from prometheus_client import Gauge
+
+# This replica's breakers by state, counted at each scrape. A few open ones are endpoints' own
+# trouble; most of them open at once points at our egress (DNS, proxy, NetworkPolicy).
+BREAKERS = Gauge("em_dispatcher_breakers", "Endpoint circuit breakers this replica holds, by state", ["state"])
+STATES = ("closed", "open", "half_open")
+
 
 class CircuitBreaker:
     def __init__(self, threshold: int, open_seconds: float):
@@ -45,6 +52,11 @@ class Breakers:
         self.threshold = threshold
         self.open_seconds = open_seconds
         self._by_endpoint: dict[str, CircuitBreaker] = {}
+        for state in STATES:
+            BREAKERS.labels(state).set_function(lambda state=state: self.count(state))
+
+    def count(self, state: str) -> int:
+        return sum(1 for breaker in list(self._by_endpoint.values()) if breaker.state == state)
 
     def of(self, endpoint_id: str) -> CircuitBreaker:
         breaker = self._by_endpoint.get(endpoint_id)
