@@ -28,6 +28,8 @@ from tests.bench.baseline import bare_pipeline
 from tests.bench.env import BenchEnv, wait_until
 from tests.bench.measure import arrival_figures, cpu_snapshot, cpu_used
 
+# The benchmark measures capacity: one source token posts far more than a tenant's per-key limit allows.
+CAPACITY_NOT_LIMITS = {"EM_INGEST_RATE_LIMIT_PER_MINUTE": "100000000", "EM_API_RATE_LIMIT_PER_MINUTE": "100000000"}
 SYSTEM = [*SERVICES, "broker", "postgresql"]  # what CPU per event is summed over (not the receiver)
 
 
@@ -54,6 +56,7 @@ async def whole_stack(services=SERVICES) -> BenchEnv:
     """A fresh BenchEnv (folder, PostgreSQL, broker, receivers) with `services` running."""
     env = BenchEnv()
     await asyncio.to_thread(env.start)  # migrations run their own event loop: in a thread
+    env.stack.env.update(CAPACITY_NOT_LIMITS)
     await asyncio.to_thread(env.stack.start_services, list(services))
     return env
 

@@ -10,80 +10,106 @@ import argparse
 import asyncio
 import json
 import time
+import traceback
 
 from tests.bench.env import BenchEnv
 
 SECTIONS = ["ingest", "e2e", "baseline", "dispatcher", "matching", "matcher", "scheduler", "reporting"]
-COMPONENT_SECTIONS = {"baseline", "dispatcher", "matcher", "scheduler", "reporting"}  # need the shared stack
+
+
+async def _ingest(env, results):
+    from tests.bench.ingest_bench import ingest_alone
+
+    results["ingest"] = await ingest_alone()
+
+
+async def _e2e(env, results):
+    from tests.bench.e2e import end_to_end
+
+    results["end_to_end"] = await end_to_end()
+
+
+async def _baseline(env, results):
+    from tests.bench import baseline
+
+    results["bare_pipeline"] = await baseline.bare_pipeline(env)
+
+
+async def _dispatcher(env, results):
+    from tests.bench import dispatcher_bench
+
+    try:
+        results["dispatcher"] = await dispatcher_bench.dispatcher_throughput(env)
+        print("dispatcher:", results["dispatcher"], flush=True)
+        results["throttle"] = await dispatcher_bench.throttle_beside_unthrottled(
+            env, results["dispatcher"]["requests_per_second_at_receiver"])
+    finally:
+        if "dispatcher" in env.stack.services:
+            env.stack.services.pop("dispatcher").stop()
+
+
+async def _matching(env, results):
+    from tests.bench import matching_bench
+
+    results["matching_core"] = matching_bench.matching_core()
+
+
+async def _matcher(env, results):
+    from tests.bench import matching_bench
+
+    results["matcher_service"] = await matching_bench.matcher_service(env)
+
+
+async def _scheduler(env, results):
+    from tests.bench import scheduler_bench
+
+    results["scheduler"] = await scheduler_bench.one_million_window(env)
+
+
+async def _reporting(env, results):
+    from tests.bench import reporting_bench
+
+    results["reporting"] = await reporting_bench.ten_million_rows(env)
+
+
+# In running order. `ingest` and `e2e` start their own stack; `matching` needs none.
+MEASURE = {"ingest": _ingest, "e2e": _e2e, "baseline": _baseline, "dispatcher": _dispatcher,
+           "matching": _matching, "matcher": _matcher, "scheduler": _scheduler, "reporting": _reporting}
+OWN_STACK = {"ingest", "e2e", "matching"}
 
 
 async def run(sections: list[str]) -> dict:
-    results: dict = {}
+    """Every section chosen, each on its own: one that fails is reported and the rest still run."""
+    results: dict = {"section_seconds": {}, "errors": {}}
     env = None
     try:
-        if "ingest" in sections:
-            from tests.bench.ingest_bench import ingest_alone
-
-            print("ingest alone:", flush=True)
-            results["ingest"] = await ingest_alone()
-        if "e2e" in sections:
-            from tests.bench.e2e import end_to_end
-
-            print("end to end:", flush=True)
-            results["end_to_end"] = await end_to_end()
-        if COMPONENT_SECTIONS & set(sections):
-            env = BenchEnv()
-            await asyncio.to_thread(env.start)  # migrations run their own event loop: in a thread
-            await components(env, sections, results)
-        if "matching" in sections:
-            from tests.bench import matching_bench
-
-            results["matching_core"] = matching_bench.matching_core()
-            print("matching core:", results["matching_core"], flush=True)
-    except Exception:
-        import traceback
-
-        traceback.print_exc()
-        results["error"] = traceback.format_exc(limit=3)
+        for name in [name for name in SECTIONS if name in sections]:
+            started = time.monotonic()
+            print(f"{name}:", flush=True)
+            before = set(results)
+            try:
+                if name not in OWN_STACK and env is None:
+                    env = BenchEnv()
+                    await asyncio.to_thread(env.start)  # migrations run their own event loop: in a thread
+                await MEASURE[name](env, results)
+            except Exception:
+                traceback.print_exc()
+                results["errors"][name] = traceback.format_exc(limit=-3)
+            results["section_seconds"][name] = round(time.monotonic() - started)
+            for key in set(results) - before:
+                print(f"  {key}:", _brief(results[key]), flush=True)
+            print(f"  ({results['section_seconds'][name]} s)", flush=True)
     finally:
         if env is not None:
             await asyncio.to_thread(env.stop)
     return results
 
 
-async def components(env: BenchEnv, sections: list[str], results: dict) -> None:
-    from tests.bench import baseline, dispatcher_bench
-
-    if "baseline" in sections:
-        results["bare_pipeline"] = await baseline.bare_pipeline(env)
-        print("bare pipeline:", _brief(results["bare_pipeline"]), flush=True)
-    if "dispatcher" in sections:
-        alone = await dispatcher_bench.dispatcher_throughput(env)
-        results["dispatcher"] = alone
-        print("dispatcher:", alone, flush=True)
-        results["throttle"] = await dispatcher_bench.throttle_beside_unthrottled(
-            env, alone["requests_per_second_at_receiver"])
-        print("throttle:", results["throttle"], flush=True)
-        env.stack.services.pop("dispatcher").stop()
-    if "matcher" in sections:
-        from tests.bench import matching_bench
-
-        results["matcher_service"] = await matching_bench.matcher_service(env)
-        print("matcher service:", results["matcher_service"], flush=True)
-    if "scheduler" in sections:
-        from tests.bench import scheduler_bench
-
-        results["scheduler"] = await scheduler_bench.one_million_window(env)
-        print("scheduler:", results["scheduler"], flush=True)
-    if "reporting" in sections:
-        from tests.bench import reporting_bench
-
-        results["reporting"] = await reporting_bench.ten_million_rows(env)
-        print("reporting:", results["reporting"], flush=True)
-
-
-def _brief(figures: dict) -> dict:
-    return {key: value for key, value in figures.items() if key != "runs"}
+def _brief(figures):
+    """A section's figures without the per-run detail (that goes to the results file)."""
+    if not isinstance(figures, dict):
+        return figures
+    return {key: _brief(value) for key, value in figures.items() if key != "runs"}
 
 
 def main() -> None:
@@ -101,7 +127,7 @@ def main() -> None:
     started = time.time()
     results = asyncio.run(run(arguments.sections or SECTIONS))
     doc = report.document(results, arguments.notes, time.time() - started, machine)
-    print("\n" + json.dumps(doc, indent=2))
+    print("\n" + json.dumps(_brief(doc), indent=2))  # the per-run detail is in the results file
     if not arguments.no_write:
         print("results:", report.write(doc))
         from tests.bench.plot import charts
