@@ -76,6 +76,9 @@ async def test_sources_are_listed_shown_changed_and_deleted_without_their_token(
     assert unknown_company.status_code == 422 and unknown_company.json()["errors"][0]["loc"] == ["company_ids", 1]
 
     assert (await admin.delete(f"/v1/admin/sources/{created['id']}")).status_code == 204
+    records = (await admin.get("/v1/admin/audit-log", params={"resource_id": created["id"]})).json()["data"]
+    assert [r["action"] for r in records] == ["source.delete", "source.update", "source.update", "source.create"]
+    assert {r["actor"]["kind"] for r in records} == {"operator"} and created["token"] not in str(records)
     assert (await admin.get(f"/v1/admin/sources/{created['id']}")).status_code == 404
     assert (await admin.delete(f"/v1/admin/sources/{created['id']}")).status_code == 404
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.api import audit
 from services.api.access_schemas import SourceCreate, SourceUpdate
 from services.api.schemas import ApplicationCreate
 from services.api.store import saved
@@ -36,6 +37,8 @@ async def create_application(session: AsyncSession, company_id: str,
     application = Application(id=new_id("app"), company_id=company_id, name=body.name,
                               event_manager_enabled=body.event_manager_enabled, api_key_digest=digest(api_key))
     session.add(application)
+    audit.record(session, "application.create", "application", application.id,
+                 after={"name": body.name, "event_manager_enabled": body.event_manager_enabled}, company_id=company_id)
     return application, api_key
 
 
@@ -48,6 +51,10 @@ async def find_application(session: AsyncSession, application_id: str) -> Applic
 
 async def set_enabled(session: AsyncSession, application_id: str, enabled: bool) -> Application:
     application = await find_application(session, application_id)
+    if application.event_manager_enabled != enabled:
+        audit.record(session, "application.update", "application", application.id,
+                     {"event_manager_enabled": application.event_manager_enabled}, {"event_manager_enabled": enabled},
+                     company_id=application.company_id)
     application.event_manager_enabled = enabled
     return application
 
@@ -57,7 +64,14 @@ async def rotate_key(session: AsyncSession, application_id: str) -> str:
     application = await find_application(session, application_id)
     api_key = new_secret("emk")
     application.api_key_digest = digest(api_key)
+    audit.record(session, "application.rotate_key", "application", application.id, company_id=application.company_id)
     return api_key
+
+
+def _audited_source(source: Source) -> dict:
+    """What the audit log keeps of a source: never a token digest."""
+    return {"name": source.name, "topics": list(source.topics), "enabled": source.enabled,
+            "company_ids": source.company_ids, "previous_token_expires_at": source.previous_token_expires_at}
 
 
 async def _checked_topics(session: AsyncSession, topics: list[str]) -> list[str]:
@@ -86,7 +100,9 @@ async def create_source(session: AsyncSession, body: SourceCreate) -> tuple[Sour
     """The source and its token (kept only as a digest)."""
     token = new_secret("ems")
     source = Source(id=new_id("src"), name=body.name, topics=await _checked_topics(session, body.topics),
-                    company_ids=await _checked_companies(session, body.company_ids), token_digest=digest(token))
+                    company_ids=await _checked_companies(session, body.company_ids), token_digest=digest(token),
+                    enabled=True)
+    audit.record(session, "source.create", "source", source.id, after=_audited_source(source), company_id=None)
     return await saved(session, source), token
 
 
@@ -105,6 +121,7 @@ async def find_source(session: AsyncSession, source_id: str, lock: bool = False)
 async def update_source(session: AsyncSession, source_id: str, body: SourceUpdate) -> Source:
     """What the body sends changes; `company_ids: null` sent lifts the limit."""
     source = await find_source(session, source_id, lock=True)
+    before = _audited_source(source)
     sent = body.model_fields_set
     if "name" in sent and body.name is not None:
         source.name = body.name
@@ -114,27 +131,37 @@ async def update_source(session: AsyncSession, source_id: str, body: SourceUpdat
         source.company_ids = await _checked_companies(session, body.company_ids)
     if "enabled" in sent and body.enabled is not None:
         source.enabled = body.enabled
+    audit.record(session, "source.update", "source", source.id, *audit.changed(before, _audited_source(source)),
+                 company_id=None)
     return await saved(session, source)
 
 
 async def delete_source(session: AsyncSession, source_id: str) -> None:
-    await session.delete(await find_source(session, source_id, lock=True))
+    source = await find_source(session, source_id, lock=True)
+    audit.record(session, "source.delete", "source", source.id, before=_audited_source(source), company_id=None)
+    await session.delete(source)
 
 
 async def rotate_source_token(session: AsyncSession, source_id: str, overlap_seconds: int) -> tuple[Source, str]:
     """A new token; the current one keeps working for `overlap_seconds` (0: refused at once), and
     an earlier previous token stops at once."""
     source = await find_source(session, source_id, lock=True)
+    before = _audited_source(source)
     token = new_secret("ems")
     overlap = overlap_seconds > 0
     source.previous_token_digest = source.token_digest if overlap else None
     source.previous_token_expires_at = datetime.now(UTC) + timedelta(seconds=overlap_seconds) if overlap else None
     source.token_digest = digest(token)
+    audit.record(session, "source.rotate_token", "source", source.id, before, _audited_source(source),
+                 company_id=None)
     return await saved(session, source), token
 
 
 async def end_source_overlap(session: AsyncSession, source_id: str) -> Source:
     """The previous token of a rotation is refused from now on."""
     source = await find_source(session, source_id, lock=True)
+    before = _audited_source(source)
     source.previous_token_digest = source.previous_token_expires_at = None
+    audit.record(session, "source.revoke_previous_token", "source", source.id,
+                 *audit.changed(before, _audited_source(source)), company_id=None)
     return await saved(session, source)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.api import audit
 from services.api.access_schemas import ApiKeyCreate
 from services.api.credentials import API_KEY_PREFIX
 from services.api.store import find_owned, saved
@@ -19,6 +20,12 @@ from shared.models import ApiKey, Application
 from shared.security import digest, new_secret
 
 MIN_LIFETIME = timedelta(seconds=1)
+
+
+def _audited(key: ApiKey) -> dict:
+    """What the audit log keeps of a key: never a digest."""
+    return {"name": key.name, "application_id": key.application_id, "scopes": list(key.scopes),
+            "expires_at": key.expires_at, "revoked_at": key.revoked_at, "previous_expires_at": key.previous_expires_at}
 
 
 async def find(session: AsyncSession, company_id: str, key_id: str, lock: bool = False) -> ApiKey:
@@ -43,6 +50,7 @@ async def create(session: AsyncSession, company_id: str, application_id: str | N
     secret = new_secret(API_KEY_PREFIX)
     key = ApiKey(id=new_id("key"), company_id=company_id, application_id=application_id, name=body.name,
                  scopes=body.scopes, key_digest=digest(secret), expires_at=body.expires_at)
+    audit.record(session, "api_key.create", "api_key", key.id, after=_audited(key), company_id=company_id)
     return await saved(session, key), secret
 
 
@@ -52,18 +60,23 @@ async def rotate(session: AsyncSession, company_id: str, key_id: str, overlap_se
     key = await find(session, company_id, key_id, lock=True)
     if key.revoked_at is not None:
         raise Conflict(f"API key {key_id} is revoked; create a new one")
+    before = _audited(key)
     secret = new_secret(API_KEY_PREFIX)
     overlap = overlap_seconds > 0
     key.previous_key_digest = key.key_digest if overlap else None
     key.previous_expires_at = datetime.now(UTC) + timedelta(seconds=overlap_seconds) if overlap else None
     key.key_digest = digest(secret)
+    audit.record(session, "api_key.rotate", "api_key", key.id, before, _audited(key), company_id=company_id)
     return await saved(session, key), secret
 
 
 async def end_overlap(session: AsyncSession, company_id: str, key_id: str) -> ApiKey:
     """The previous secret of a rotation stops working now."""
     key = await find(session, company_id, key_id, lock=True)
+    before = _audited(key)
     key.previous_key_digest = key.previous_expires_at = None
+    audit.record(session, "api_key.revoke_previous", "api_key", key.id, *audit.changed(before, _audited(key)),
+                 company_id=company_id)
     return await saved(session, key)
 
 
@@ -71,6 +84,9 @@ async def revoke(session: AsyncSession, company_id: str, key_id: str) -> ApiKey:
     """The key (current and previous secret) is refused from the commit on; revoking twice is a no-op."""
     key = await find(session, company_id, key_id, lock=True)
     if key.revoked_at is None:
+        before = _audited(key)
         key.revoked_at = datetime.now(UTC)
         key.previous_key_digest = key.previous_expires_at = None
+        audit.record(session, "api_key.revoke", "api_key", key.id, *audit.changed(before, _audited(key)),
+                     company_id=company_id)
     return await saved(session, key)
