@@ -196,6 +196,9 @@ class Event(Base):
     # Set once the event's realtime deliveries are on Kafka: a replayed event whose flag is
     # still false had its fan-out interrupted, so the matcher publishes it again.
     fanned_out: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # The W3C `traceparent` it arrived with (or ingest started): every attempt, retries too,
+    # continues this trace (shared/tracing.py). Null for events stored before 0017.
+    trace_parent: Mapped[str | None] = mapped_column(String)
     __table_args__ = (
         Index("ix_events_company_received", "company_id", "received_at", "id"),
         Index("ix_events_company_topic_received", "company_id", "topic", "received_at"),

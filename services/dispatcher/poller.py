@@ -22,7 +22,7 @@ REQUEUED = Counter("em_dispatcher_requeued_total", "Due deliveries put back on K
 
 DUE = """
 SELECT d.id, d.company_id, d.event_id, d.subscription_id, d.delivery_configuration_id, d.attempt_count,
-       d.succeeded_endpoints, e.topic, e.event_type, e.subject, e.occurred_at, e.data
+       d.succeeded_endpoints, e.topic, e.event_type, e.subject, e.occurred_at, e.data, e.trace_parent
 FROM deliveries d JOIN events e ON e.company_id = d.company_id AND e.id = d.event_id
 WHERE d.next_attempt_at <= now()
 ORDER BY d.next_attempt_at
@@ -63,7 +63,8 @@ async def _send(producer: AIOKafkaProducer, topic: str, row) -> None:
              "subject": row["subject"], "occurred_at": iso(row["occurred_at"]), "data": row["data"]}
     message = delivery_message(row["id"], row["delivery_configuration_id"], row["company_id"],
                                delivered_document(event, row["company_id"], row["subscription_id"]),
-                               attempt=row["attempt_count"], succeeded_endpoints=list(row["succeeded_endpoints"]))
+                               attempt=row["attempt_count"], succeeded_endpoints=list(row["succeeded_endpoints"]),
+                               traceparent=row["trace_parent"])  # a retry stays in the event's trace
     await (await producer.send(topic, encode(message), key=row["delivery_configuration_id"].encode()))
 
 

@@ -16,6 +16,7 @@ from services.matcher.matching import recipients_of
 from shared.ids import new_id
 from shared.messages import decode, delivered_document, delivery_message, valid_event
 from shared.statuses import DeliveryStatus
+from shared.tracing import valid_or_none
 
 EventKey = tuple[str, str]  # (company_id, event_id): an event as one company stores it
 
@@ -62,6 +63,7 @@ class EventRow(NamedTuple):  # the columns of INSERT_EVENTS, in order
     received_at: datetime
     data: str
     fanned_out: bool  # true at once when it has no realtime delivery to publish
+    trace_parent: str | None  # W3C traceparent, valid or None (shared/tracing.py)
 
 
 class DeliveryRow(NamedTuple):  # the columns of INSERT_DELIVERIES, in order
@@ -96,11 +98,13 @@ def plan_batch(index: SubscriptionIndex, events: list[dict]) -> BatchPlan:
         occurred_at = datetime.fromisoformat(event["occurred_at"])
         received_at = datetime.fromisoformat(event["received_at"])
         data = orjson.dumps(event["data"]).decode()
+        trace_parent = valid_or_none(event.get("traceparent"))
         for recipient in recipients:
             company_id = recipient.company_id
             has_realtime = any(route.realtime for route in recipient.routes)
             plan.events.append(EventRow(company_id, event["id"], event["topic"], event["event_type"],
-                                        event["subject"], occurred_at, received_at, data, not has_realtime))
+                                        event["subject"], occurred_at, received_at, data, not has_realtime,
+                                        trace_parent))
             for route in recipient.routes:
                 delivery_id = new_id("dlv")
                 status = DeliveryStatus.QUEUED if route.realtime else DeliveryStatus.BUFFERED
@@ -109,7 +113,7 @@ def plan_batch(index: SubscriptionIndex, events: list[dict]) -> BatchPlan:
                 if route.realtime:
                     plan.outgoing.setdefault((company_id, event["id"]), []).append(delivery_message(
                         delivery_id, route.delivery_configuration_id, company_id,
-                        delivered_document(event, company_id, route.subscription_id)))
+                        delivered_document(event, company_id, route.subscription_id), traceparent=trace_parent))
                 else:
                     plan.scheduled_count += 1
     return plan

@@ -27,6 +27,7 @@ from shared.deadletter import isolate_failures, kafka_source, retry_while_unavai
 from shared.kafka import Topics
 from shared.messages import delivered_document, delivery_message, encode
 from shared.statuses import DeliveryStatus
+from shared.tracing import valid_or_none
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,10 @@ DELIVERIES_OUT = Counter("em_matcher_deliveries_total", "Deliveries created", ["
 BATCH_SECONDS = Histogram("em_matcher_batch_seconds", "Time to process one consumed batch")
 
 INSERT_EVENTS = """
-INSERT INTO events (company_id, id, topic, event_type, subject, occurred_at, received_at, data, fanned_out)
+INSERT INTO events (company_id, id, topic, event_type, subject, occurred_at, received_at, data, fanned_out,
+                    trace_parent)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-                     $7::timestamptz[], $8::jsonb[], $9::bool[])
+                     $7::timestamptz[], $8::jsonb[], $9::bool[], $10::text[])
 ON CONFLICT DO NOTHING
 RETURNING company_id, id
 """
@@ -116,7 +118,7 @@ class Matcher:
         """Insert the events new to the database and their deliveries. Returns the events
         inserted, and the queued deliveries of the others whose fan-out never finished."""
         async with self.pool.acquire() as connection, connection.transaction():
-            inserted = {(r[0], r[1]) for r in await connection.fetch(INSERT_EVENTS, *columns(plan.events, 9))}
+            inserted = {(r[0], r[1]) for r in await connection.fetch(INSERT_EVENTS, *columns(plan.events, 10))}
             fresh = [row for row in plan.deliveries if (row.company_id, row.event_id) in inserted]
             await connection.execute(INSERT_DELIVERIES, *columns(fresh, 6))
             replayed = [(row.company_id, row.id) for row in plan.events if (row.company_id, row.id) not in inserted]
@@ -136,7 +138,8 @@ class Matcher:
         by_id = {event["id"]: event for event in events}
         return [
             delivery_message(row["id"], row["delivery_configuration_id"], row["company_id"],
-                             delivered_document(by_id[row["event_id"]], row["company_id"], row["subscription_id"]))
+                             delivered_document(by_id[row["event_id"]], row["company_id"], row["subscription_id"]),
+                             traceparent=valid_or_none(by_id[row["event_id"]].get("traceparent")))
             for row in rows if row["event_id"] in by_id
         ]
 
