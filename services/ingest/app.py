@@ -189,8 +189,7 @@ def _parse(body: Any) -> tuple[list[Any], bool]:
 async def _validate(raw_events: list[Any], batched: bool, source: Source, catalog: Catalog) -> list[IncomingEvent]:
     """Validate every event; a batch with any bad event is refused whole, naming each bad index."""
     errors: list[dict] = []
-    forbidden: list[str] = []
-    other_companies: list[dict] = []
+    refused: list[tuple[list, str, str]] = []
     allowed = frozenset(source.company_ids) if source.company_ids is not None else None
     events: list[IncomingEvent] = []
     await catalog.learn_companies({raw["company_id"] for raw in raw_events
@@ -202,32 +201,43 @@ async def _validate(raw_events: list[Any], batched: bool, source: Source, catalo
         except ValidationError as exc:
             errors += [{"loc": [*prefix, *e["loc"]], "msg": e["msg"]} for e in validation_errors(exc.errors())]
             continue
-        # EM-Operations is Event Manager's own (shared/operations.py), whatever a source was granted.
-        if event.topic in catalog.topics and (event.topic not in source.topics or event.topic == OPERATIONS_TOPIC):
-            forbidden.append(event.topic)
-            continue
-        if not _may_publish_for(allowed, event.company_id):
-            other_companies.append({"loc": [*prefix, "company_id"],
-                                    "msg": f"this source may not publish for company {event.company_id!r}"})
+        if (refusal := _refusal(event, source, allowed, catalog)) is not None:
+            refused.append((prefix, *refusal))
             continue
         errors += [{"loc": [*prefix, field], "msg": message} for field, message in _problems(event, catalog)]
         errors += [{"loc": [*prefix, "data", *path], "msg": message}
                    for path, message in _contract(event, catalog, detailed=len(errors) < DETAILED_ERRORS)]
         events.append(event)
-    if forbidden:
-        raise Forbidden(f"this source may not publish to {', '.join(sorted(set(forbidden)))}")
-    if other_companies:
-        raise Forbidden(f"{len(other_companies)} event(s) for companies this source may not publish for; "
-                        "nothing was accepted", other_companies)
+    if refused:
+        raise _forbidden(refused)
     if errors:
         raise InvalidInput(f"{len(errors)} invalid field(s); nothing was accepted", errors)
     return events
 
 
-def _may_publish_for(allowed: frozenset[str] | None, company_id: str | None) -> bool:
-    """A source limited to some companies (`allowed`; None: any) publishes only for them; a
-    broadcast event (no company) is not limited: it reaches companies by subject."""
-    return allowed is None or company_id is None or company_id in allowed
+def _refusal(event: IncomingEvent, source: Source, allowed: frozenset[str] | None,
+             catalog: Catalog) -> tuple[str, str] | None:
+    """(field, value) when this source may not publish this event at all (403), else None: a topic
+    it was not granted, or a company outside its set (`allowed`; None: any). A broadcast event
+    carries no company: it reaches companies by subject, so a company set does not limit it."""
+    # EM-Operations is Event Manager's own (shared/operations.py), whatever a source was granted.
+    if event.topic in catalog.topics and (event.topic not in source.topics or event.topic == OPERATIONS_TOPIC):
+        return "topic", event.topic
+    if allowed is not None and event.company_id is not None and event.company_id not in allowed:
+        return "company_id", event.company_id
+    return None
+
+
+def _forbidden(refused: list[tuple[list, str, str]]) -> Forbidden:
+    """The 403 for a request with events its source may not publish: the topics, else each event
+    for another company by index."""
+    topics = sorted({value for _, field, value in refused if field == "topic"})
+    if topics:
+        return Forbidden(f"this source may not publish to {', '.join(topics)}")
+    errors = [{"loc": [*prefix, field], "msg": f"this source may not publish for company {value!r}"}
+              for prefix, field, value in refused]
+    return Forbidden(f"{len(errors)} event(s) for companies this source may not publish for; nothing was accepted",
+                     errors)
 
 
 def _problems(event: IncomingEvent, catalog: Catalog) -> list[tuple[str, str]]:
