@@ -1,24 +1,76 @@
 """The deployment files, validated offline (no Docker engine or cluster here): the compose file
-against the Compose spec, the Dockerfile with hadolint, the Kubernetes manifests against the
-bundled API schemas, and every manifest agreeing with the services' names and ports."""
+against the Compose spec, the Dockerfile with hadolint, and each kustomize overlay of
+deploy/k8s rendered (tests/kustomize_subset.py), validated against the Kubernetes API schemas,
+scanned by checkov, and checked for what the services need: their ports, locked-down pods, a
+shutdown budget that covers the services' own drain, network policies that keep the workers
+inside, topics sized by settings. The monitoring examples may only use metrics the code exports,
+and every EM_ variable the files set is a setting, documented in docs/operations.md."""
 
 from __future__ import annotations
 
+import fcntl
+import ipaddress
+import json
+import re
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
+import kubernetes_validate
+import pytest
 import yaml
 
-from shared.settings import SERVICE_PORTS
+from services.devstack import BROKER_PORT_VARIABLE
+from shared.kafka import Topics
+from shared.settings import SERVICE_PORTS, Settings
+from tests.kustomize_subset import build
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+K8S = ROOT / "deploy" / "k8s"
+OVERLAYS = ["dev", "production"]
+# The oldest Kubernetes the manifests support (the preStop `sleep` action is on by default from
+# 1.30) and the newest whose schemas kubernetes-validate bundles.
+KUBERNETES_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
+CHECKOV = "checkov==3.2.533"
+CHECKOV_VENV = ROOT / ".venv-tools" / "checkov"
+PRIVATE_RANGES = [ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8",
+    "fc00::/7", "fe80::/10", "::1/128")]
 
 
-def run(*command: str) -> subprocess.CompletedProcess:
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+def run(*command: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
+
+@cache
+def rendered(overlay: str) -> tuple[dict, ...]:
+    return tuple(build(K8S / "overlays" / overlay))
+
+
+def of_kind(overlay: str, kind: str) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in rendered(overlay) if o["kind"] == kind}
+
+
+def config(overlay: str) -> dict[str, str]:
+    """The EM_ variables every pod gets: the ConfigMap, then the Secret when the overlay has one."""
+    variables = dict(of_kind(overlay, "ConfigMap")["event-manager"]["data"])
+    variables.update(of_kind(overlay, "Secret").get("event-manager", {}).get("stringData", {}))
+    return variables
+
+
+def settings_of(overlay: str) -> Settings:
+    known = {f"EM_{name.upper()}" for name in Settings.model_fields}
+    return Settings(**{k[3:].lower(): v for k, v in config(overlay).items() if k in known})
+
+
+def pod_templates(overlay: str) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o["spec"]["template"] for o in rendered(overlay)
+            if o["kind"] in ("Deployment", "Job")}
+
+
+# --- compose and Dockerfile -----------------------------------------------------------------
 
 def test_compose_file_is_valid():
     result = run(str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "docker-compose.yml")
@@ -30,23 +82,313 @@ def test_dockerfile_passes_hadolint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_kubernetes_manifests_are_valid():
-    manifests = sorted(str(p) for p in (ROOT / "deploy/k8s").glob("*.yaml") if p.name != "kustomization.yaml")
-    result = run(str(BIN / "kubernetes-validate"), "--strict", *manifests)
-    assert result.returncode == 0, result.stdout + result.stderr
-    listed = yaml.safe_load((ROOT / "deploy/k8s/kustomization.yaml").read_text())["resources"]
-    assert sorted(listed) == sorted(Path(m).name for m in manifests)
+# --- every overlay: valid objects that run the five services --------------------------------
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_objects_valid_for_kubernetes(overlay, version):
+    errors = []
+    for document in rendered(overlay):
+        try:
+            kubernetes_validate.validate(document, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            errors.append(f"{document['kind']}/{document['metadata']['name']}: {error.message} at {list(error.path)}")
+    assert not errors, "\n".join(errors)
 
 
-def test_every_service_is_deployed_on_its_port():
-    deployed = {}
-    for path in (ROOT / "deploy/k8s").glob("10-*.yaml"):
-        for document in yaml.safe_load_all(path.read_text()):
-            if document["kind"] == "Deployment":
-                container = document["spec"]["template"]["spec"]["containers"][0]
-                deployed[container["args"][1]] = container["ports"][0]["containerPort"]
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_is_deployed_on_its_port(overlay):
+    deployed, services = {}, of_kind(overlay, "Service")
+    for name, deployment in of_kind(overlay, "Deployment").items():
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        deployed[container["args"][1]] = container["ports"][0]["containerPort"]
+        assert services[name]["spec"]["ports"][0]["port"] == SERVICE_PORTS[name]
+        assert services[name]["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert deployed == SERVICE_PORTS
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    assert {name for name in SERVICE_PORTS} <= set(compose)
     for name in SERVICE_PORTS:
         assert compose[name]["command"] == ["serve", name]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pods_are_locked_down(overlay):
+    for name, template in pod_templates(overlay).items():
+        spec = template["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["automountServiceAccountToken"] is False, name
+        tmp_volumes = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"] == {"drop": ["ALL"]}, name
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+            assert {m["name"] for m in container["volumeMounts"] if m["mountPath"] == "/tmp"} <= tmp_volumes, name
+            assert "memory" in container["resources"]["limits"], name
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_grace_period_covers_the_services_own_shutdown(overlay):
+    """SIGTERM comes after the preStop pause; then uvicorn waits for open requests, then the
+    loops drain, then consumers commit and connections close (shared/service.py). The pod must
+    not be killed before that ends."""
+    settings = settings_of(overlay)
+    closing = 5  # committing offsets, flushing the producer, closing pools
+    for name, template in pod_templates(overlay).items():
+        if name == "event-manager-migrate":
+            continue
+        spec = template["spec"]
+        [container] = spec["containers"]
+        pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        needed = pause + settings.graceful_shutdown_seconds + settings.drain_seconds + closing
+        assert spec["terminationGracePeriodSeconds"] >= needed, (name, needed)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_topics_and_autoscaling_follow_the_partition_count(overlay):
+    settings = settings_of(overlay)
+    autoscalers = of_kind(overlay, "HorizontalPodAutoscaler")
+    deployments = of_kind(overlay, "Deployment")
+    for consumer in ("matcher", "dispatcher"):  # more replicas than partitions would idle
+        assert autoscalers[consumer]["spec"]["maxReplicas"] == settings.kafka_partitions
+    for name, autoscaler in autoscalers.items():
+        assert autoscaler["spec"]["minReplicas"] == deployments[name]["spec"]["replicas"], name
+
+
+def test_production_is_https_only_replicated_and_bigger_than_dev():
+    production, dev = settings_of("production"), settings_of("dev")
+    assert production.require_https is True
+    assert production.kafka_replication_factor == 3
+    assert dev.kafka_replication_factor == 1  # the dev cluster's single broker
+    for name, deployment in of_kind("production", "Deployment").items():
+        dev_deployment = of_kind("dev", "Deployment")[name]
+        assert deployment["spec"]["replicas"] >= 2, name  # one pod lost, one left
+        assert deployment["spec"]["replicas"] > dev_deployment["spec"]["replicas"], name
+    assert "Secret" not in {o["kind"] for o in rendered("production")}, "apply -k would overwrite the real Secret"
+
+
+# --- network policies ------------------------------------------------------------------------
+
+def _selects(selector: dict, labels: dict) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def _rules(overlay: str, labels: dict, direction: str) -> list[dict]:
+    """The rules of `direction` ("ingress" or "egress") of every policy that selects a pod so labelled."""
+    return [rule for policy in of_kind(overlay, "NetworkPolicy").values()
+            if _selects(policy["spec"]["podSelector"], labels)
+            and direction.capitalize() in policy["spec"]["policyTypes"]
+            for rule in policy["spec"].get(direction, [])]
+
+
+def _ports(rule: dict) -> set:
+    return {port["port"] for port in rule.get("ports", [])} or {"any"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_keep_the_workers_inside(overlay):
+    policies = of_kind(overlay, "NetworkPolicy")
+    assert any(p["spec"]["podSelector"] == {} and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+               and not p["spec"].get("ingress") and not p["spec"].get("egress") for p in policies.values()), \
+        "everything is denied first"
+    for name, template in pod_templates(overlay).items():
+        labels = template["metadata"]["labels"]
+        component = labels["app.kubernetes.io/component"]
+        open_to_all = [rule for rule in _rules(overlay, labels, "ingress") if not rule.get("from")]
+        assert bool(open_to_all) == (component in ("api", "ingest")), name
+        for rule in _rules(overlay, labels, "ingress"):
+            for peer in rule.get("from", []):
+                assert peer == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+                assert _ports(rule) == {"http"}
+        reachable = set()
+        for rule in _rules(overlay, labels, "egress"):
+            assert rule.get("to"), f"{name}: an egress rule without `to` opens everything"
+            for peer in rule["to"]:
+                if "ipBlock" in peer:
+                    block = peer["ipBlock"]
+                    excepted = [ipaddress.ip_network(n) for n in block.get("except", [])]
+                    network = ipaddress.ip_network(block["cidr"])
+                    for private in PRIVATE_RANGES:  # no way into the cluster or the node
+                        if private.version == network.version:
+                            assert any(private.subnet_of(e) for e in excepted), (name, block["cidr"], private)
+                    reachable.add(("internet", frozenset(_ports(rule))))
+                else:
+                    namespace = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    reachable.add((namespace, frozenset(_ports(rule))))
+        expected = {("kube-system", frozenset({53})), ("kafka", frozenset({9092})), ("db", frozenset({5432}))}
+        if component == "dispatcher":
+            expected.add(("internet", frozenset({"any"})))  # deliveries and token URLs, any port
+        if component in ("api", "scheduler"):
+            expected.add(("internet", frozenset({443})))  # media storage
+        assert reachable == expected, name
+
+
+# --- checkov ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def checkov() -> Path:
+    """checkov in a virtualenv of its own (it pins many packages the project also uses),
+    installed once on first use (about a minute) under .venv-tools/."""
+    executable = CHECKOV_VENV / "bin" / "checkov"
+    CHECKOV_VENV.parent.mkdir(exist_ok=True)
+    with open(CHECKOV_VENV.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one install when several test processes start at once
+        stamp = CHECKOV_VENV / "installed"
+        if not stamp.exists() or stamp.read_text() != CHECKOV:
+            result = run(sys.executable, "-m", "venv", "--clear", str(CHECKOV_VENV))
+            assert result.returncode == 0, result.stderr
+            result = run(str(CHECKOV_VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                         CHECKOV, timeout=900)
+            assert result.returncode == 0, result.stdout + result.stderr
+            stamp.write_text(CHECKOV)
+    return executable
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_checkov_finds_nothing_unexplained(overlay, checkov, tmp_path):
+    manifest = tmp_path / f"{overlay}.yaml"
+    manifest.write_text(yaml.safe_dump_all(rendered(overlay), sort_keys=False))
+    # --skip-download: no call to the vendor's platform for guidelines (offline, and nothing sent).
+    result = run(str(checkov), "--compact", "--output", "json", "--skip-download", "--framework", "kubernetes",
+                 "--file", str(manifest), timeout=300)
+    report = json.loads(result.stdout)
+    failed = [f"{c['check_id']} {c['check_name']} ({c['resource']})" for c in report["results"]["failed_checks"]]
+    assert not failed, "\n".join(failed)
+    assert result.returncode == 0, result.stderr
+    for check in report["results"]["skipped_checks"]:
+        reason = check["check_result"].get("suppress_comment") or ""
+        assert len(reason.strip()) > 20, f"{check['check_id']} on {check['resource']} is skipped without a reason"
+
+
+# --- settings and their documentation ---------------------------------------------------------
+
+def _variables(text: str) -> set[str]:
+    return set(re.findall(r"\bEM_[A-Z0-9_]*[A-Z0-9]\b", text))
+
+
+def _known_variables() -> set[str]:
+    # BROKER_PORT_VARIABLE: `eventmgr dev` reads it itself (the embedded broker's port).
+    return {f"EM_{name.upper()}" for name in Settings.model_fields} | {BROKER_PORT_VARIABLE}
+
+
+def test_every_em_variable_the_deployment_files_set_is_a_setting():
+    files = [*(ROOT / "deploy").rglob("*.yaml"), ROOT / "docker-compose.yml"]
+    unknown = {f"{path.relative_to(ROOT)}: {name}" for path in files
+               for name in _variables(path.read_text()) - _known_variables()}
+    assert not unknown, f"not a setting (shared/settings.py): {sorted(unknown)}"
+
+
+def test_every_setting_is_documented_in_the_operations_guide():
+    documented = _variables((ROOT / "docs" / "operations.md").read_text())
+    missing = _known_variables() - documented
+    assert not missing, f"add to docs/operations.md, Configuration reference: {sorted(missing)}"
+    stale = documented - _known_variables()
+    assert not stale, f"docs/operations.md names variables no setting reads: {sorted(stale)}"
+
+
+# --- monitoring and Kafka examples -------------------------------------------------------------
+
+EXAMPLES = K8S / "examples"
+
+
+def exported_metrics() -> set[str]:
+    """Every series name the services expose: the prometheus_client metrics defined in services/
+    and shared/, with the suffixes the client adds, and the client's own process_/python_ ones."""
+    names = set()
+    for path in [*(ROOT / "services").rglob("*.py"), *(ROOT / "shared").rglob("*.py")]:
+        for kind, name in re.findall(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"([a-z_:][a-z0-9_:]*)\"",
+                                     path.read_text()):
+            if kind == "Counter":
+                base = name.removesuffix("_total")
+                names |= {f"{base}_total", f"{base}_created"}
+            elif kind in ("Histogram", "Summary"):
+                names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count", f"{name}_created"}
+            else:
+                names.add(name)
+    return names
+
+
+def _used_metrics(expression: str) -> set[str]:
+    return set(re.findall(r"\bem_[a-z0-9_]+\b", expression))
+
+
+def _alert_rules() -> dict[str, dict]:
+    rules = yaml.safe_load((EXAMPLES / "monitoring" / "prometheus-rules.yaml").read_text())
+    return {rule["alert"]: rule for group in rules["spec"]["groups"] for rule in group["rules"] if "alert" in rule}
+
+
+def test_alerts_cover_the_failure_modes_using_real_metrics():
+    exported, alerts = exported_metrics(), _alert_rules()
+    assert {"em_dispatcher_breakers", "em_consumer_lag", "em_dead_letters_total"} <= exported
+    for alert, rule in alerts.items():
+        used = _used_metrics(rule["expr"])
+        assert used, f"{alert} uses no em_ metric"
+        assert used <= exported, f"{alert} uses metrics the code does not export: {used - exported}"
+        assert rule["labels"]["severity"] in ("warning", "critical") and rule["annotations"]["runbook_url"], alert
+    covered = {metric for rule in alerts.values() for metric in _used_metrics(rule["expr"])}
+    for failure_mode in ("em_consumer_lag", "em_dispatcher_deliveries_total", "em_dead_letters_total",
+                         "em_scheduler_files_total", "em_dispatcher_breakers"):
+        assert failure_mode in covered, f"no alert on {failure_mode}"
+
+
+def test_the_dashboard_uses_only_real_metrics():
+    dashboard = json.loads((EXAMPLES / "monitoring" / "grafana-dashboard.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    assert len(expressions) >= 8
+    used = set().union(*(_used_metrics(expression) for expression in expressions))
+    assert used <= exported_metrics(), used - exported_metrics()
+
+
+def test_service_monitors_scrape_every_service_and_authenticate_on_public_ports():
+    monitors = list(yaml.safe_load_all((EXAMPLES / "monitoring" / "service-monitors.yaml").read_text()))
+    services = of_kind("production", "Service")
+    scraped = {}
+    for monitor in monitors:
+        selected = [name for name, service in services.items()
+                    if _selects(monitor["spec"]["selector"], service["metadata"]["labels"])]
+        for name in selected:
+            scraped[name] = monitor["spec"]["endpoints"][0]
+    assert set(scraped) == set(SERVICE_PORTS)
+    for name, endpoint in scraped.items():
+        assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+        authenticated = endpoint.get("authorization", {}).get("credentials", {}).get("key") == "EM_METRICS_TOKEN"
+        assert authenticated == (name in ("api", "ingest")), name
+
+
+def test_the_strimzi_example_matches_the_settings():
+    production = settings_of("production")
+    documents = [d for path in sorted((EXAMPLES / "strimzi").glob("*.yaml"))
+                 for d in yaml.safe_load_all(path.read_text())]
+    [kafka] = [d for d in documents if d["kind"] == "Kafka"]
+    cluster, namespace = kafka["metadata"]["name"], kafka["metadata"]["namespace"]
+    assert config("production")["EM_KAFKA_BOOTSTRAP"] == f"{cluster}-kafka-bootstrap.{namespace}.svc:9092"
+    topics = {d["spec"]["topicName"]: d["spec"] for d in documents if d["kind"] == "KafkaTopic"}
+    names = Topics.of(production)
+    assert set(topics) == {names.events, names.deliveries, names.changes}
+    for name, spec in topics.items():
+        assert spec["partitions"] == (1 if name == names.changes else production.kafka_partitions), name
+        assert spec["replicas"] == production.kafka_replication_factor, name
+        assert spec["config"]["min.insync.replicas"] == production.kafka_replication_factor - 1, name
+
+
+def test_no_file_in_deploy_k8s_escapes_the_checks():
+    """Every file of a kustomization directory is one of its resources or patches (so it is
+    rendered and checked above), and the examples are the ones the tests above read."""
+    for kustomization in K8S.rglob("kustomization.yaml"):
+        folder = kustomization.parent
+        listed = yaml.safe_load(kustomization.read_text())
+        used = {*listed.get("resources", []), *(patch["path"] for patch in listed.get("patches", []))}
+        files = {path.name for path in folder.iterdir() if path.is_file()} - {"kustomization.yaml"}
+        assert files <= used, f"{folder.relative_to(ROOT)}: not in its kustomization: {files - used}"
+    examples = {path.relative_to(EXAMPLES).as_posix() for path in EXAMPLES.rglob("*") if path.is_file()}
+    assert examples == {"monitoring/prometheus-rules.yaml", "monitoring/grafana-dashboard.json",
+                        "monitoring/service-monitors.yaml", "strimzi/kafka.yaml", "strimzi/topics.yaml"}
+    assert {path.name for path in K8S.iterdir()} == {"base", "overlays", "examples"}
