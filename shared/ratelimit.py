@@ -188,3 +188,23 @@ async def limit(state, settings: Settings, subject: str, default_per_minute: int
     if not verdict.allowed:
         raise too_many(f"rate limit of {verdict.limit} requests per minute reached", verdict.retry_after)
     return verdict
+
+
+# The 429 each rate-limited operation may answer, for the OpenAPI documents.
+TOO_MANY = {
+    "description": "Rate limit reached (this credential's requests per minute, or this address's failed "
+                   "authentications); retry after `Retry-After` seconds",
+    "headers": {"Retry-After": {"description": "Seconds to wait before the next request",
+                                "schema": {"type": "integer"}}},
+    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
+
+
+def document_limits(openapi: dict) -> dict:
+    """The api's OpenAPI with the 429 on every company operation (those `document_scopes` in
+    services/api/deps.py marked with their scope: each is limited per key)."""
+    for operations in openapi.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "x-required-scope" in operation:
+                operation.setdefault("responses", {})["429"] = TOO_MANY
+    return openapi

@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     # A bucket refills its whole limit in `rate_limit_window_seconds`.
     api_rate_limit_per_minute: int = Field(6000, ge=1)
     ingest_rate_limit_per_minute: int = Field(60_000, ge=1)
-    auth_failure_limit_per_minute: int = Field(60, ge=1)
+    auth_failure_limit_per_minute: int = Field(300, ge=1)
     rate_limit_window_seconds: float = Field(60.0, gt=0)
     rate_limit_pool_size: int = 4
 

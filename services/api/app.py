@@ -31,6 +31,7 @@ from services.api.routes import (
     testing,
     topics,
 )
+from shared import ratelimit
 from shared.media import MediaStore
 from shared.service import Runtime, create_service_app
 
@@ -74,7 +75,7 @@ _openapi_with_problems = app.openapi
 
 def _openapi_with_scopes() -> dict:
     if app.openapi_schema is None:
-        app.openapi_schema = document_scopes(_openapi_with_problems(), app.routes)
+        app.openapi_schema = ratelimit.document_limits(document_scopes(_openapi_with_problems(), app.routes))
     return app.openapi_schema
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.api import credentials, scopes, sessions
 from services.api.actor import Actor, act_as, client_address
 from services.api.scopes import FULL
+from shared import ratelimit
 from shared.errors import Forbidden, Unauthorized
 from shared.security import same_secret
 from shared.settings import Settings
@@ -66,13 +67,15 @@ async def _company(request: Request, session: SessionDep, settings: SettingsDep)
         act_as(request, Actor("console", identity.api_key_id or identity.application_id, None, identity.company_id,
                               client_address(request)))
         return Caller(identity.company_id, identity.application_id, identity.scopes, identity.api_key_id)
-    credential = await credentials.find(session, _bearer(request))
-    if credential is None:
-        raise Unauthorized()
+    token = _bearer(request)  # no credential at all: 401, without spending the address's budget
+    credential = await ratelimit.authenticate(request.app.state, settings, client_address(request),
+                                              lambda: credentials.find(session, token))
     if not credential.application_enabled:
         raise Forbidden("this application does not have Event Manager enabled")
     act_as(request, Actor("api_key", credential.key_id or credential.application_id, credential.name,
                           credential.company_id, client_address(request)))
+    await ratelimit.limit(request.app.state, settings, f"key:{credential.key_id or credential.application_id}",
+                          settings.api_rate_limit_per_minute, credential.company_id)
     return Caller(credential.company_id, credential.application_id, credential.scopes, credential.key_id)
 
 

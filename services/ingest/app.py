@@ -24,7 +24,7 @@ from sqlalchemy import Text, and_, cast, func, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from services.api.actor import Actor, act_as, client_address
-from shared import tracing
+from shared import ratelimit, tracing
 from shared.contracts import ValidatorCache, first_violation, violations
 from shared.db import Database
 from shared.errors import (
@@ -430,7 +430,8 @@ app = create_service_app(
     "attempt's own `traceparent` is of the same trace); without one, or with an invalid one, a new trace "
     "starts.",
     responses={503: {"description": "The broker did not acknowledge every event; resend with the same ids",
-                     "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
+                     "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+               429: ratelimit.TOO_MANY},
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
         "schema": _request_schema(),
         "examples": {"single": {"value": {
@@ -440,7 +441,10 @@ app = create_service_app(
 )
 async def publish(request: Request):
     catalog: Catalog = request.app.state.catalog
-    source = await catalog.source_for(_bearer(request))
+    token, settings = _bearer(request), request.app.state.settings
+    source = await ratelimit.authenticate(request.app.state, settings, client_address(request),
+                                          lambda: catalog.source_for(token))
+    await ratelimit.limit(request.app.state, settings, f"source:{source.id}", settings.ingest_rate_limit_per_minute)
     act_as(request, Actor("source", source.id, source.name, None, client_address(request)))
     raw_events, batched = _parse(await _document(request))
     events = await _validate(raw_events, batched, source, await catalog.fresh())

@@ -1,0 +1,131 @@
+"""Rate limits (issue 16, shared/ratelimit.py): a company's limit per API key holds across two api
+replicas (one shared bucket), refusals are 429 problem+json with Retry-After, another company is
+unaffected, a source token is limited at ingest, and failed authentication is limited per client
+address before the credential lookup (a valid key from that address is refused too, other
+addresses are not).
+
+Each address test sends from its own loopback address (127.0.0.x): the budget it spends is that
+address's, never the 127.0.0.1 every other test uses."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import httpx
+
+from tests.conftest import ALL_TOPICS
+from tests.test_edges import another_replica
+
+MINUTE = 60
+
+
+def refused_properly(response: httpx.Response) -> bool:
+    body = response.json()
+    retry_after = int(response.headers["retry-after"])
+    return (response.headers["content-type"].startswith("application/problem+json") and body["status"] == 429
+            and 1 <= retry_after <= MINUTE)
+
+
+def from_address(base_url: str, address: str, authorization: str | None = None) -> httpx.AsyncClient:
+    headers = {"authorization": authorization} if authorization else {}
+    return httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30,
+                             transport=httpx.AsyncHTTPTransport(local_address=address))
+
+
+async def test_a_company_limit_holds_across_two_api_replicas(stack, urls, admin, tenant, other_tenant):
+    replica, port = await another_replica(stack, "api")
+    try:
+        limited = await admin.patch(f"/v1/admin/companies/{tenant.id}", json={"rate_limit_per_minute": 2})
+        assert limited.status_code == 200 and limited.json()["effective_rate_limit_per_minute"] == 2, limited.text
+        second = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                   headers={"authorization": f"Bearer {tenant.api_key}"})
+        async with second:
+            started = time.monotonic()
+            answers = [await client.get("/v1/delivery-configurations")
+                       for client in (tenant.client, second, tenant.client, second)]
+            elapsed = time.monotonic() - started
+            statuses = [a.status_code for a in answers]
+            # Two per minute: a token comes back every 30 s, so a slow machine may see one more.
+            assert statuses[:2] == [200, 200], statuses
+            assert statuses[2:].count(200) <= int(elapsed // (MINUTE / 2)), (statuses, elapsed)
+            if elapsed < MINUTE / 2:
+                assert statuses[2:] == [429, 429], statuses  # each replica refuses what the other used
+            assert all(refused_properly(a) for a in answers if a.status_code == 429)
+            # Another company's keys are not limited by it, on either replica.
+            for base in (urls.api, f"http://127.0.0.1:{port}"):
+                other = await other_tenant.client.get(f"{base}/v1/delivery-configurations")
+                assert other.status_code == 200, other.text
+            # Back to the default (a key refused now waits out its Retry-After, as it was told).
+            assert (await admin.patch(f"/v1/admin/companies/{tenant.id}",
+                                      json={"rate_limit_per_minute": None})).status_code == 200
+    finally:
+        await asyncio.to_thread(replica.stop)
+    changed = (await admin.get("/v1/admin/audit-log", params={"company_id": tenant.id,
+                                                              "action": "company.rate_limit"})).json()["data"]
+    assert [r["after"] for r in changed] == [{"rate_limit_per_minute": None}, {"rate_limit_per_minute": 2}]
+
+
+async def test_the_openapi_documents_the_429(urls):
+    async with httpx.AsyncClient(timeout=30) as client:
+        api = (await client.get(f"{urls.api}/openapi.json")).json()
+        ingest = (await client.get(f"{urls.ingest}/openapi.json")).json()
+    for operation in (api["paths"]["/v1/delivery-configurations"]["get"], ingest["paths"]["/v1/events"]["post"]):
+        assert "Retry-After" in operation["responses"]["429"]["headers"]
+    assert "429" not in api["paths"]["/v1/admin/companies"]["get"]["responses"]  # the operator is not limited
+
+
+async def test_an_invalid_company_limit_is_a_422_naming_the_field(admin, tenant):
+    response = await admin.patch(f"/v1/admin/companies/{tenant.id}", json={"rate_limit_per_minute": 0})
+    assert response.status_code == 422 and response.json()["errors"][0]["loc"][-1] == "rate_limit_per_minute"
+    assert (await admin.patch("/v1/admin/companies/cmp_none", json={"rate_limit_per_minute": 5})).status_code == 404
+    assert (await tenant.client.patch(f"/v1/admin/companies/{tenant.id}",
+                                      json={"rate_limit_per_minute": 5})).status_code == 401
+
+
+async def test_failed_authentication_is_limited_per_address_before_the_lookup(stack, urls, tenant):
+    replica, port = await another_replica(stack, "api", auth_failure_limit_per_minute="3")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with from_address(base, "127.0.0.2", "Bearer emk_garbage") as garbage, \
+                from_address(base, "127.0.0.2", f"Bearer {tenant.api_key}") as valid_there:
+            statuses = [(await garbage.get("/v1/delivery-configurations")).status_code for _ in range(4)]
+            assert statuses == [401, 401, 401, 429], statuses
+            refused = await garbage.get("/v1/delivery-configurations")
+            assert refused.status_code == 429 and refused_properly(refused)
+            # Checked before the key is looked up: even a valid key from that address waits.
+            assert (await valid_there.get("/v1/delivery-configurations")).status_code == 429
+        # Other addresses are not affected.
+        async with from_address(base, "127.0.0.1", f"Bearer {tenant.api_key}") as valid_here:
+            assert (await valid_here.get("/v1/delivery-configurations")).status_code == 200
+        # A request without credentials costs no lookup and no budget.
+        async with from_address(base, "127.0.0.4") as anonymous:
+            assert [(await anonymous.get("/v1/delivery-configurations")).status_code
+                    for _ in range(5)] == [401] * 5
+    finally:
+        await asyncio.to_thread(replica.stop)
+
+
+async def test_ingest_limits_each_source_token_and_failed_tokens_per_address(stack, admin, tenant):
+    created = await admin.post("/v1/admin/sources", json={"name": f"limited-{uuid.uuid4().hex[:6]}",
+                                                          "topics": ALL_TOPICS})
+    assert created.status_code == 201, created.text
+    token = created.json()["token"]
+    replica, port = await another_replica(stack, "ingest", ingest_rate_limit_per_minute="2",
+                                          auth_failure_limit_per_minute="2")
+    base = f"http://127.0.0.1:{port}"
+    event = {"topic": "SCG-Message", "event_type": "message.sent", "company_id": tenant.id, "data": {}}
+    try:
+        async with from_address(base, "127.0.0.1", f"Bearer {token}") as source:
+            statuses = [(await source.post("/v1/events", json=event)).status_code for _ in range(3)]
+            assert statuses[:2] == [202, 202] and statuses[2] in (429, 202), statuses
+            if statuses[2] == 429:
+                assert refused_properly(await source.post("/v1/events", json=event))
+        async with from_address(base, "127.0.0.3", "Bearer ems_garbage") as garbage, \
+                from_address(base, "127.0.0.3", f"Bearer {token}") as valid_there:
+            statuses = [(await garbage.post("/v1/events", json=event)).status_code for _ in range(3)]
+            assert statuses == [401, 401, 429], statuses
+            assert (await valid_there.post("/v1/events", json=event)).status_code == 429
+    finally:
+        await asyncio.to_thread(replica.stop)
