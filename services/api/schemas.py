@@ -74,20 +74,6 @@ class ApiKey(BaseModel):
     api_key: str
 
 
-class SourceCreate(Strict):
-    model_config = with_example({"name": "sms-gateway", "topics": ["SCG-Message", "SCG-Keyword"]})
-
-    name: Name
-    topics: list[str] = Field(min_length=1, max_length=100)
-
-
-class SourcePublic(BaseModel):
-    id: str
-    name: str
-    topics: list[str]
-    token: str | None = Field(None, description="Shown only when the source is created")
-
-
 class EventTypeCreate(Strict):
     model_config = with_example({"name": "message.expired", "description": "The message expired before delivery"})
 
