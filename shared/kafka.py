@@ -164,9 +164,15 @@ CONSUMER_LAG = Gauge("em_consumer_lag", "Records on the broker not yet consumed 
 
 async def report_lag(consumer: AIOKafkaConsumer, group_id: str, every: float = 5.0) -> None:
     """Lag per assigned partition, from the high watermark the last fetch saw and our position:
-    the signal to scale matcher and dispatcher replicas on (no admin call needed)."""
+    the signal to scale matcher and dispatcher replicas on (no admin call needed). A partition
+    taken away in a rebalance loses its series here, so summing over replicas counts it once."""
+    reported: set[TopicPartition] = set()
     while True:
-        for partition in consumer.assignment():
+        assigned = set(consumer.assignment())
+        for partition in reported - assigned:
+            CONSUMER_LAG.remove(group_id, partition.topic, str(partition.partition))
+        reported &= assigned
+        for partition in assigned:
             highwater = consumer.highwater(partition)
             if highwater is None:
                 continue
@@ -175,4 +181,5 @@ async def report_lag(consumer: AIOKafkaConsumer, group_id: str, every: float = 5
             except Exception:  # the partition was revoked meanwhile
                 continue
             CONSUMER_LAG.labels(group_id, partition.topic, str(partition.partition)).set(max(highwater - position, 0))
+            reported.add(partition)
         await asyncio.sleep(every)

@@ -3,13 +3,20 @@ operator or metrics token)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import uuid
+
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.requests import Request
 
 from services.devstack import SERVICES
+from shared.kafka import make_consumer, report_lag
 from shared.service import may_read_metrics
 from shared.settings import Settings
 from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
@@ -91,3 +98,50 @@ async def test_metrics_count_the_work(stack, tenant, source, receiver):
             return 'em_consumer_lag{group="em-matcher"' in (await matcher.get("/metrics")).text
 
         await eventually(lag_reported, timeout=15)
+
+
+async def test_a_partition_taken_away_in_a_rebalance_loses_its_lag_series(stack):
+    """Otherwise the replica that lost it keeps reporting its last lag forever, and summing the
+    lag over replicas counts the partition twice."""
+    bootstrap = stack.env["EM_KAFKA_BOOTSTRAP"]
+    topic, group = f"lag-{uuid.uuid4().hex[:8]}", f"lag-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    for partition in (0, 1):
+        await producer.send_and_wait(topic, b"x", partition=partition)
+    await producer.stop()
+
+    settings = Settings(kafka_bootstrap=bootstrap)
+    first, second = make_consumer(settings, group, topic), make_consumer(settings, group, topic)
+
+    async def keep_polling(consumer):  # fetches (so high watermarks are known) and rebalances
+        while True:
+            await consumer.getmany(timeout_ms=200)
+
+    def partitions_reported() -> set[str]:
+        return {s.labels["partition"] for family in text_string_to_metric_families(generate_latest().decode())
+                for s in family.samples if s.name == "em_consumer_lag" and s.labels["group"] == group}
+
+    async def reported(expected: set[str]):
+        return partitions_reported() == expected
+
+    await first.start()
+    tasks = [asyncio.create_task(keep_polling(first)), asyncio.create_task(report_lag(first, group, every=0.2))]
+    try:
+        await eventually(lambda: reported({"0", "1"}), timeout=30)
+        await second.start()  # takes one partition away from the first (the second reports nothing)
+        tasks.append(asyncio.create_task(keep_polling(second)))
+        await eventually(lambda: reported({str(tp.partition) for tp in first.assignment()} or {"none"}), timeout=60)
+        assert len(partitions_reported()) == 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await first.stop()
+        await second.stop()
