@@ -16,6 +16,7 @@ import uuid
 import httpx
 
 from tests.conftest import ALL_TOPICS
+from tests.test_console_sessions import Browser
 from tests.test_edges import another_replica
 
 MINUTE = 60
@@ -65,6 +66,19 @@ async def test_a_company_limit_holds_across_two_api_replicas(stack, urls, admin,
     changed = (await admin.get("/v1/admin/audit-log", params={"company_id": tenant.id,
                                                               "action": "company.rate_limit"})).json()["data"]
     assert [r["after"] for r in changed] == [{"rate_limit_per_minute": None}, {"rate_limit_per_minute": 2}]
+
+
+async def test_a_console_session_is_limited_like_a_key(urls, admin, tenant):
+    browser = Browser(urls.api)
+    try:
+        assert (await browser.sign_in(tenant.api_key)).status_code == 200
+        limited = await admin.patch(f"/v1/admin/companies/{tenant.id}", json={"rate_limit_per_minute": 1})
+        assert limited.status_code == 200
+        statuses = [(await browser.request("GET", "/v1/delivery-configurations", csrf=False)).status_code
+                    for _ in range(2)]
+        assert statuses == [200, 429], statuses
+    finally:
+        await browser.aclose()
 
 
 async def test_the_openapi_documents_the_429(urls):
