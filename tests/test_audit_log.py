@@ -145,6 +145,9 @@ async def test_operator_wide_changes_are_listed_for_the_operator_only(tenant, ad
         ("topic.create", None, "operator"), ("topic.update", None, "operator")]
     assert records[1]["before"] == {"validation_mode": "off"} and records[1]["after"] == {"validation_mode": "warn"}
     assert await audit_records(tenant.client, resource_id=topic) == []
+    # Making the tenant: the operator's records, listed for the company too.
+    made = await audit_records(tenant.client, actor_kind="operator")
+    assert [r["action"] for r in made][:2] == ["company.create", "application.create"]
 
 
 async def test_pages_follow_the_cursor_without_gaps_or_repeats(tenant):

@@ -20,7 +20,9 @@ from shared.security import digest, new_secret
 
 
 async def create_company(session: AsyncSession, name: str) -> Company:
-    return await saved(session, Company(id=new_id("cmp"), name=name))
+    company = Company(id=new_id("cmp"), name=name)
+    audit.record(session, "company.create", "company", company.id, after={"name": name}, company_id=company.id)
+    return await saved(session, company)
 
 
 async def companies(session: AsyncSession) -> list[Company]:
