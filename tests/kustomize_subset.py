@@ -1,13 +1,14 @@
 """`kustomize build` for the subset deploy/k8s uses, in Python: the kustomize binary cannot be
 downloaded here, and no registry package renders kustomizations on this Python.
 
-Supported: `resources` (YAML files, or directories holding a kustomization.yaml) and `patches`
-given by `path` to strategic-merge patches, each naming its target by kind and
-metadata.name. Maps merge key by key (a null value removes the key); the lists Kubernetes merges
-by name (containers, env, volumes, ...) merge item by item; every other list is replaced, as
-kustomize does. Any other kustomization field fails loudly rather than render differently.
-(Checked once against kustomize's own library, pykustomize 0.1.4: the same objects for both
-overlays.)"""
+Supported: `resources` (YAML files, or directories holding a kustomization.yaml); `patches`
+given by `path` to strategic-merge patches, each naming its target by kind and metadata.name;
+`images` (what `kustomize edit set image` writes: newName, newTag, digest). Patches merge maps
+key by key (a null value removes the key), merge the lists Kubernetes merges by name
+(containers, env, volumes, ...) item by item, and replace every other list, as kustomize does.
+Any other kustomization field fails loudly rather than render differently. Checked once against
+kustomize's own library (pykustomize 0.1.4, whose wheel requires Python 3.14): the same objects
+for both overlays and for `images` by tag and by digest."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-SUPPORTED = {"apiVersion", "kind", "resources", "patches"}
+SUPPORTED = {"apiVersion", "kind", "resources", "patches", "images"}
 # Lists that Kubernetes' strategic merge patches merge by a key (the `patchMergeKey` of the
 # PodSpec fields this project patches); every other list is replaced.
 MERGE_BY_NAME = {"containers", "initContainers", "env", "volumes", "volumeMounts"}
@@ -43,7 +44,38 @@ def build(directory: Path) -> list[dict]:
         for document in _documents(directory / patch["path"]):
             target = _find(objects, document, directory / patch["path"])
             target.update(merge(target, document))
+    for image in kustomization.get("images", []):
+        for document in objects:
+            _set_image(document, image)
     return objects
+
+
+def _set_image(document: dict, image: dict) -> None:
+    """The containers of a pod template whose image is `image["name"]` (any tag or digest) get
+    its newName, newTag or digest (a digest wins over a tag)."""
+    pod = document.get("spec", {}).get("template", {}).get("spec", {})
+    for container in [*pod.get("containers", []), *pod.get("initContainers", [])]:
+        name, tag = _split_image(container["image"])
+        if name != image["name"]:
+            continue
+        name = image.get("newName", name)
+        if "digest" in image:
+            tag = "@" + image["digest"]
+        elif "newTag" in image:
+            tag = ":" + str(image["newTag"])
+        container["image"] = name + tag
+
+
+def _split_image(reference: str) -> tuple[str, str]:
+    """("registry/name", ":tag" or "@sha256:..." or "")."""
+    if "@" in reference:
+        name, digest = reference.split("@", 1)
+        return name, "@" + digest
+    slash = reference.rfind("/")
+    colon = reference.rfind(":")
+    if colon > slash:
+        return reference[:colon], reference[colon:]
+    return reference, ""
 
 
 def merge(original: dict, patch: dict) -> dict:
@@ -61,15 +93,13 @@ def merge(original: dict, patch: dict) -> dict:
 
 
 def _merge_named(original: list[dict], patch: list[dict]) -> list[dict]:
-    merged = [copy.deepcopy(item) for item in original]
-    for item in patch:
-        for index, existing in enumerate(merged):
-            if existing.get("name") == item["name"]:
-                merged[index] = merge(existing, item)
-                break
-        else:
-            merged.append(copy.deepcopy(item))
-    return merged
+    """The patch's items first, in its order, each merged into the original item of its name;
+    then the original items the patch does not name (the order kustomize prints)."""
+    by_name = {item["name"]: item for item in original}
+    merged = [merge(by_name[item["name"]], item) if item["name"] in by_name else copy.deepcopy(item)
+              for item in patch]
+    named = {item["name"] for item in patch}
+    return merged + [copy.deepcopy(item) for item in original if item["name"] not in named]
 
 
 def _documents(path: Path) -> list[dict]:

@@ -24,7 +24,7 @@ import yaml
 from services.devstack import BROKER_PORT_VARIABLE
 from shared.kafka import Topics
 from shared.settings import SERVICE_PORTS, Settings
-from tests.kustomize_subset import build
+from tests.kustomize_subset import Unsupported, build
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -80,6 +80,38 @@ def test_compose_file_is_valid():
 def test_dockerfile_passes_hadolint():
     result = run(str(BIN / "hadolint"), "Dockerfile")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the renderer ------------------------------------------------------------------------------
+
+def test_the_renderer_merges_patches_and_sets_images_as_kustomize_does(tmp_path):
+    # What kustomize's own library printed for the same files (pykustomize 0.1.4, tried once).
+    (tmp_path / "base").mkdir()
+    (tmp_path / "overlay").mkdir()
+    (tmp_path / "base" / "kustomization.yaml").write_text("resources: [app.yaml]\n")
+    (tmp_path / "base" / "app.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "app", "namespace": "n"},
+        "spec": {"replicas": 1, "template": {"spec": {"containers": [
+            {"name": "app", "image": "registry:5000/app:1.0", "args": ["a", "b"],
+             "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+            {"name": "side", "image": "side:1", "resources": {"limits": {"cpu": "1"}}}]}}}}))
+    (tmp_path / "overlay" / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": ["../base"], "patches": [{"path": "patch.yaml"}],
+        "images": [{"name": "registry:5000/app", "newTag": "2.0"}]}))
+    (tmp_path / "overlay" / "patch.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "app", "namespace": "n"},
+        "spec": {"replicas": 3, "template": {"spec": {"containers": [
+            {"name": "app", "args": ["c"], "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}]},
+            {"name": "side", "resources": {"limits": {"cpu": None}, "requests": {"cpu": "1"}}}]}}}}))
+    [deployment] = build(tmp_path / "overlay")
+    assert deployment["spec"]["replicas"] == 3
+    app, side = deployment["spec"]["template"]["spec"]["containers"]
+    assert app == {"name": "app", "image": "registry:5000/app:2.0", "args": ["c"],  # other lists: replaced
+                   "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}, {"name": "A", "value": "1"}]}
+    assert side == {"name": "side", "image": "side:1", "resources": {"limits": {}, "requests": {"cpu": "1"}}}
+    (tmp_path / "overlay" / "kustomization.yaml").write_text("resources: [../base]\nreplicas: []\n")
+    with pytest.raises(Unsupported, match="replicas"):
+        build(tmp_path / "overlay")
 
 
 # --- every overlay: valid objects that run the five services --------------------------------
