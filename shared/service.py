@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from shared import tracing
 from shared.db import Database, create_pool
-from shared.errors import Unauthorized, document_problems, install_problem_handlers, problem_response
+from shared.errors import PROBLEM, Unauthorized, document_problems, install_problem_handlers, problem_response
 from shared.kafka import ChangeFeed, kafka_ready, make_consumer, make_producer, report_lag
 from shared.security import same_secret
 from shared.settings import Settings, get_settings
@@ -237,7 +237,13 @@ def create_service_app(
             return JSONResponse({"status": "unavailable", "failing": failures}, status_code=503)
         return {"status": "ready", "service": name}
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    # On the public services the token and its 401 are in the OpenAPI document too.
+    guarded = {"openapi_extra": {"security": [{"bearer": []}]}, "responses": {401: {
+        "description": "Missing or invalid token",
+        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}}} if name in PUBLIC_SERVICES else {}
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse,
+             **guarded)
     async def metrics(request: Request):
         """Prometheus text format: request, delivery, matching and scheduler counters and histograms.
         On api and ingest it needs `Authorization: Bearer` with the operator or metrics token."""
