@@ -14,6 +14,7 @@ from services.dispatcher.poller import poll_forever
 from services.dispatcher.recorder import Recorder
 from services.dispatcher.sender import delivery_session
 from services.dispatcher.worker import Dispatcher
+from shared.gc_tuning import tune_for_throughput
 from shared.kafka import ChangeFeed, Topics
 from shared.netguard import EgressGuard
 from shared.service import Runtime, create_service_app
@@ -57,6 +58,7 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
 
     runtime.run_forever("dispatcher", dispatch(), drains=True)
     runtime.run_forever("recorder", recorder.run(dispatcher_done), drains=True)
+    tune_for_throughput()
 
 
 app = create_service_app("dispatcher", start, version="1.0.0")
