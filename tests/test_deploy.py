@@ -307,8 +307,12 @@ def _variables(text: str) -> set[str]:
 
 
 def _known_variables() -> set[str]:
-    # BROKER_PORT_VARIABLE: `eventmgr dev` reads it itself (the embedded broker's port).
-    return {f"EM_{name.upper()}" for name in Settings.model_fields} | {BROKER_PORT_VARIABLE}
+    """The settings, and the dev-mode variables `eventmgr dev` reads itself (services/devstack.py's
+    `*_VARIABLE` constants: the embedded broker's port and storage)."""
+    devstack = (ROOT / "services" / "devstack.py").read_text()
+    dev_mode = set(re.findall(r'^[A-Z_]+_VARIABLE = "(EM_[A-Z0-9_]+)"$', devstack, re.MULTILINE))
+    assert BROKER_PORT_VARIABLE in dev_mode
+    return {f"EM_{name.upper()}" for name in Settings.model_fields} | dev_mode
 
 
 def test_every_em_variable_the_deployment_files_set_is_a_setting():
