@@ -3,11 +3,13 @@ export when an OTLP endpoint is configured.
 
 Propagation is always on. Ingest takes the source's `traceparent` (or starts a new trace when it
 is absent or invalid, as the specification says: never a 422); the event carries it through
-Kafka (the `traceparent` field of the event and delivery messages, shared/messages.py) and
-PostgreSQL (`events.trace_parent`, for retries, republish and replay, which are rebuilt from the
-database); every delivery attempt sends a `traceparent` of the same trace with a span id of its
-own. Without export this costs a regular expression and a few random bits per attempt: the
-OpenTelemetry SDK is not even imported.
+Kafka (the `traceparent` field of the event and delivery messages, shared/messages.py; with
+export on, aiokafka's instrumentation adds Kafka headers too) and PostgreSQL
+(`events.trace_parent`, for retries, republish and replay, which are rebuilt from the database;
+the matcher starts a trace for an event that has none, such as Event Manager's own); every
+delivery attempt sends a `traceparent` of the same trace with a span id of its own, and test
+events a new trace each. `tracestate` is not carried. Without export this costs a regular
+expression and a few random bits per attempt: the OpenTelemetry SDK is not even imported.
 
 Export is on when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, and `OTEL_SDK_DISABLED` is not `true`. Spans go over
@@ -27,11 +29,14 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 HEADER = "traceparent"
-# version-trace_id-parent_id-flags, lowercase hex only. A later version may append fields after
-# a dash; version ff is forbidden.
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+# version-trace_id-parent_id-flags, lowercase hex only. Version 00 (what Event Manager itself
+# writes, so the common case) is exactly this; a later version may append fields after a dash;
+# version ff is forbidden.
+_VERSION_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_ANY_VERSION = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE, _ZERO_PARENT = "0" * 32, "0" * 16
-NOT_SAMPLED = "00"  # the flags of a trace we start without recording it
+# The flags of a trace Event Manager starts: sampled only when this process records spans.
+NOT_SAMPLED, SAMPLED = "00", "01"
 
 
 class TraceParent(NamedTuple):
@@ -47,8 +52,19 @@ def parse(header: str | None) -> TraceParent | None:
     """The header's context, or None when it is absent or not a valid `traceparent`."""
     if not header:
         return None
+    match = _VERSION_00.fullmatch(header)
+    if match is None:
+        return _parse_other(header)
+    trace_id, parent_id, flags = match.groups()
+    if trace_id == _ZERO_TRACE or parent_id == _ZERO_PARENT:
+        return None
+    return TraceParent(trace_id, parent_id, flags)
+
+
+def _parse_other(header: str) -> TraceParent | None:
+    """Surrounding whitespace, or a later version (parsed as far as version 00 goes)."""
     header = header.strip(" \t")
-    match = _TRACEPARENT.match(header)
+    match = _ANY_VERSION.match(header)
     if match is None:
         return None
     version, trace_id, parent_id, flags = match.groups()
@@ -67,21 +83,22 @@ def valid_or_none(header: Any) -> str | None:
 
 
 def new_trace() -> str:
-    return TraceParent(_random_hex(128), _random_hex(64), NOT_SAMPLED).header()
+    flags = SAMPLED if _tracer is not None else NOT_SAMPLED
+    return f"00-{random.getrandbits(128) or 1:032x}-{_span_id()}-{flags}"
 
 
 def attempt_header(stored: str | None) -> str:
     """The `traceparent` of one delivery attempt: the event's trace with a fresh span id (a
-    new trace when the event has none, as a test event or an older event)."""
+    new trace when the event has none, as a test event)."""
     parent = parse(stored)
     if parent is None:
         return new_trace()
-    return TraceParent(parent.trace_id, _random_hex(64), parent.flags).header()
+    return f"00-{parent.trace_id}-{_span_id()}-{parent.flags}"
 
 
-def _random_hex(bits: int) -> str:
+def _span_id() -> str:
     # Not a secret: the OpenTelemetry SDK draws its ids the same way. Zero is invalid.
-    return f"{random.getrandbits(bits) or 1:0{bits // 4}x}"
+    return f"{random.getrandbits(64) or 1:016x}"
 
 
 # --- what the services call ---------------------------------------------------------------
@@ -169,7 +186,10 @@ def setup(service: str, app=None) -> bool:
     if not export_configured():
         return False
     if _tracer is None:
-        _tracer = _install_sdk(service)
+        try:
+            _tracer = _install_sdk(service)
+        except ImportError as exc:  # a clear start-up failure, not a service that silently exports nothing
+            raise SystemExit(f"OTEL_EXPORTER_OTLP_ENDPOINT is set but OpenTelemetry is not installed: {exc}") from exc
     if app is not None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

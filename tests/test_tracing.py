@@ -111,3 +111,24 @@ def test_without_an_endpoint_no_service_imports_the_sdk():
               "or m.startswith('opentelemetry.instrumentation')))")
     result = subprocess.run([sys.executable, "-c", script], env=environ, capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "[]"], result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("sent, kept", [(VALID, True), (None, False), ("garbage\r\nx: 1", False)])
+def test_the_matcher_stores_and_publishes_the_events_context_or_a_new_one(sent, kept):
+    """Each stored event and each of its delivery messages carry one valid traceparent: the
+    event's own, or one the matcher starts (Event Manager's own events, invalid values), so that
+    retries rebuilt from the row share it."""
+    from services.matcher.index import Route, SubscriptionIndex
+    from services.matcher.plan import plan_batch
+    from shared.messages import event_message
+
+    index = SubscriptionIndex()
+    index.replace_company_routes("co_a", [Route(f"sub_{n}", "co_a", "SCG-Message", f"dc_{n}", True, None, 0.0, None,
+                                                None) for n in (1, 2)])
+    event = event_message("e1", "SCG-Message", "message.sent", "co_a", None, "2026-11-27T12:00:00Z",
+                          "2026-11-27T12:00:00Z", {}, sent)
+    plan = plan_batch(index, [event])
+    [row] = plan.events
+    published = {message["traceparent"] for message in plan.outgoing[("co_a", "e1")]}
+    assert published == {row.trace_parent} and tracing.parse(row.trace_parent) is not None
+    assert (row.trace_parent == VALID) is kept

@@ -16,7 +16,7 @@ from services.matcher.matching import recipients_of
 from shared.ids import new_id
 from shared.messages import decode, delivered_document, delivery_message, valid_event
 from shared.statuses import DeliveryStatus
-from shared.tracing import valid_or_none
+from shared.tracing import new_trace, valid_or_none
 
 EventKey = tuple[str, str]  # (company_id, event_id): an event as one company stores it
 
@@ -63,7 +63,7 @@ class EventRow(NamedTuple):  # the columns of INSERT_EVENTS, in order
     received_at: datetime
     data: str
     fanned_out: bool  # true at once when it has no realtime delivery to publish
-    trace_parent: str | None  # W3C traceparent, valid or None (shared/tracing.py)
+    trace_parent: str  # W3C traceparent (shared/tracing.py)
 
 
 class DeliveryRow(NamedTuple):  # the columns of INSERT_DELIVERIES, in order
@@ -98,7 +98,9 @@ def plan_batch(index: SubscriptionIndex, events: list[dict]) -> BatchPlan:
         occurred_at = datetime.fromisoformat(event["occurred_at"])
         received_at = datetime.fromisoformat(event["received_at"])
         data = orjson.dumps(event["data"]).decode()
-        trace_parent = valid_or_none(event.get("traceparent"))
+        # An event without one (Event Manager's own, or from before tracing) gets a trace here, so
+        # its retries share it too.
+        trace_parent = valid_or_none(event.get("traceparent")) or new_trace()
         for recipient in recipients:
             company_id = recipient.company_id
             has_realtime = any(route.realtime for route in recipient.routes)

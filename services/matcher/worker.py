@@ -27,7 +27,6 @@ from shared.deadletter import isolate_failures, kafka_source, retry_while_unavai
 from shared.kafka import Topics
 from shared.messages import delivered_document, delivery_message, encode
 from shared.statuses import DeliveryStatus
-from shared.tracing import valid_or_none
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ ON CONFLICT DO NOTHING
 """
 
 UNFINISHED_FANOUT = f"""
-SELECT d.id, d.company_id, d.event_id, d.subscription_id, d.delivery_configuration_id
+SELECT d.id, d.company_id, d.event_id, d.subscription_id, d.delivery_configuration_id, e.trace_parent
 FROM events e JOIN deliveries d ON d.company_id = e.company_id AND d.event_id = e.id
 WHERE NOT e.fanned_out AND (e.company_id, e.id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
   AND d.status = '{DeliveryStatus.QUEUED}' AND d.next_attempt_at IS NULL
@@ -139,7 +138,7 @@ class Matcher:
         return [
             delivery_message(row["id"], row["delivery_configuration_id"], row["company_id"],
                              delivered_document(by_id[row["event_id"]], row["company_id"], row["subscription_id"]),
-                             traceparent=valid_or_none(by_id[row["event_id"]].get("traceparent")))
+                             traceparent=row["trace_parent"])  # the one stored when it was first matched
             for row in rows if row["event_id"] in by_id
         ]
 
