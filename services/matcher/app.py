@@ -13,6 +13,7 @@ from services.matcher import loader
 from services.matcher.index import SubscriptionIndex
 from services.matcher.worker import Matcher
 from shared.deadletter import retry_while_unavailable
+from shared.gc_tuning import tune_for_throughput
 from shared.kafka import ChangeFeed, Topics
 from shared.service import Runtime, create_service_app
 
@@ -63,6 +64,7 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
     runtime.run_forever("changes", follow_changes(feed, pool, index))
     runtime.run_forever("reconcile", reconcile(pool, index, settings.config_reconcile_seconds))
     runtime.run_forever("matcher", Matcher(index, pool, consumer, producer, topics).run(runtime.stopping), drains=True)
+    tune_for_throughput()
 
 
 app = create_service_app("matcher", start, version="1.0.0")
