@@ -5,9 +5,9 @@ meets a running `make run` or the test stack. A company is set up through the AP
 generator (tests/bench/loadgen.py) posts batches of 100 to ingest from its own process and the
 receiver (tests/bench/receiver.py) counts arrivals in its own. Every figure counts arrivals.
 
-- saturated: `events` posted with 4 requests of 100 outstanding; delivered/s from the first send
-  to the last arrival, and CPU seconds per 10,000 events of each service, the broker and
-  PostgreSQL (process trees read from /proc);
+- saturated: up to 20,000 events (no new request after 20 s) posted with 4 requests of 100
+  outstanding; delivered/s from the first send to the last arrival, and CPU seconds per 10,000
+  events of each service, the broker and PostgreSQL (process trees read from /proc);
 - paced: each offered rate for a few seconds, open loop; latency from ingest's 202 to arrival.
 Each run sits beside a bare-pipeline run (tests/bench/baseline.py) on the same broker and
 receiver, alternated so both meet the same noise; the best of `repeats` is kept for each."""
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ SYSTEM = [*SERVICES, "broker", "postgresql"]  # what CPU per event is summed ove
 @dataclass
 class Plan:
     saturated_events: int = 20_000
+    saturated_max_seconds: float = 20  # no new request after this: a slow system bounds the time
     in_flight: int = 4  # requests of `batch` events outstanding while saturating
     rates: tuple[int, ...] = (200, 500, 1000)
     paced_seconds: float = 6
@@ -97,12 +99,16 @@ def _created(response: httpx.Response) -> dict:
 
 
 async def run_loadgen(plan: dict) -> dict:
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "tests.bench.loadgen", orjson.dumps(plan),
-                                                   stdout=asyncio.subprocess.PIPE)
-    output, _ = await process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"the load generator exited {process.returncode}")
-    return orjson.loads(output)
+    with tempfile.NamedTemporaryFile(prefix="em-loadgen-", suffix=".json") as output:
+        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "tests.bench.loadgen",
+                                                       orjson.dumps(plan), output.name)
+        if await process.wait() != 0:
+            raise RuntimeError(f"the load generator exited {process.returncode}")
+        return orjson.loads(output.read())  # the child wrote through its own handle; ours is at 0
+
+
+def sent_events(generated: dict) -> int:
+    return sum(count for _first, count, _sent, _answered, _status in generated["requests"])
 
 
 def accepted_events(generated: dict) -> tuple[dict[int, float], dict[str, int]]:
@@ -130,18 +136,18 @@ async def warm_up(env: BenchEnv, tenant: Tenant, timeout: float = 60) -> None:
 
 
 async def delivered_run(env: BenchEnv, tenant: Tenant, events: int, batch: int, rate: float | None = None,
-                        in_flight: int | None = None) -> dict:
+                        in_flight: int | None = None, max_seconds: float | None = None) -> dict:
     """One run through ingest -> matcher -> dispatcher -> receiver."""
     prefix = f"e{next(tenant.runs)}"
     processes = {**env.service_pids(), **env.infrastructure_pids()}
     before = cpu_snapshot(processes)
     generated = await run_loadgen({"url": tenant.ingest_url, "token": tenant.token, "company_id": tenant.company_id,
                                    "prefix": prefix, "events": events, "batch": batch, "rate": rate,
-                                   "in_flight": in_flight})
+                                   "in_flight": in_flight, **({"max_seconds": max_seconds} if max_seconds else {})})
     accepted, refused = accepted_events(generated)
     arrivals = await env.wait_for_arrivals(tenant.path, prefix, len(accepted))
     cpu = cpu_used(before, cpu_snapshot(processes))
-    figures = arrival_figures(arrivals, prefix, accepted, generated["started"], events)
+    figures = arrival_figures(arrivals, prefix, accepted, generated["started"], sent_events(generated))
     figures["refused"] = refused
     if rate:
         figures["offered_per_second"] = rate
@@ -176,7 +182,7 @@ async def saturated(env: BenchEnv, tenant: Tenant, plan: Plan) -> dict:
     for _ in range(plan.repeats):
         runs["bare"].append(await bare_pipeline(env, plan.saturated_events))
         runs["whole"].append(await delivered_run(env, tenant, plan.saturated_events, plan.batch,
-                                                 in_flight=plan.in_flight))
+                                                 in_flight=plan.in_flight, max_seconds=plan.saturated_max_seconds))
         print(f"  saturated: bare {runs['bare'][-1]['events_per_second']}/s, "
               f"whole {runs['whole'][-1]['events_per_second']}/s", flush=True)
     best_bare = max(runs["bare"], key=lambda run: run["events_per_second"])

@@ -1,12 +1,15 @@
 """The load generator, in its own process so its CPU is not the system's:
-`python -m tests.bench.loadgen '<json plan>'` posts events to an ingest URL and prints one JSON
-document: every request's first event number, size, send time, answer time and status.
+`python -m tests.bench.loadgen '<json plan>' <output file>` posts events to an ingest URL and
+writes one JSON document: every request's first event number, size, send time, answer time and
+status. (A file, not stdout: the event loop may leave stdout non-blocking, and a large write to a
+full pipe then ends short.)
 
 The plan: url, token, company_id, prefix (event ids are `<prefix>-<n>`), events, batch (events
 per request; 1 posts the single-event form), and either `in_flight` (closed loop: that many
-requests outstanding, each sent when one is answered) or `rate` (open loop: events per second,
-each request sent on its schedule whatever the answers to earlier ones, so a slow system meets
-the offered rate instead of slowing the generator down)."""
+requests outstanding, each sent when one is answered; optionally `max_seconds`, after which no
+new request is sent) or `rate` (open loop: events per second, each request sent on its schedule
+whatever the answers to earlier ones, so a slow system meets the offered rate instead of slowing
+the generator down)."""
 
 from __future__ import annotations
 
@@ -58,15 +61,19 @@ async def generate(plan: dict) -> dict:
             latest = await _open_loop(requests, post, plan["rate"])
         else:
             latest = None
-            await _closed_loop(requests, post, in_flight)
+            await _closed_loop(requests, post, in_flight, started + plan.get("max_seconds", float("inf")))
     return {"started": started, "finished": time.time(), "latest_send_s": latest, "requests": records}
 
 
-async def _closed_loop(requests, post, in_flight: int) -> None:
+async def _closed_loop(requests, post, in_flight: int, stop_sending_at: float) -> None:
+    """Each worker sends its next request when its previous one is answered, until the requests
+    run out or `stop_sending_at` passes (a slow system then bounds the run's time, not its count)."""
     queue = iter(requests)
 
     async def worker() -> None:
         for first, count, body in queue:
+            if time.time() >= stop_sending_at:
+                return
             await post(first, count, body)
 
     await asyncio.gather(*(worker() for _ in range(in_flight)))
@@ -96,7 +103,8 @@ def main() -> None:
         result = asyncio.run(generate(plan))
     else:
         result = uvloop.run(generate(plan))
-    sys.stdout.buffer.write(orjson.dumps(result))
+    with open(sys.argv[2], "wb") as output:
+        output.write(orjson.dumps(result))
 
 
 if __name__ == "__main__":
