@@ -40,7 +40,7 @@ class Plan:
     saturated_max_seconds: float = 20  # no new request after this: a slow system bounds the time
     in_flight: int = 4  # requests of `batch` events outstanding while saturating
     rates: tuple[int, ...] = (200, 500, 1000)
-    paced_seconds: float = 6
+    paced_seconds: float = 4
     repeats: int = 3
     batch: int = 100
 

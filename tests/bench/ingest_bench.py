@@ -23,7 +23,7 @@ class IngestPlan:
     single_clients: int = 32
     batched_events: int = 30_000
     batched_in_flight: int = 8
-    max_seconds: float = 6  # each run sends no new request after this: a slow ingest bounds the time
+    max_seconds: float = 4  # each run sends no new request after this: a slow ingest bounds the time
     repeats: int = 3
 
 
