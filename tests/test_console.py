@@ -618,7 +618,8 @@ async def test_every_page_renders_without_console_errors_with_a_strict_policy(co
                                   ("configurations", "Delivery configurations"),
                                   ("subscriptions", "Subscriptions"), ("events", "Event viewer"),
                                   ("search", "Event search"), ("buffer-files", "Event buffer files"),
-                                  ("numbers", "Monitored numbers"), ("topics", "Topic info")):
+                                  ("numbers", "Monitored numbers"), ("api-keys", "API keys"),
+                                  ("topics", "Topic info")):
             await console.open(fragment, heading)
             await expect(console.page.locator(".loading")).to_have_count(0)
         await expect(console.page.get_by_role("cell", name="NIS-Events", exact=True)).to_be_visible()
@@ -681,7 +682,8 @@ async def test_no_serious_or_critical_accessibility_violations(browser, tenant, 
                                   ("configurations", "Delivery configurations"),
                                   ("subscriptions", "Subscriptions"), ("events", "Event viewer"),
                                   ("search", "Event search"), ("buffer-files", "Event buffer files"),
-                                  ("numbers", "Monitored numbers"), ("topics", "Topic info")):
+                                  ("numbers", "Monitored numbers"), ("topics", "Topic info"),
+                                  ("api-keys", "API keys")):
             await console.open(fragment, heading)
             await expect(page.locator(".loading")).to_have_count(0)
             await audit(fragment)

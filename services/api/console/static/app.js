@@ -13,6 +13,7 @@ const COMPANY_PAGES = [
   ["buffer-files", "Buffer files", () => import("./pages/buffer-files.js")],
   ["numbers", "Monitored numbers", () => import("./pages/numbers.js")],
   ["topics", "Topic info", () => import("./pages/topics.js")],
+  ["api-keys", "API keys", () => import("./pages/api-keys.js")],
 ];
 const OPERATOR_PAGES = [
   ["companies", "Companies", () => import("./pages/companies.js")],

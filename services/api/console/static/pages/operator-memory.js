@@ -1,5 +1,5 @@
-// The operator API has no listing of applications or sources yet, so the console remembers the
-// ones created in this tab (ids and names only, never keys or tokens) to act on them again.
+// The operator API has no listing of applications yet, so the console remembers the
+// ones created in this tab (ids and names only, never keys) to act on them again.
 const KEY = "em.console.known";
 
 function load() {
