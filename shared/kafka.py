@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import get_args
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 from prometheus_client import Counter, Gauge
 
 from shared.messages import ChangeKind, decode, encode
@@ -56,6 +59,20 @@ async def ensure_topics(settings: Settings) -> None:
         await admin.close()
 
 
+@lru_cache(maxsize=100_000)
+def _key_hash(key: bytes) -> int:
+    return murmur2(key) & 0x7FFFFFFF
+
+
+def keyed_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """aiokafka's (and Java's) default partitioner, the same partition for the same key, with
+    each key's hash remembered: aiokafka computes murmur2 in pure Python on every send, 7% of the
+    matcher's CPU, while the keys (company and configuration ids) repeat."""
+    if key is None:
+        return random.choice(available or all_partitions)
+    return all_partitions[_key_hash(key) % len(all_partitions)]
+
+
 def make_producer(settings: Settings) -> AIOKafkaProducer:
     # acks=all: a 202 from ingest means the broker has the event. No idempotent producer:
     # Tansu does not support it, and consumers dedupe by id anyway.
@@ -65,6 +82,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         linger_ms=2,
         max_batch_size=256 * 1024,
         max_request_size=4 * 1024 * 1024,
+        partitioner=keyed_partitioner,
     )
 
 
