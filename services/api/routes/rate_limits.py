@@ -30,8 +30,8 @@ class CompanyLimitPublic(BaseModel):
 
 @router.patch("/companies/{company_id}", response_model=CompanyLimitPublic, summary="Set a company's rate limit",
               description="Each API key of the company may make this many requests per minute; past it, 429 with "
-                          "`Retry-After`. Applies from the next request on every replica (a key refused before the change "
-                          "waits out the Retry-After it was given).")
+                          "`Retry-After`. Applies from the next request on every replica (a key refused before the "
+                          "change waits out the Retry-After it was given).")
 async def set_company_limit(company_id: str, body: CompanyLimitUpdate, session: SessionDep, settings: SettingsDep,
                             _: OperatorDep):
     company = await store.set_company_limit(session, company_id, body.rate_limit_per_minute)
