@@ -54,7 +54,7 @@ $(CHROMIUM):
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)  ## throughput and latency figures (minutes); prints a report
+bench: $(STAMP)  ## throughput, latency and CPU beside the bare pipeline (under 12 minutes): bench/results/, docs/bench/
 	$(BIN)/python -m tests.bench.run
 
 chaos: $(STAMP)  ## long fault runs: killed services with work in flight
