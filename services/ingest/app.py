@@ -36,6 +36,7 @@ from shared.errors import (
     Unavailable,
     validation_errors,
 )
+from shared.gc_tuning import tune_for_throughput
 from shared.ids import new_id
 from shared.kafka import Topics
 from shared.messages import encode, event_message, iso
@@ -404,6 +405,7 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
     app.state.max_event_bytes = runtime.settings.max_event_bytes
     app.state.producer = await runtime.kafka_producer()
     app.state.topic = Topics.of(runtime.settings).events
+    tune_for_throughput()
 
 
 app = create_service_app(
