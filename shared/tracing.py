@@ -16,7 +16,11 @@ Export is on when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 OTLP/HTTP (protobuf, port 4318 by convention), the SDK's other `OTEL_*` variables apply as
 documented (headers, timeout, sampler, `OTEL_SERVICE_NAME`; default `event-manager-<service>`).
 `setup` then installs the SDK and instruments FastAPI, aiokafka, asyncpg and the aiohttp client,
-and each delivery attempt is a span whose parent is the event's context.
+and each delivery attempt is a span whose parent is the event's context. That is several spans
+per delivery (the attempt, its HTTP request, the recorder's queries, the Kafka receipt): with
+every trace sampled the dispatcher's CPU per delivery roughly doubled in the benchmark (about
++0.7 ms), so at volume sample a share, e.g. `OTEL_TRACES_SAMPLER=parentbased_traceidratio`,
+`OTEL_TRACES_SAMPLER_ARG=0.01` (a source's sampled flag is still honoured).
 """
 
 from __future__ import annotations

@@ -132,18 +132,21 @@ class Collector:
                             content_type="application/x-protobuf")
 
 
+TRACED_SERVICES = ("ingest", "matcher", "dispatcher")
+
+
 @pytest.fixture
 async def exporting(stack):
-    """Ingest and the dispatcher restarted with an OTLP endpoint (spans exported every 100 ms);
-    the usual ones are back afterwards."""
+    """Ingest, the matcher and the dispatcher restarted with an OTLP endpoint (spans exported
+    every 100 ms); the usual ones are back afterwards."""
     collector = Collector()
     await collector.start()
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}", "OTEL_BSP_SCHEDULE_DELAY": "100"}
-    for name in ("ingest", "dispatcher"):
+    for name in TRACED_SERVICES:
         await asyncio.to_thread(stack.services[name].stop)
         await asyncio.to_thread(wait_for_ready, stack.ports[name], stack.start_service(name, env))
     yield collector
-    for name in ("ingest", "dispatcher"):
+    for name in TRACED_SERVICES:
         await asyncio.to_thread(stack.services[name].stop)
         await asyncio.to_thread(wait_for_ready, stack.ports[name], stack.start_service(name))
     await collector.runner.cleanup()
@@ -157,19 +160,22 @@ async def test_with_an_otlp_endpoint_ingest_and_each_attempt_are_spans_of_the_so
     configuration = await realtime_configuration(tenant, receiver.url(path))
     await subscribe(tenant, configuration["id"])
     await settle()
-    [event_id] = await publish_traced(source, tenant, SOURCE_TRACEPARENT)
+    trace_id = uuid.uuid4().hex  # this test's own: the collector sees nothing else of it
+    [event_id] = await publish_traced(source, tenant, f"00-{trace_id}-{PARENT}-01")
     await wait_for_status(tenant, event_id, "delivered")
     sent = traceparents(await receiver.wait_for(path, 2))
-    assert {s.trace_id for s in sent} == {TRACE}
+    assert {s.trace_id for s in sent} == {trace_id}
 
     def spans(**wanted) -> list[dict]:
-        return [s for s in exporting.spans if s["trace_id"] == TRACE and all(s[k] == v for k, v in wanted.items())]
+        return [s for s in exporting.spans if s["trace_id"] == trace_id and all(s[k] == v for k, v in wanted.items())]
 
     async def all_arrived():
-        return len(spans(name="webhook attempt")) == 2 and all(spans(span_id=s.parent_id) for s in sent)
+        return (len(spans(name="webhook attempt")) == 2 and all(spans(span_id=s.parent_id) for s in sent)
+                and spans(service="event-manager-matcher"))
 
     await eventually(all_arrived, timeout=20)
-    # Ingest's request span is the child of the source's span; each attempt is the child of it.
+    # Ingest's request span is the child of the source's span; each attempt is the child of it,
+    # and the matcher's receipt of the event is in the trace too (through aiokafka's headers).
     [ingest] = spans(service="event-manager-ingest", parent_id=PARENT)
     attempts = spans(name="webhook attempt")
     assert {a["parent_id"] for a in attempts} == {ingest["span_id"]}
