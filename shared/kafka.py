@@ -35,21 +35,30 @@ class Topics:
         return cls(f"{prefix}.events.v1", f"{prefix}.deliveries.v1", f"{prefix}.changes.v1")
 
 
-async def ensure_topics(settings: Settings) -> None:
+def topic_config(replication_factor: int) -> dict[str, str]:
+    """With three copies or more, an acknowledged write (the producers use acks=all) must be on
+    all but one of them: one broker can then be lost without losing an acknowledged event, and
+    writes go on while one copy is down."""
+    if replication_factor >= 3:
+        return {"min.insync.replicas": str(replication_factor - 1)}
+    return {}
+
+
+def missing_topics(settings: Settings, existing: set[str]) -> list[NewTopic]:
+    """The topics `eventmgr create-topics` makes: those of `Topics.of(settings)` not in `existing`."""
     topics = Topics.of(settings)
+    replicas = settings.kafka_replication_factor
+    partitions = {topics.events: settings.kafka_partitions, topics.deliveries: settings.kafka_partitions,
+                  topics.changes: 1}
+    return [NewTopic(name, num_partitions=count, replication_factor=replicas, topic_configs=topic_config(replicas))
+            for name, count in partitions.items() if name not in existing]
+
+
+async def ensure_topics(settings: Settings) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(name, num_partitions=settings.kafka_partitions,
-                     replication_factor=settings.kafka_replication_factor)
-            for name in (topics.events, topics.deliveries)
-            if name not in existing
-        ]
-        if topics.changes not in existing:
-            wanted.append(NewTopic(topics.changes, num_partitions=1,
-                                   replication_factor=settings.kafka_replication_factor))
+        wanted = missing_topics(settings, set(await admin.list_topics()))
         if wanted:
             try:
                 await admin.create_topics(wanted)
