@@ -39,6 +39,8 @@ def _serve(service: str) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 

@@ -26,13 +26,23 @@ Failed authentication is limited per client address the same way, but the shared
 touched when a presented credential is unknown; the address's budget is checked BEFORE the
 credential lookup from the refusals this process remembers, which costs no round trip, so neither
 valid requests pay for it nor can garbage keys make the database look up more than the budget
-(plus one lookup per replica each time a refusal lapses)."""
+(plus one lookup per replica each time a refusal lapses).
+
+Two things keep a shared address from locking out every tenant's valid keys. Behind an ingress the
+client address is the one the ingress forwards (`EM_FORWARDED_ALLOW_IPS` names the proxies whose
+X-Forwarded-For is believed); and a credential this process recently verified as valid is never
+refused by its address's spent budget (it is still looked up each time, so a revoked one fails
+at once and spends the budget), so garbage from the same address (or the same NAT, or an
+ingress left untrusted) cannot refuse a key already in use. IPv6 clients are grouped by /64, the
+block one subscriber usually gets, so rotating through its addresses buys no more budget."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -41,6 +51,7 @@ import asyncpg
 
 from shared.db import create_pool
 from shared.errors import TooManyRequests, Unauthorized
+from shared.security import digest
 from shared.settings import Settings
 
 # The company's own limit (companies.rate_limit_per_minute) or the default; then refill and take
@@ -71,6 +82,12 @@ FROM limits
 # of addresses keeps it full, the oldest), so memory stays bounded.
 REMEMBERED = 100_000
 
+# Digests of credentials this process verified as valid, each for this long after its last
+# verification, at most this many (least recently verified dropped first): those skip their
+# address's failed-authentication refusal.
+VERIFIED = 10_000
+VERIFIED_SECONDS = 600.0
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -85,6 +102,7 @@ class RateLimiter:
         self.pool = pool
         self.window = window_seconds
         self._refused_until: dict[str, float] = {}
+        self._verified: OrderedDict[str, float] = OrderedDict()
 
     async def take(self, subject: str, default_per_minute: int, company_id: str | None = None) -> Verdict:
         """One request of `subject`: allowed (a token taken) or refused, for every replica alike."""
@@ -103,6 +121,19 @@ class RateLimiter:
     def refused(self, subject: str) -> float:
         """Seconds this process still refuses `subject` for (0: not refused), without the database."""
         return self._remembered(subject)
+
+    def recently_verified(self, credential_digest: str) -> bool:
+        verified_at = self._verified.get(credential_digest)
+        return verified_at is not None and time.monotonic() - verified_at < VERIFIED_SECONDS
+
+    def verified(self, credential_digest: str) -> None:
+        self._verified[credential_digest] = time.monotonic()
+        self._verified.move_to_end(credential_digest)
+        while len(self._verified) > VERIFIED:
+            self._verified.popitem(last=False)
+
+    def unverified(self, credential_digest: str) -> None:
+        self._verified.pop(credential_digest, None)
 
     def _remembered(self, subject: str) -> float:
         until = self._refused_until.get(subject)
@@ -147,7 +178,16 @@ async def limiter_of(state, settings: Settings) -> RateLimiter:
 
 
 def address_subject(address: str | None) -> str:
-    return f"address:{address or 'unknown'}"
+    """The failed-authentication bucket of a client address: its own for IPv4, its /64 for IPv6."""
+    try:
+        parsed = ipaddress.ip_address(address or "")
+    except ValueError:
+        return f"address:{address or 'unknown'}"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return f"address:{parsed.ipv4_mapped}"
+        return f"address:{ipaddress.IPv6Network((parsed, 64), strict=False)}"
+    return f"address:{parsed}"
 
 
 async def check_address(state, settings: Settings, address: str | None) -> None:
@@ -169,19 +209,25 @@ async def failed_authentication(state, settings: Settings, address: str | None) 
 Found = TypeVar("Found")
 
 
-async def authenticate(state, settings: Settings, address: str | None,
+async def authenticate(state, settings: Settings, address: str | None, credential: str,
                        lookup: Callable[[], Awaitable[Found | None]]) -> Found:
     """A presented credential's lookup, guarded: 429 before it while the address is past its
-    failed-authentication budget; an unknown credential (`lookup` answers None or raises
-    Unauthorized) spends that budget, then 401 (or 429 once it is spent)."""
-    await check_address(state, settings, address)
+    failed-authentication budget (unless this process recently verified this very credential);
+    an unknown credential (`lookup` answers None or raises Unauthorized) spends that budget, then
+    401 (or 429 once it is spent)."""
+    limiter = await limiter_of(state, settings)
+    credential_digest = digest(credential)
+    if not limiter.recently_verified(credential_digest):
+        await check_address(state, settings, address)
     try:
         found = await lookup()
     except Unauthorized:
         found = None
     if found is None:
+        limiter.unverified(credential_digest)
         await failed_authentication(state, settings, address)
         raise Unauthorized()
+    limiter.verified(credential_digest)
     return found
 
 

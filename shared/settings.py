@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     require_https: bool = False
 
     host: str = "127.0.0.1"
+    # The proxies (addresses or networks, comma-separated; "*" for any) whose X-Forwarded-For names
+    # the client: behind an ingress, its pods' network, so each client has its own failed-
+    # authentication budget (shared/ratelimit.py) and audit address instead of the ingress's.
+    # Unset: uvicorn's own default (FORWARDED_ALLOW_IPS, else 127.0.0.1 and ::1).
+    forwarded_allow_ips: str | None = None
     api_port: int = SERVICE_PORTS["api"]
     ingest_port: int = SERVICE_PORTS["ingest"]
     matcher_port: int = SERVICE_PORTS["matcher"]

@@ -143,3 +143,44 @@ async def test_ingest_limits_each_source_token_and_failed_tokens_per_address(sta
             assert (await valid_there.post("/v1/events", json=event)).status_code == 429
     finally:
         await asyncio.to_thread(replica.stop)
+
+
+async def test_a_key_in_use_is_not_refused_by_garbage_from_its_address(stack, tenant, other_tenant):
+    """Behind a NAT, or an ingress, garbage keys spend the address's budget; a key this replica
+    recently verified keeps working (still looked up), a key it has not verified waits."""
+    replica, port = await another_replica(stack, "api", auth_failure_limit_per_minute="2")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with from_address(base, "127.0.0.6", f"Bearer {tenant.api_key}") as in_use, \
+                from_address(base, "127.0.0.6", f"Bearer {other_tenant.api_key}") as not_yet, \
+                from_address(base, "127.0.0.6", "Bearer emak_garbage") as garbage:
+            assert (await in_use.get("/v1/delivery-configurations")).status_code == 200
+            statuses = [(await garbage.get("/v1/delivery-configurations")).status_code for _ in range(3)]
+            assert statuses == [401, 401, 429], statuses
+            assert (await in_use.get("/v1/delivery-configurations")).status_code == 200
+            assert (await not_yet.get("/v1/delivery-configurations")).status_code == 429
+    finally:
+        await asyncio.to_thread(replica.stop)
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(stack):
+    """EM_FORWARDED_ALLOW_IPS names the ingress: its X-Forwarded-For is the client's address, and
+    IPv6 clients of one /64 share one budget."""
+    replica, port = await another_replica(stack, "api", auth_failure_limit_per_minute="2",
+                                          forwarded_allow_ips="127.0.0.7")
+    base = f"http://127.0.0.1:{port}"
+
+    async def statuses(client_address: str, count: int) -> list[int]:
+        async with from_address(base, "127.0.0.7", "Bearer emak_garbage") as ingress:
+            return [(await ingress.get("/v1/delivery-configurations",
+                                       headers={"x-forwarded-for": client_address})).status_code
+                    for _ in range(count)]
+
+    try:
+        assert await statuses("198.51.100.7", 3) == [401, 401, 429]
+        assert await statuses("198.51.100.8", 1) == [401]  # another client behind the same ingress
+        assert await statuses("2001:db8:1:2::1", 2) == [401, 401]
+        assert await statuses("2001:db8:1:2::ffff", 1) == [429]  # the same /64
+        assert await statuses("2001:db8:1:3::1", 1) == [401]
+    finally:
+        await asyncio.to_thread(replica.stop)

@@ -71,7 +71,7 @@ async def _company(request: Request, session: SessionDep, settings: SettingsDep)
                               settings.api_rate_limit_per_minute, identity.company_id)
         return Caller(identity.company_id, identity.application_id, identity.scopes, identity.api_key_id)
     token = _bearer(request)  # no credential at all: 401, without spending the address's budget
-    credential = await ratelimit.authenticate(request.app.state, settings, client_address(request),
+    credential = await ratelimit.authenticate(request.app.state, settings, client_address(request), token,
                                               lambda: credentials.find(session, token))
     if not credential.application_enabled:
         raise Forbidden("this application does not have Event Manager enabled")

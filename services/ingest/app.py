@@ -444,7 +444,7 @@ app = create_service_app(
 async def publish(request: Request):
     catalog: Catalog = request.app.state.catalog
     token, settings = _bearer(request), request.app.state.settings
-    source = await ratelimit.authenticate(request.app.state, settings, client_address(request),
+    source = await ratelimit.authenticate(request.app.state, settings, client_address(request), token,
                                           lambda: catalog.source_for(token))
     await ratelimit.limit(request.app.state, settings, f"source:{source.id}", settings.ingest_rate_limit_per_minute)
     act_as(request, Actor("source", source.id, source.name, None, client_address(request)))
