@@ -14,7 +14,7 @@ APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=120
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 
-.PHONY: run test lint audit bench chaos install lock clean
+.PHONY: run test lint audit bench chaos install lock tools clean
 
 $(UV):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,22 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 install: $(STAMP)
 
+# checkov, for tests/test_deploy.py, in a virtualenv of its own (it pins many packages the project
+# uses too), installed from tools/checkov-requirements.txt: every package pinned, every hash
+# checked. tests/test_deploy.py runs this target too when it is run alone.
+TOOLS := .venv-tools
+CHECKOV_REQUIREMENTS := tools/checkov-requirements.txt
+CHECKOV_STAMP := $(TOOLS)/checkov/installed
+
+$(CHECKOV_STAMP): $(CHECKOV_REQUIREMENTS) | $(UV)
+	rm -rf $(TOOLS)/checkov
+	$(BIN)/python -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps \
+	  --requirement $(CHECKOV_REQUIREMENTS)
+	touch $@
+
+tools: $(CHECKOV_STAMP)
+
 # After changing dependencies in pyproject.toml: `make lock` re-resolves uv.lock, keeping every
 # other pin; commit both files. `make lock ARGS=--upgrade` moves everything to the newest releases.
 lock: | $(UV)
@@ -39,7 +55,7 @@ audit: $(STAMP)  ## pip-audit over uv.lock (skipped, with the reason, when PyPI'
 run: $(STAMP)  ## embedded PostgreSQL + broker (in memory: for trying and developing), all five services on :8000-8004
 	$(BIN)/eventmgr dev
 
-test: $(STAMP) $(CHROMIUM)  ## the whole suite against real PostgreSQL, broker and HTTP servers
+test: $(STAMP) $(CHROMIUM) $(CHECKOV_STAMP)  ## the whole suite against real PostgreSQL, broker and HTTP servers
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/audit_lock.py
 	$(BIN)/pytest
