@@ -156,3 +156,42 @@ def test_an_accepted_advisory_needs_a_reason(tmp_path):
     audit.ACCEPTED.write_text("PYSEC-2024-1  jinja2\n")
     with pytest.raises(SystemExit, match="expected `ID package reason`"):
         audit.accepted_advisories()
+
+
+@pytest.fixture
+def http_answering():
+    """A local HTTP server answering every request with the status in `statuses[path]`."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(int(self.path.strip("/")))
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_audit_is_skipped_only_when_no_service_can_be_used(http_answering):
+    """Unreachable (refused, no DNS answer) or without the API (404): skipped with the reasons.
+    An answer with an error (500) fails the audit instead of passing for offline."""
+    audit = load_audit_script()
+    refused = f"http://127.0.0.1:{free_port()}/"
+    audit.SERVICES = {"pypi": (f"{http_answering}/404", None), "osv": (refused, b"{}")}
+    assert audit.reachable_service()[0] is None
+    audit.SERVICES = {"pypi": ("http://no-such-host.invalid/", None), "osv": (f"{http_answering}/200", b"{}")}
+    service, reasons = audit.reachable_service()
+    assert service == "osv" and "unreachable" in reasons[0], reasons
+    audit.SERVICES = {"pypi": (f"{http_answering}/500", None), "osv": (f"{http_answering}/200", b"{}")}
+    with pytest.raises(audit.ServiceError, match="500"):
+        audit.reachable_service()
+    assert audit.main() == 1
