@@ -21,7 +21,11 @@ $(UV):
 	$(BIN)/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 
 # --locked: refuse a uv.lock that no longer matches pyproject.toml (run `make lock`) rather than
-# install something else. --inexact: leave alone tools a developer added to .venv by hand.
+# install something else. --inexact: an exact sync would uninstall whatever a developer installed
+# into .venv by hand, such as a package tried before it is added to pyproject.toml. (Not pip, which
+# bootstraps uv above: it is in the lock, through pip-audit's pip-api.) The cost: a package dropped
+# from the lock stays in an existing .venv, where tests may still import it; CI, the image and a
+# fresh clone never have it. `rm -rf .venv && make install` clears it.
 $(STAMP): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --locked --inexact --extra dev
 	touch $(STAMP)
