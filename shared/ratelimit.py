@@ -219,14 +219,15 @@ async def authenticate(state, settings: Settings, address: str | None, credentia
     credential_digest = digest(credential)
     if not limiter.recently_verified(credential_digest):
         await check_address(state, settings, address)
+    refusal = Unauthorized()
     try:
         found = await lookup()
-    except Unauthorized:
-        found = None
+    except Unauthorized as refused:
+        found, refusal = None, refused  # its own words (which field, why) are kept
     if found is None:
         limiter.unverified(credential_digest)
         await failed_authentication(state, settings, address)
-        raise Unauthorized()
+        raise refusal
     limiter.verified(credential_digest)
     return found
 

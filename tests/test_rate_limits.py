@@ -184,3 +184,27 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(s
         assert await statuses("2001:db8:1:3::1", 1) == [401]
     finally:
         await asyncio.to_thread(replica.stop)
+
+
+async def test_console_sign_in_and_made_up_cookies_spend_the_address_budget(stack, tenant):
+    replica, port = await another_replica(stack, "api", auth_failure_limit_per_minute="2")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with from_address(base, "127.0.0.8") as signing_in:
+            statuses = [(await signing_in.post("/v1/console/session", json={"credential": "emak_garbage"})).status_code
+                        for _ in range(3)]
+            assert statuses == [401, 401, 429], statuses
+            refused = await signing_in.post("/v1/console/session", json={"credential": "emak_garbage"})
+            assert refused_properly(refused)
+        async with from_address(base, "127.0.0.9") as cookies:
+            statuses = [(await cookies.get("/v1/delivery-configurations",
+                                           headers={"cookie": f"em_console=made-up-{n}"})).status_code
+                        for n in range(3)]
+            assert statuses == [401, 401, 429], statuses
+        # The right key still signs in from elsewhere, and names the field when wrong.
+        async with from_address(base, "127.0.0.1") as elsewhere:
+            assert (await elsewhere.post("/v1/console/session", json={"credential": tenant.api_key})).status_code == 200
+            wrong = await elsewhere.post("/v1/console/session", json={"credential": "emak_wrong"})
+            assert wrong.status_code == 401 and wrong.json()["errors"][0]["loc"][-1] == "credential", wrong.text
+    finally:
+        await asyncio.to_thread(replica.stop)

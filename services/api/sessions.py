@@ -45,7 +45,9 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import credentials
+from services.api.actor import client_address
 from services.api.scopes import FULL
+from shared import ratelimit
 from shared.errors import Forbidden, NotFound, Unauthorized
 from shared.models import ApiKey, Application, Company, ConsoleSession
 from shared.security import digest, new_secret, same_secret
@@ -227,6 +229,25 @@ def _why_ended(row: ConsoleSession, application: Application | None, key: ApiKey
     return None
 
 
+async def _live_session(db: AsyncSession, settings: Settings, token: str):
+    """The cookie's session row (with its application and key) and now; 401 when there is none or
+    it ended (an ended one is deleted)."""
+    found = (await db.execute(
+        select(ConsoleSession, Application, ApiKey)
+        .outerjoin(Application, Application.id == ConsoleSession.application_id)
+        .outerjoin(ApiKey, ApiKey.id == ConsoleSession.api_key_id)
+        .where(ConsoleSession.id == digest(token), ConsoleSession.kind == "session"))).first()
+    if found is None:
+        raise Unauthorized("the console session has ended; sign in again")
+    row, application, key = found
+    now = _now()
+    if (reason := _why_ended(row, application, key, settings, now)) is not None:
+        await db.delete(row)
+        await db.commit()
+        raise Unauthorized(f"{reason}; sign in again")
+    return row, application, key, now
+
+
 def _check_csrf(request: Request, settings: Settings, session_id: str) -> None:
     if request.method in SAFE_METHODS:
         return
@@ -243,19 +264,10 @@ async def authenticate(request: Request, db: AsyncSession, settings: Settings,
     token = request.cookies.get(cookie_name(settings))
     if not token:
         raise Unauthorized()
-    found = (await db.execute(
-        select(ConsoleSession, Application, ApiKey)
-        .outerjoin(Application, Application.id == ConsoleSession.application_id)
-        .outerjoin(ApiKey, ApiKey.id == ConsoleSession.api_key_id)
-        .where(ConsoleSession.id == digest(token), ConsoleSession.kind == "session"))).first()
-    if found is None:
-        raise Unauthorized("the console session has ended; sign in again")
-    row, application, key = found
-    now = _now()
-    if (reason := _why_ended(row, application, key, settings, now)) is not None:
-        await db.delete(row)
-        await db.commit()
-        raise Unauthorized(f"{reason}; sign in again")
+    # An unknown or ended session's cookie spends the address's failed-authentication budget, as
+    # a wrong bearer key does, so made-up cookies cannot make the database look up more.
+    row, application, key, now = await ratelimit.authenticate(
+        request.app.state, settings, client_address(request), token, lambda: _live_session(db, settings, token))
     if role is not None and row.role != role:
         raise Unauthorized(f"this console session is not signed in as {role}")
     _check_csrf(request, settings, row.id)

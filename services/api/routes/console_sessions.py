@@ -10,8 +10,10 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import delete
 
 from services.api import sessions
+from services.api.actor import client_address
 from services.api.deps import OperatorDep, SessionDep, SettingsDep
 from services.api.sessions import ConsoleLink, ConsoleLinkCreate, ConsoleSessionInfo, ConsoleSignIn
+from shared import ratelimit
 from shared.errors import Unauthorized
 from shared.models import ConsoleSession
 from shared.security import digest
@@ -39,7 +41,10 @@ async def sign_in(body: ConsoleSignIn, request: Request, response: Response, db:
     the cookie must send as `X-CSRF-Token`. The key is not kept by the browser. A wrong key is 401,
     a disabled application 403, both naming `credential`."""
     sessions.refuse_cross_site(request)
-    token, identity = await sessions.sign_in(db, settings, body.credential)
+    # A wrong credential spends the address's failed-authentication budget, as a bearer key does.
+    token, identity = await ratelimit.authenticate(request.app.state, settings, client_address(request),
+                                                   body.credential.strip(),
+                                                   lambda: sessions.sign_in(db, settings, body.credential))
     await _forget_previous(request, db, settings)
     await db.commit()
     sessions.set_cookie(response, settings, token)
