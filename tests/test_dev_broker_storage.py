@@ -4,6 +4,8 @@ and the consumer group's committed offsets; in memory (the default) it keeps not
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -46,18 +48,18 @@ async def produce(bootstrap: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
-async def consume(bootstrap: str, wanted: int, commit: bool) -> list[bytes]:
-    """What group `g` gets within a few seconds (all `wanted` of them, or less when there are not that many)."""
+async def consume(bootstrap: str, wanted: int, commit: bool, within: float = 60) -> list[bytes]:
+    """What group `g` gets: all `wanted` records as soon as they arrive, or what has come when
+    `within` seconds have passed (less when there are not that many: the negative cases)."""
     consumer = AIOKafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id="g", auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
     got: list[bytes] = []
+    deadline = asyncio.get_running_loop().time() + within
     try:
-        for _ in range(20):
-            for records in (await consumer.getmany(timeout_ms=500)).values():
+        while len(got) < wanted and (left := deadline - asyncio.get_running_loop().time()) > 0:
+            for records in (await consumer.getmany(timeout_ms=int(min(left, 1) * 1000))).values():
                 got += [record.value for record in records]
-            if len(got) >= wanted:
-                break
         if commit:
             await consumer.commit()
     finally:
