@@ -5,12 +5,13 @@ operator's application switch still gates them; console sessions keep the key's 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
-from tests.conftest import eventually
+from tests.conftest import eventually, realtime_configuration
 from tests.test_console_sessions import Browser
 from tests.test_edges import another_replica
 
@@ -161,3 +162,21 @@ async def test_a_console_session_has_its_keys_scopes_and_ends_with_the_key(tenan
         assert signed_in.json()["scopes"] == ["bulk", "read", "write"], "the application's own key: every scope"
     finally:
         await full.aclose()
+
+
+async def test_enabling_an_endpoint_with_republish_failed_also_needs_the_bulk_scope(urls, tenant, receiver):
+    configuration = await realtime_configuration(tenant, receiver.url(f"/enable-{uuid.uuid4().hex[:8]}"))
+    enable = f"/v1/delivery-configurations/{configuration['id']}/endpoints/{configuration['endpoints'][0]['id']}/enable"
+    writer, bulk_too = await make_key(tenant, scopes=["write"]), await make_key(tenant, scopes=["write", "bulk"])
+    async with httpx.AsyncClient(base_url=urls.api, timeout=30,
+                                 headers={"authorization": f"Bearer {writer['key']}"}) as client:
+        refused = await client.post(enable, json={"republish_failed": True})
+        assert refused.status_code == 403 and "`bulk`" in refused.json()["detail"], refused.text
+        assert (await client.post(enable, json={"republish_failed": False})).status_code == 200
+    async with httpx.AsyncClient(base_url=urls.api, timeout=30,
+                                 headers={"authorization": f"Bearer {bulk_too['key']}"}) as client:
+        assert (await client.post(enable, json={"republish_failed": True})).status_code == 200
+        operation = (await client.get("/openapi.json")).json()["paths"][
+            "/v1/delivery-configurations/{configuration_id}/endpoints/{endpoint_id}/enable"]["post"]
+    assert operation["x-required-scope-when"] == {"republish_failed": "bulk"}
+    assert "`bulk`" in operation["responses"]["403"]["description"]

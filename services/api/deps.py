@@ -82,15 +82,20 @@ async def _company(request: Request, session: SessionDep, settings: SettingsDep)
     return Caller(credential.company_id, credential.application_id, credential.scopes, credential.key_id)
 
 
+def demand_scope(caller: Caller, scope: str, why: str) -> None:
+    """403 naming `scope` unless the caller holds it; `why` completes "lacks the `scope` scope ..."."""
+    if not scopes.grants(caller.scopes, scope):
+        raise Forbidden(f"this credential lacks the `{scope}` scope {why} "
+                        f"(it has: {', '.join(sorted(caller.scopes)) or 'none'})",
+                        errors=[{"loc": ["header", "authorization"], "msg": f"requires scope `{scope}`"}])
+
+
 def _requiring(scope: str):
     """The company caller, refused (403 naming the scope) unless it holds `scope`. The scope is
     kept on the dependency, so the OpenAPI document states each route's (`document_scopes`)."""
 
     async def company_with_scope(caller: Annotated[Caller, Depends(_company)]) -> Caller:
-        if not scopes.grants(caller.scopes, scope):
-            raise Forbidden(f"this credential lacks the `{scope}` scope this route requires "
-                            f"(it has: {', '.join(sorted(caller.scopes)) or 'none'})",
-                            errors=[{"loc": ["header", "authorization"], "msg": f"requires scope `{scope}`"}])
+        demand_scope(caller, scope, "this route requires")
         return caller
 
     company_with_scope.required_scope = scope  # type: ignore[attr-defined]
@@ -150,6 +155,8 @@ def document_scopes(openapi: dict, routes) -> dict:
             operation["description"] = (f"**Scope:** `{scope}`. " + operation.get("description", "")).strip()
             refused = operation.setdefault("responses", {}).setdefault("403", {})
             refused["description"] = f"The application is disabled, or the credential lacks the `{scope}` scope"
+            for field, also in operation.get("x-required-scope-when", {}).items():
+                refused["description"] += f", or `{field}` is set and it lacks the `{also}` scope"
     scheme = openapi.get("components", {}).get("securitySchemes", {}).get("bearer")
     if scheme is not None:
         scheme["description"] = (

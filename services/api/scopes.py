@@ -8,7 +8,8 @@
   an event handled, API keys). `write` includes `read`: a key that may change a configuration
   may see it.
 - `bulk`: actions that deliver again or touch many deliveries at once: republishing an event,
-  bulk actions, subscription replays. It is apart from `write` (and includes nothing), so a
+  bulk actions, subscription replays, and enabling an endpoint with `republish_failed` (which
+  also needs `write`). It is apart from `write` (and includes nothing), so a
   configuration tool's key cannot flood endpoints, and a support tool's key can republish
   without changing any configuration; give a key `read` beside `bulk` to let it look too.
 

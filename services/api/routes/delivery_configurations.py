@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from services.api.changes import announce
-from services.api.deps import Reader, SessionDep, SettingsDep, Writer
+from services.api.deps import Reader, SessionDep, SettingsDep, Writer, demand_scope
 from services.api.schemas import (
     DeliveryConfigurationCreate,
     DeliveryConfigurationPublic,
@@ -128,9 +128,13 @@ async def resume(configuration_id: str, request: Request, session: SessionDep, c
              description="Turns on an endpoint that Event Manager disabled (it answered 410 Gone, or failed "
                          "continuously for `EM_ENDPOINT_DISABLE_AFTER_SECONDS`) or that was set inactive. With "
                          "`republish_failed`, the configuration's deliveries that failed since the endpoint "
-                         "began failing are delivered again.")
+                         "began failing are delivered again; that also needs the `bulk` scope (it may deliver "
+                         "many events at once), so `republish_failed: true` with a key that lacks it is a 403.",
+             openapi_extra={"x-required-scope-when": {"republish_failed": "bulk"}})
 async def enable_endpoint(configuration_id: str, endpoint_id: str, body: EndpointEnable, request: Request,
                           session: SessionDep, caller: Writer, settings: SettingsDep):
+    if body.republish_failed:  # delivers again what failed: a bulk action, like republishing
+        demand_scope(caller, "bulk", "that `republish_failed` requires")
     configuration, republished = await store.enable_endpoint(session, caller.company_id, configuration_id,
                                                              endpoint_id, body.republish_failed)
     announce(request, session, "delivery_configurations", caller.company_id)
