@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from services.devstack import BROKER_PORT_VARIABLE
+from shared import netguard
 from shared.kafka import Topics
 from shared.settings import SERVICE_PORTS, Settings
 from tests.kustomize_subset import Unsupported, build
@@ -35,9 +36,14 @@ OVERLAYS = ["dev", "production"]
 KUBERNETES_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 CHECKOV_INSTALL_SECONDS = 900
 CHECKOV_VENV = ROOT / ".venv-tools" / "checkov"
+# What no egress rule to "the internet" may reach: the networks the dispatcher's SSRF guard
+# refuses (shared/netguard.py; checked against it below), each of which every ipBlock excepts.
 PRIVATE_RANGES = [ipaddress.ip_network(n) for n in (
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8",
-    "fc00::/7", "fe80::/10", "::1/128")]
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
+    "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+    "224.0.0.0/4", "240.0.0.0/4",
+    "::/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32",
+    "2002::/16", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8")]
 
 
 def run(*command: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -271,6 +277,21 @@ def _rules(overlay: str, labels: dict, direction: str) -> list[dict]:
 
 def _ports(rule: dict) -> set:
     return {port["port"] for port in rule.get("ports", [])} or {"any"}
+
+
+def test_the_excepted_ranges_are_the_ones_the_ssrf_guard_refuses():
+    """The policies keep the workers from every network the dispatcher's guard refuses (Python's
+    not-global networks, multicast, and the guard's own list), and each excepted range is one the
+    guard knows (the policies may refuse a little more: all of 192.0.0.0/24, say)."""
+    guard = [*ipaddress.IPv4Address._constants._private_networks, *ipaddress.IPv6Address._constants._private_networks,
+             *(network for network, _ in netguard._SPECIAL_RANGES),
+             ipaddress.ip_network("224.0.0.0/4"), ipaddress.ip_network("ff00::/8")]
+    for network in guard:
+        if network.version == 6 and network.subnet_of(ipaddress.ip_network("::ffff:0:0/96")):
+            continue  # IPv4-mapped: IPv4 on the wire, where the IPv4 ranges apply
+        assert any(network.version == p.version and network.subnet_of(p) for p in PRIVATE_RANGES), network
+    for network in PRIVATE_RANGES:
+        assert netguard.address_refusal(network[0], []), f"shared/netguard.py allows {network}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
