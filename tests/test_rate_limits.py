@@ -81,6 +81,21 @@ async def test_a_console_session_is_limited_like_a_key(urls, admin, tenant):
         await browser.aclose()
 
 
+async def test_a_console_session_shares_its_keys_bucket(urls, admin, tenant):
+    """Signing in to the console with a key does not double the key's limit."""
+    browser = Browser(urls.api)
+    try:
+        assert (await browser.sign_in(tenant.api_key)).status_code == 200
+        limited = await admin.patch(f"/v1/admin/companies/{tenant.id}", json={"rate_limit_per_minute": 2})
+        assert limited.status_code == 200
+        assert (await tenant.client.get("/v1/delivery-configurations")).status_code == 200
+        statuses = [(await browser.request("GET", "/v1/delivery-configurations", csrf=False)).status_code
+                    for _ in range(2)]
+        assert statuses[0] == 200 and statuses[1] == 429, statuses  # (a token comes back each 30 s)
+    finally:
+        await browser.aclose()
+
+
 async def test_the_openapi_documents_the_429(urls):
     async with httpx.AsyncClient(timeout=30) as client:
         api = (await client.get(f"{urls.api}/openapi.json")).json()

@@ -66,8 +66,12 @@ async def _company(request: Request, session: SessionDep, settings: SettingsDep)
         identity = await sessions.authenticate(request, session, settings, role="company")
         act_as(request, Actor("console", identity.api_key_id or identity.application_id, None, identity.company_id,
                               client_address(request)))
-        await ratelimit.limit(request.app.state, settings,  # a console is limited like the key it signed in with
-                              f"console:{identity.api_key_id or identity.application_id or identity.company_id}",
+        # A session signed in with a key spends that key's own bucket (the same subject as its
+        # bearer requests, so a console adds nothing to the key's limit); a console link's session,
+        # which belongs to no key, has the company's console bucket.
+        signed_in_with = identity.api_key_id or identity.application_id
+        await ratelimit.limit(request.app.state, settings,
+                              f"key:{signed_in_with}" if signed_in_with else f"console:{identity.company_id}",
                               settings.api_rate_limit_per_minute, identity.company_id)
         return Caller(identity.company_id, identity.application_id, identity.scopes, identity.api_key_id)
     token = _bearer(request)  # no credential at all: 401, without spending the address's budget
