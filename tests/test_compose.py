@@ -1,6 +1,6 @@
-"""docker-compose.yml, checked offline (no Docker engine here): every EM_ variable it or the
-Dockerfile sets is a setting the services know, every service runs a command or script that
-exists, media storage points at the MinIO service and the bucket its setup creates, and the demo
+"""docker-compose.yml, checked without a Docker engine (every compose check is here): valid
+against the Compose spec, every EM_ variable it or the Dockerfile sets is a setting the services
+know, every service runs a command or script that exists (the five services under their names), media storage points at the MinIO service and the bucket its setup creates, and the demo
 (deploy/compose-demo) really shows an event delivered: run here against the test session's
 stack, with the demo receiver as a process."""
 
@@ -35,6 +35,13 @@ def environment(service: dict) -> dict:
 
 def eventmgr_commands() -> set[str]:
     return set(re.findall(r'add_parser\("([a-z-]+)"', (ROOT / "services" / "cli.py").read_text()))
+
+
+def test_the_compose_file_is_valid():
+    result = subprocess.run([str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
+                             "vendor.compose-spec", "docker-compose.yml"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_every_em_variable_is_a_setting():
@@ -75,6 +82,8 @@ def test_every_service_runs_a_command_that_exists():
             check_script(name, service)
     assert {"api", "ingest", "matcher", "dispatcher", "scheduler", "migrate"} <= {
         name for name, service in SERVICES.items() if service["image"] == OUR_IMAGE}
+    for name in SERVICE_PORTS:  # each service under its own name, as in deploy/k8s
+        assert SERVICES[name]["command"] == ["serve", name], name
 
 
 def test_dependencies_and_volumes_are_declared():
