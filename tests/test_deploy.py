@@ -8,6 +8,7 @@ and every EM_ variable the files set is a setting, documented in docs/operations
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import ipaddress
 import json
@@ -324,6 +325,26 @@ def test_network_policies_keep_the_workers_inside(overlay):
         assert reachable == expected, name
 
 
+def test_the_optional_policies_are_valid_and_open_only_what_they_say():
+    """examples/network/allow-otlp.yaml (span export) and the commented metadata rule of
+    allow-media-storage are not applied by default; once applied they are valid and narrow."""
+    [otlp] = yaml.safe_load_all((EXAMPLES / "network" / "allow-otlp.yaml").read_text())
+    text = (K8S / "base" / "network-policies.yaml").read_text()
+    commented = re.search(r"^    # - to:\n(?:^    #.*\n)+", text, re.MULTILINE)[0]
+    rule = yaml.safe_load("\n".join(line.replace("    # ", "    ", 1) for line in commented.splitlines()))
+    media = copy.deepcopy(of_kind("production", "NetworkPolicy")["allow-media-storage"])
+    media["spec"]["egress"] += rule
+    for policy in (otlp, media):
+        kubernetes_validate.validate(policy, KUBERNETES_VERSIONS[-1], strict=True)
+    assert otlp["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "event-manager"}}
+    [otlp_rule] = otlp["spec"]["egress"]
+    assert _ports(otlp_rule) == {4317, 4318} and "ipBlock" not in otlp_rule["to"][0]
+    [metadata] = rule
+    assert {peer["ipBlock"]["cidr"] for peer in metadata["to"]} == {"169.254.169.254/32", "169.254.170.23/32"}
+    assert _ports(metadata) == {80}
+    assert not _selects(media["spec"]["podSelector"], {"app.kubernetes.io/component": "dispatcher"})
+
+
 # --- checkov ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -486,5 +507,6 @@ def test_no_file_in_deploy_k8s_escapes_the_checks():
         assert files <= used, f"{folder.relative_to(ROOT)}: not in its kustomization: {files - used}"
     examples = {path.relative_to(EXAMPLES).as_posix() for path in EXAMPLES.rglob("*") if path.is_file()}
     assert examples == {"monitoring/prometheus-rules.yaml", "monitoring/grafana-dashboard.json",
-                        "monitoring/service-monitors.yaml", "strimzi/kafka.yaml", "strimzi/topics.yaml"}
+                        "monitoring/service-monitors.yaml", "strimzi/kafka.yaml", "strimzi/topics.yaml",
+                        "network/allow-otlp.yaml"}
     assert {path.name for path in K8S.iterdir()} == {"base", "overlays", "examples"}
