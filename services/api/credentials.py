@@ -11,6 +11,7 @@ database's (`now()`), so every api replica agrees on when an overlap or an expir
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,3 +64,18 @@ async def find(session: AsyncSession, token: str) -> CompanyCredential | None:
         return None
     return CompanyCredential(application.company_id, application.id, None, application.name, FULL,
                              application.event_manager_enabled, token_digest)
+
+
+async def database_time(session: AsyncSession, seconds_ahead: float = 0) -> datetime:
+    """The database's now() plus `seconds_ahead`: deadlines are computed on the clock that checks
+    them (`usable_key`, ingest's source lookup), never on this replica's."""
+    return await session.scalar(select(func.now() + func.make_interval(0, 0, 0, 0, 0, 0, float(seconds_ahead))))
+
+
+async def rotated(session: AsyncSession, current_digest: str,
+                  overlap_seconds: int) -> tuple[str | None, datetime | None]:
+    """A rotation's previous secret and until when it works: the current one for `overlap_seconds`,
+    or none at all (0: refused at once). The rule for API keys and source tokens alike."""
+    if overlap_seconds <= 0:
+        return None, None
+    return current_digest, await database_time(session, overlap_seconds)

@@ -199,16 +199,7 @@ async def sign_in(db: AsyncSession, settings: Settings, credential: str) -> tupl
     return await _start(db, settings, "company", found.company_id, found.application_id, found.token_digest, key)
 
 
-def _key_accepts(key: ApiKey, token_digest: str | None, now: datetime) -> bool:
-    """The same rule as credentials.usable_key, for a key row already read."""
-    if key.revoked_at is not None or (key.expires_at is not None and now >= key.expires_at):
-        return False
-    return token_digest == key.key_digest or (
-        token_digest == key.previous_key_digest and key.previous_expires_at is not None
-        and now < key.previous_expires_at)
-
-
-def _why_ended(row: ConsoleSession, application: Application | None, key: ApiKey | None, settings: Settings,
+def _why_ended(row: ConsoleSession, application: Application | None, key_usable: bool, settings: Settings,
                now: datetime) -> str | None:
     if now >= row.expires_at:
         return "the console session reached its time limit"
@@ -220,7 +211,7 @@ def _why_ended(row: ConsoleSession, application: Application | None, key: ApiKey
     if row.application_id is None:
         return None  # a console link's session belongs to the company
     if row.api_key_id is not None:
-        if key is None or not _key_accepts(key, row.credential_digest, now):
+        if not key_usable:
             return "the API key was revoked, rotated or expired"
     elif application is None or application.api_key_digest != row.credential_digest:
         return "the API key was rotated"
@@ -232,16 +223,19 @@ def _why_ended(row: ConsoleSession, application: Application | None, key: ApiKey
 async def _live_session(db: AsyncSession, settings: Settings, token: str):
     """The cookie's session row (with its application and key) and now; 401 when there is none or
     it ended (an ended one is deleted)."""
+    # Whether the signing key still takes the session's secret is credentials' own rule (current
+    # secret, or previous within its overlap; not revoked or expired), on the database's clock.
     found = (await db.execute(
-        select(ConsoleSession, Application, ApiKey)
+        select(ConsoleSession, Application, ApiKey,
+               credentials.usable_key(ConsoleSession.credential_digest).label("key_usable"))
         .outerjoin(Application, Application.id == ConsoleSession.application_id)
         .outerjoin(ApiKey, ApiKey.id == ConsoleSession.api_key_id)
         .where(ConsoleSession.id == digest(token), ConsoleSession.kind == "session"))).first()
     if found is None:
         raise Unauthorized("the console session has ended; sign in again")
-    row, application, key = found
+    row, application, key, key_usable = found
     now = _now()
-    if (reason := _why_ended(row, application, key, settings, now)) is not None:
+    if (reason := _why_ended(row, application, bool(key_usable), settings, now)) is not None:
         await db.delete(row)
         await db.commit()
         raise Unauthorized(f"{reason}; sign in again")

@@ -3,12 +3,10 @@ Keys and tokens are stored as digests: the functions that make one return it, on
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.api import audit
+from services.api import audit, credentials
 from services.api.access_schemas import SourceCreate, SourceUpdate
 from services.api.schemas import ApplicationCreate
 from services.api.store import saved
@@ -150,9 +148,8 @@ async def rotate_source_token(session: AsyncSession, source_id: str, overlap_sec
     source = await find_source(session, source_id, lock=True)
     before = _audited_source(source)
     token = new_secret("ems")
-    overlap = overlap_seconds > 0
-    source.previous_token_digest = source.token_digest if overlap else None
-    source.previous_token_expires_at = datetime.now(UTC) + timedelta(seconds=overlap_seconds) if overlap else None
+    source.previous_token_digest, source.previous_token_expires_at = await credentials.rotated(
+        session, source.token_digest, overlap_seconds)
     source.token_digest = digest(token)
     audit.record(session, "source.rotate_token", "source", source.id, before, _audited_source(source),
                  company_id=None)

@@ -5,21 +5,21 @@ still names something. Which token is which key: services/api/credentials.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import audit
 from services.api.access_schemas import ApiKeyCreate
-from services.api.credentials import API_KEY_PREFIX
+from services.api.credentials import API_KEY_PREFIX, database_time, rotated
 from services.api.store import find_owned, saved
 from shared.errors import Conflict, InvalidInput
 from shared.ids import new_id
 from shared.models import ApiKey, Application
 from shared.security import digest, new_secret
 
-MIN_LIFETIME = timedelta(seconds=1)
+MIN_LIFETIME_SECONDS = 1  # an expiry at least this far ahead, on the database's clock
 
 
 def _audited(key: ApiKey) -> dict:
@@ -45,7 +45,7 @@ async def create(session: AsyncSession, company_id: str, application_id: str | N
     if application_id is None:
         raise InvalidInput.at(["application_id"], "name the application the key belongs to")
     await find_owned(session, Application, company_id, application_id, "application")
-    if body.expires_at is not None and body.expires_at < datetime.now(UTC) + MIN_LIFETIME:
+    if body.expires_at is not None and body.expires_at < await database_time(session, MIN_LIFETIME_SECONDS):
         raise InvalidInput.at(["expires_at"], "must be at least 1 s ahead")
     secret = new_secret(API_KEY_PREFIX)
     key = ApiKey(id=new_id("key"), company_id=company_id, application_id=application_id, name=body.name,
@@ -62,9 +62,7 @@ async def rotate(session: AsyncSession, company_id: str, key_id: str, overlap_se
         raise Conflict(f"API key {key_id} is revoked; create a new one")
     before = _audited(key)
     secret = new_secret(API_KEY_PREFIX)
-    overlap = overlap_seconds > 0
-    key.previous_key_digest = key.key_digest if overlap else None
-    key.previous_expires_at = datetime.now(UTC) + timedelta(seconds=overlap_seconds) if overlap else None
+    key.previous_key_digest, key.previous_expires_at = await rotated(session, key.key_digest, overlap_seconds)
     key.key_digest = digest(secret)
     audit.record(session, "api_key.rotate", "api_key", key.id, before, _audited(key), company_id=company_id)
     return await saved(session, key), secret
