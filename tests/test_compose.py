@@ -1,6 +1,7 @@
 """docker-compose.yml, checked without a Docker engine (every compose check is here): valid
 against the Compose spec, every EM_ variable it or the Dockerfile sets is a setting the services
-know, every service runs a command or script that exists (the five services under their names), media storage points at the MinIO service and the bucket its setup creates, and the demo
+know, every service runs a command or script that exists (the five services under their names),
+media storage points at the MinIO service and the bucket its setup creates, and the demo
 (deploy/compose-demo) really shows an event delivered: run here against the test session's
 stack, with the demo receiver as a process."""
 
