@@ -38,7 +38,6 @@ block one subscriber usually gets, so rotating through its addresses buys no mor
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import math
 import time
@@ -49,7 +48,6 @@ from typing import TypeVar
 
 import asyncpg
 
-from shared.db import create_pool
 from shared.errors import TooManyRequests, Unauthorized
 from shared.security import digest
 from shared.settings import Settings
@@ -161,20 +159,14 @@ def too_many(what: str, retry_after: float) -> TooManyRequests:
 
 # --- the hooks the api's and ingest's authentication call ------------------------------------
 
-_creating = asyncio.Lock()
-
-
-async def limiter_of(state, settings: Settings) -> RateLimiter:
-    """The process's limiter (made at first use, on `state`: app.state), with its own small pool
-    so a take is one round trip and commits at once, apart from the request's transaction."""
-    limiter = getattr(state, "rate_limiter", None)
-    if limiter is None:
-        async with _creating:
-            limiter = getattr(state, "rate_limiter", None)
-            if limiter is None:
-                pool = await create_pool(settings.database_url, size=settings.rate_limit_pool_size)
-                limiter = state.rate_limiter = RateLimiter(pool, settings.rate_limit_window_seconds)
-    return limiter
+async def start(state, runtime) -> RateLimiter:
+    """The process's limiter, made at service start (api, ingest) on `state` (app.state), with a
+    small pool of its own so a take is one round trip and commits at once, apart from the
+    request's transaction; the Runtime closes the pool on shutdown and `/readyz` checks it."""
+    settings = runtime.settings
+    pool = await runtime.database_pool(settings.rate_limit_pool_size, check="rate_limits")
+    state.rate_limiter = RateLimiter(pool, settings.rate_limit_window_seconds)
+    return state.rate_limiter
 
 
 def address_subject(address: str | None) -> str:
@@ -192,7 +184,7 @@ def address_subject(address: str | None) -> str:
 
 async def check_address(state, settings: Settings, address: str | None) -> None:
     """Before a credential lookup: 429 while this address is past its failed-authentication budget."""
-    wait = (await limiter_of(state, settings)).refused(address_subject(address))
+    wait = state.rate_limiter.refused(address_subject(address))
     if wait:
         raise too_many("too many failed authentications from this address", wait)
 
@@ -200,7 +192,7 @@ async def check_address(state, settings: Settings, address: str | None) -> None:
 async def failed_authentication(state, settings: Settings, address: str | None) -> None:
     """After a presented credential was not found: spend one of the address's budget; 429 once it is
     spent (the caller answers 401 otherwise)."""
-    verdict = await (await limiter_of(state, settings)).take(address_subject(address),
+    verdict = await state.rate_limiter.take(address_subject(address),
                                                              settings.auth_failure_limit_per_minute)
     if not verdict.allowed:
         raise too_many("too many failed authentications from this address", verdict.retry_after)
@@ -215,7 +207,7 @@ async def authenticate(state, settings: Settings, address: str | None, credentia
     failed-authentication budget (unless this process recently verified this very credential);
     an unknown credential (`lookup` answers None or raises Unauthorized) spends that budget, then
     401 (or 429 once it is spent)."""
-    limiter = await limiter_of(state, settings)
+    limiter = state.rate_limiter
     credential_digest = digest(credential)
     if not limiter.recently_verified(credential_digest):
         await check_address(state, settings, address)
@@ -235,7 +227,7 @@ async def authenticate(state, settings: Settings, address: str | None, credentia
 async def limit(state, settings: Settings, subject: str, default_per_minute: int,
                 company_id: str | None = None) -> Verdict:
     """One request of an authenticated caller (`key:<id>`, `source:<id>`); 429 past its limit."""
-    verdict = await (await limiter_of(state, settings)).take(subject, default_per_minute, company_id)
+    verdict = await state.rate_limiter.take(subject, default_per_minute, company_id)
     if not verdict.allowed:
         raise too_many(f"rate limit of {verdict.limit} requests per minute reached", verdict.retry_after)
     return verdict

@@ -100,11 +100,11 @@ class Runtime:
         self.on_shutdown(feed.stop)
         return feed
 
-    async def database_pool(self, size: int) -> asyncpg.Pool:
-        """A raw asyncpg pool, closed on shutdown, checked by `/readyz`."""
+    async def database_pool(self, size: int, check: str = "database") -> asyncpg.Pool:
+        """A raw asyncpg pool, closed on shutdown, checked by `/readyz` (as `check`)."""
         pool = await create_pool(self.settings.database_url, size=size)
         self.on_shutdown(pool.close)
-        self.checks["database"] = lambda: pool.execute("SELECT 1")
+        self.checks[check] = lambda: pool.execute("SELECT 1")
         return pool
 
     def database(self, size: int) -> Database:
@@ -235,7 +235,7 @@ def create_service_app(
                 failures[check_name] = type(exc).__name__
         if failures:
             return JSONResponse({"status": "unavailable", "failing": failures}, status_code=503)
-        return {"status": "ready", "service": name}
+        return {"status": "ready", "service": name, "checked": sorted(app.state.runtime.checks)}
 
     # On the public services the token and its 401 are in the OpenAPI document too.
     guarded = {"openapi_extra": {"security": [{"bearer": []}]}, "responses": {401: {

@@ -223,3 +223,12 @@ async def test_console_sign_in_and_made_up_cookies_spend_the_address_budget(stac
             assert wrong.status_code == 401 and wrong.json()["errors"][0]["loc"][-1] == "credential", wrong.text
     finally:
         await asyncio.to_thread(replica.stop)
+
+
+async def test_api_and_ingest_check_the_rate_limit_pool_when_ready(urls):
+    """The limiter's pool is made at start through the service's Runtime: /readyz checks it (and
+    shutdown closes it)."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        for base in (urls.api, urls.ingest):
+            ready = (await client.get(f"{base}/readyz")).json()
+            assert ready["status"] == "ready" and "rate_limits" in ready["checked"], ready

@@ -38,6 +38,7 @@ from shared.service import Runtime, create_service_app
 
 async def start(app: FastAPI, runtime: Runtime) -> None:
     app.state.db = db = runtime.database(size=10)
+    await ratelimit.start(app.state, runtime)
     app.state.producer = producer = await runtime.kafka_producer()
     app.state.outbox_wake = wake = asyncio.Event()
     runtime.run_forever("change-relay", relay_changes(db, producer, runtime.settings, wake))

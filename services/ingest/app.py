@@ -401,6 +401,7 @@ async def _produce(producer, topic: str, encoded: list[tuple[str, bytes, bytes]]
 
 async def start(app: FastAPI, runtime: Runtime) -> None:
     app.state.db = db = runtime.database(size=4)
+    await ratelimit.start(app.state, runtime)
     app.state.catalog = Catalog(db)
     app.state.max_event_bytes = runtime.settings.max_event_bytes
     app.state.producer = await runtime.kafka_producer()
