@@ -48,7 +48,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from shared.errors import TooManyRequests, Unauthorized
+from shared.errors import Forbidden, TooManyRequests, Unauthorized
 from shared.security import digest
 from shared.settings import Settings
 
@@ -206,16 +206,18 @@ async def authenticate(state, settings: Settings, address: str | None, credentia
     """A presented credential's lookup, guarded: 429 before it while the address is past its
     failed-authentication budget (unless this process recently verified this very credential);
     an unknown credential (`lookup` answers None or raises Unauthorized) spends that budget, then
-    401 (or 429 once it is spent)."""
+    401 (or 429 once it is spent); so does a refused one (`lookup` raises Forbidden: 403)."""
     limiter = state.rate_limiter
     credential_digest = digest(credential)
     if not limiter.recently_verified(credential_digest):
         await check_address(state, settings, address)
-    refusal = Unauthorized()
+    refusal: Unauthorized | Forbidden = Unauthorized()
     try:
         found = await lookup()
-    except Unauthorized as refused:
-        found, refusal = None, refused  # its own words (which field, why) are kept
+    except (Unauthorized, Forbidden) as refused:
+        # A disabled application's key or disabled source's token (403) costs a lookup each time
+        # too: it spends the budget like an unknown one. Its own words (which field, why) are kept.
+        found, refusal = None, refused
     if found is None:
         limiter.unverified(credential_digest)
         await failed_authentication(state, settings, address)

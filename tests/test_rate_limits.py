@@ -232,3 +232,26 @@ async def test_api_and_ingest_check_the_rate_limit_pool_when_ready(urls):
         for base in (urls.api, urls.ingest):
             ready = (await client.get(f"{base}/readyz")).json()
             assert ready["status"] == "ready" and "rate_limits" in ready["checked"], ready
+
+
+async def test_a_disabled_application_key_or_source_token_spends_the_address_budget(stack, admin, tenant):
+    """Refused with 403, but looked up each time: it costs the budget an unknown credential does."""
+    assert (await admin.patch(f"/v1/admin/applications/{tenant.application_id}",
+                              json={"event_manager_enabled": False})).status_code == 200
+    created = await admin.post("/v1/admin/sources", json={"name": f"off-{uuid.uuid4().hex[:6]}", "topics": ALL_TOPICS})
+    assert created.status_code == 201, created.text
+    assert (await admin.patch(f"/v1/admin/sources/{created.json()['id']}", json={"enabled": False})).status_code == 200
+    api, api_port = await another_replica(stack, "api", auth_failure_limit_per_minute="2")
+    ingest, ingest_port = await another_replica(stack, "ingest", auth_failure_limit_per_minute="2")
+    try:
+        async with from_address(f"http://127.0.0.1:{api_port}", "127.0.0.10", f"Bearer {tenant.api_key}") as key:
+            statuses = [(await key.get("/v1/delivery-configurations")).status_code for _ in range(3)]
+            assert statuses == [403, 403, 429], statuses
+        async with from_address(f"http://127.0.0.1:{ingest_port}", "127.0.0.11",
+                                f"Bearer {created.json()['token']}") as token:
+            event = {"topic": "SCG-Message", "event_type": "message.sent", "company_id": tenant.id, "data": {}}
+            statuses = [(await token.post("/v1/events", json=event)).status_code for _ in range(3)]
+            assert statuses == [403, 403, 429], statuses
+    finally:
+        await asyncio.to_thread(api.stop)
+        await asyncio.to_thread(ingest.stop)

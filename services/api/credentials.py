@@ -3,7 +3,7 @@ with its scopes) or an application's own key (`emk_...`, every scope). Used by t
 dependency (services/api/deps.py) and by console sign-in (services/api/sessions.py), so both
 apply the same rules: a revoked or expired key, or a previous secret past its rotation's
 overlap, is unknown (401); a key of an application whose Event Manager access is disabled is
-known but refused (403, by the caller).
+known but refused (403, `find_enabled`).
 
 The prefix picks the one table to look in, so any token costs one indexed read. Times are the
 database's (`now()`), so every api replica agrees on when an overlap or an expiry ends."""
@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.scopes import FULL
+from shared.errors import Forbidden
 from shared.models import ApiKey, Application
 from shared.security import digest
 
@@ -64,6 +65,14 @@ async def find(session: AsyncSession, token: str) -> CompanyCredential | None:
         return None
     return CompanyCredential(application.company_id, application.id, None, application.name, FULL,
                              application.event_manager_enabled, token_digest)
+
+
+async def find_enabled(session: AsyncSession, token: str) -> CompanyCredential | None:
+    """`find`, and 403 for a key of an application whose Event Manager access is disabled."""
+    found = await find(session, token)
+    if found is not None and not found.application_enabled:
+        raise Forbidden("this application does not have Event Manager enabled")
+    return found
 
 
 async def database_time(session: AsyncSession, seconds_ahead: float = 0) -> datetime:

@@ -76,9 +76,7 @@ async def _company(request: Request, session: SessionDep, settings: SettingsDep)
         return Caller(identity.company_id, identity.application_id, identity.scopes, identity.api_key_id)
     token = _bearer(request)  # no credential at all: 401, without spending the address's budget
     credential = await ratelimit.authenticate(request.app.state, settings, client_address(request), token,
-                                              lambda: credentials.find(session, token))
-    if not credential.application_enabled:
-        raise Forbidden("this application does not have Event Manager enabled")
+                                              lambda: credentials.find_enabled(session, token))
     act_as(request, Actor("api_key", credential.key_id or credential.application_id, credential.name,
                           credential.company_id, client_address(request)))
     await ratelimit.limit(request.app.state, settings, f"key:{credential.key_id or credential.application_id}",
