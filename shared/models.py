@@ -455,7 +455,19 @@ class TestDelivery(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class RateLimitBucket(Base):
+    """One token bucket of shared/ratelimit.py (migration 0015): a key's, a source token's or a
+    client address's. UNLOGGED: a crash only forgets recent counts. Written by raw SQL only."""
+
+    __tablename__ = "rate_limit_buckets"
+    subject: Mapped[str] = mapped_column(String, primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float, nullable=False)
+    refilled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    __table_args__ = {"prefixes": ["UNLOGGED"]}
+
+
 class AuditRecord(Base):
+
     """One change and who made it (migration 0015, issue 16). Append-only: rows are inserted and,
     past the retention period, deleted; never updated."""
 

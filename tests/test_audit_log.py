@@ -135,7 +135,7 @@ async def test_another_company_never_sees_the_records(tenant, other_tenant, admi
 
 
 async def test_operator_wide_changes_are_listed_for_the_operator_only(tenant, admin):
-    topic = f"T-{uuid.uuid4().hex[:8]}"
+    topic = f"Test-{uuid.uuid4().hex[:8]}"
     created = await admin.post("/v1/admin/topics", json={"name": topic, "service": "test", "description": "t",
                                                          "event_types": [{"name": "thing.done"}]})
     assert created.status_code == 201, created.text
