@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from services.api.store.api_keys import MAX_LIVE_KEYS
 from tests.conftest import eventually, realtime_configuration
 from tests.test_console_sessions import Browser
 from tests.test_edges import another_replica
@@ -180,3 +181,11 @@ async def test_enabling_an_endpoint_with_republish_failed_also_needs_the_bulk_sc
             "/v1/delivery-configurations/{configuration_id}/endpoints/{endpoint_id}/enable"]["post"]
     assert operation["x-required-scope-when"] == {"republish_failed": "bulk"}
     assert "`bulk`" in operation["responses"]["403"]["description"]
+
+
+async def test_a_company_has_at_most_100_live_keys(tenant):
+    keys = [await make_key(tenant) for _ in range(MAX_LIVE_KEYS)]
+    refused = await tenant.client.post("/v1/api-keys", json={"name": "one too many", "scopes": ["read"]})
+    assert refused.status_code == 409 and "revoke" in refused.json()["detail"], refused.text
+    assert (await tenant.client.post(f"/v1/api-keys/{keys[0]['id']}/revoke")).status_code == 200
+    await make_key(tenant)  # a revoked key makes room

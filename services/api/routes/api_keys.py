@@ -34,7 +34,8 @@ def _may_hand_out(caller: Caller, wanted: list[str]) -> None:
              description="A key for one of the company's applications with a name, scopes (`read`, `write`, "
                          "`bulk`; only scopes the calling credential holds) and an optional expiry (at least 1 s "
                          "ahead). The secret (`key`) is in this answer only; it is stored as a SHA-256 digest. "
-                         "While the application's Event Manager access is disabled, its keys get 403.")
+                         "While the application's Event Manager access is disabled, its keys get 403. A company "
+                         "may have at most 100 live (neither revoked nor expired) keys: 409 beyond.")
 async def create(body: ApiKeyCreate, session: SessionDep, caller: Writer):
     _may_hand_out(caller, body.scopes)
     key, secret = await store.create(session, caller.company_id, caller.application_id, body)

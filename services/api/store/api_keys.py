@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import audit
@@ -16,9 +16,12 @@ from services.api.credentials import API_KEY_PREFIX, database_time, rotated
 from services.api.store import find_owned, saved
 from shared.errors import Conflict, InvalidInput
 from shared.ids import new_id
-from shared.models import ApiKey, Application
+from shared.models import ApiKey, Application, Company
 from shared.security import digest, new_secret
 
+# Keys that work (neither revoked nor expired) a company may have at once: each is looked up and
+# listed, so a tenant's count is bounded like everything else it controls.
+MAX_LIVE_KEYS = 100
 MIN_LIFETIME_SECONDS = 1  # an expiry at least this far ahead, on the database's clock
 
 
@@ -38,6 +41,18 @@ async def list_all(session: AsyncSession, company_id: str) -> list[ApiKey]:
         select(ApiKey).where(ApiKey.company_id == company_id).order_by(ApiKey.id))).all())
 
 
+async def _room_for_one_more(session: AsyncSession, company_id: str) -> None:
+    """409 when the company already has `MAX_LIVE_KEYS` keys that work (neither revoked nor
+    expired). The company's row is locked first, so concurrent creations cannot both pass."""
+    await session.execute(select(Company.id).where(Company.id == company_id).with_for_update())
+    live = await session.scalar(select(func.count()).select_from(ApiKey).where(
+        ApiKey.company_id == company_id, ApiKey.revoked_at.is_(None),
+        or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > func.now())))
+    if live >= MAX_LIVE_KEYS:
+        raise Conflict(f"the company already has {MAX_LIVE_KEYS} live API keys, the most it may have; "
+                       "revoke one it no longer uses first")
+
+
 async def create(session: AsyncSession, company_id: str, application_id: str | None,
                  body: ApiKeyCreate) -> tuple[ApiKey, str]:
     """The key and its secret. It belongs to `application_id` (the body's, else the caller's)."""
@@ -45,6 +60,7 @@ async def create(session: AsyncSession, company_id: str, application_id: str | N
     if application_id is None:
         raise InvalidInput.at(["application_id"], "name the application the key belongs to")
     await find_owned(session, Application, company_id, application_id, "application")
+    await _room_for_one_more(session, company_id)
     if body.expires_at is not None and body.expires_at < await database_time(session, MIN_LIFETIME_SECONDS):
         raise InvalidInput.at(["expires_at"], "must be at least 1 s ahead")
     secret = new_secret(API_KEY_PREFIX)
