@@ -99,21 +99,22 @@ class RateLimiter:
     def __init__(self, pool: asyncpg.Pool, window_seconds: float):
         self.pool = pool
         self.window = window_seconds
-        self._refused_until: dict[str, float] = {}
+        # subject -> (refused until, on this process's monotonic clock; the limit it was refused at)
+        self._refused_until: dict[str, tuple[float, int]] = {}
         self._verified: OrderedDict[str, float] = OrderedDict()
 
     async def take(self, subject: str, default_per_minute: int, company_id: str | None = None) -> Verdict:
         """One request of `subject`: allowed (a token taken) or refused, for every replica alike."""
         remembered = self._remembered(subject)
         if remembered:
-            return Verdict(False, default_per_minute, 0, remembered)
+            return Verdict(False, self._refused_until[subject][1], 0, remembered)
         row = await self.pool.fetchrow(TAKE, subject, company_id, default_per_minute, self.window)
         capacity = int(row["capacity"])
         if row["left_after"] is not None:
             return Verdict(True, capacity, max(0, int(row["left_after"])), 0.0)
         available = row["available"] if row["available"] is not None else 0.0
         wait = self.window if capacity < 1 else max(0.0, (1 - available) * self.window / capacity)
-        self._remember(subject, wait)
+        self._remember(subject, wait, capacity)
         return Verdict(False, capacity, 0, wait)
 
     def refused(self, subject: str) -> float:
@@ -134,22 +135,22 @@ class RateLimiter:
         self._verified.pop(credential_digest, None)
 
     def _remembered(self, subject: str) -> float:
-        until = self._refused_until.get(subject)
-        if until is None:
+        refused = self._refused_until.get(subject)
+        if refused is None:
             return 0.0
-        left = until - time.monotonic()
+        left = refused[0] - time.monotonic()
         if left <= 0:
             self._refused_until.pop(subject, None)
             return 0.0
         return left
 
-    def _remember(self, subject: str, seconds: float) -> None:
+    def _remember(self, subject: str, seconds: float, limit: int) -> None:
         if len(self._refused_until) >= REMEMBERED:
             now = time.monotonic()
-            self._refused_until = {s: t for s, t in self._refused_until.items() if t > now}
+            self._refused_until = {s: r for s, r in self._refused_until.items() if r[0] > now}
             while len(self._refused_until) >= REMEMBERED:
                 self._refused_until.pop(next(iter(self._refused_until)))
-        self._refused_until[subject] = time.monotonic() + seconds
+        self._refused_until[subject] = (time.monotonic() + seconds, limit)
 
 
 def too_many(what: str, retry_after: float) -> TooManyRequests:

@@ -96,6 +96,14 @@ async def test_a_console_session_shares_its_keys_bucket(urls, admin, tenant):
         await browser.aclose()
 
 
+async def test_a_remembered_refusal_names_the_companys_limit(admin, tenant):
+    assert (await admin.patch(f"/v1/admin/companies/{tenant.id}", json={"rate_limit_per_minute": 1})).status_code == 200
+    answers = [await tenant.client.get("/v1/delivery-configurations") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 429, 429]
+    # The second refusal comes from this process's memory of the first, without the database.
+    assert all("rate limit of 1 requests per minute" in a.json()["detail"] for a in answers[1:]), answers[2].text
+
+
 async def test_the_openapi_documents_the_429(urls):
     async with httpx.AsyncClient(timeout=30) as client:
         api = (await client.get(f"{urls.api}/openapi.json")).json()
