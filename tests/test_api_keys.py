@@ -189,3 +189,14 @@ async def test_a_company_has_at_most_100_live_keys(tenant):
     assert refused.status_code == 409 and "revoke" in refused.json()["detail"], refused.text
     assert (await tenant.client.post(f"/v1/api-keys/{keys[0]['id']}/revoke")).status_code == 200
     await make_key(tenant)  # a revoked key makes room
+
+
+async def test_an_expired_key_cannot_be_rotated(tenant):
+    key = await make_key(tenant, expires_at=_in(2))
+
+    async def rotation_refused():
+        rotated = await tenant.client.post(f"/v1/api-keys/{key['id']}/rotate", json={"overlap_seconds": 0})
+        assert rotated.status_code in (200, 409), rotated.text
+        return rotated.status_code == 409 and "expired" in rotated.json()["detail"]
+
+    await eventually(rotation_refused)

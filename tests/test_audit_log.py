@@ -192,3 +192,15 @@ async def test_the_database_refuses_to_update_a_record_and_retention_deletes_old
         await pool.close()
     assert totals["audit_log"] >= 1
     assert [r["id"] for r in await own_changes(tenant)] == [record["id"]]
+
+
+async def test_a_console_link_is_recorded_and_the_company_never_sees_the_operators_address(tenant, admin):
+    minted = await admin.post(f"/v1/admin/companies/{tenant.id}/console-sessions", json={})
+    assert minted.status_code == 201, minted.text
+    [operators_view] = await audit_records(admin, "/v1/admin/audit-log", company_id=tenant.id,
+                                           action="console_link.create")
+    assert operators_view["actor"]["kind"] == "operator" and operators_view["actor"]["address"] == "127.0.0.1"
+    assert operators_view["after"]["expires_at"] and minted.json()["url"].split("token=")[1] not in str(operators_view)
+    [companys_view] = await audit_records(tenant.client, action="console_link.create")
+    assert companys_view["id"] == operators_view["id"] and companys_view["actor"]["address"] is None
+    assert all(r["actor"]["address"] is None for r in await audit_records(tenant.client, actor_kind="operator"))

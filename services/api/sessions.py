@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.api import credentials
+from services.api import audit, credentials
 from services.api.actor import client_address
 from services.api.scopes import FULL
 from shared import ratelimit
@@ -298,6 +298,9 @@ async def mint_link(db: AsyncSession, settings: Settings, company_id: str,
     expires_at = now + timedelta(seconds=ttl_seconds or settings.console_link_seconds)
     db.add(ConsoleSession(id=digest(token), kind="link", role="company", company_id=company_id, created_at=now,
                           last_seen_at=now, expires_at=expires_at))
+    # Who let someone into the company's console, and until when (never the link's token).
+    audit.record(db, "console_link.create", "console_link", None, after={"expires_at": expires_at},
+                 company_id=company_id)
     return token, expires_at
 
 

@@ -47,18 +47,20 @@ class OperatorAuditSearch(AuditSearch):
     company_id: str | None = Field(None, max_length=200, description="one company's records only")
 
 
-class Actor(BaseModel):
+class AuditActor(BaseModel):
     kind: str = Field(description="api_key, console, operator, source, or system (a background job)")
     id: str | None = Field(description="the API key (application), console application or source token id")
     name: str | None
-    address: str | None = Field(description="the client address the change came from")
+    address: str | None = Field(description="the client address the change came from (in a company's own log, "
+                                            "null for the operator's changes: the operator's network is not the "
+                                            "company's business)")
 
 
 class AuditRecordPublic(BaseModel):
     id: str
     company_id: str | None = Field(description="null for operator-wide changes (sources, topics)")
     occurred_at: datetime
-    actor: Actor
+    actor: AuditActor
     action: str
     resource_type: str
     resource_id: str | None
@@ -72,10 +74,16 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
-def _page(rows: list[AuditRecord], more: bool) -> AuditPage:
+def _address(row: AuditRecord, for_company: bool) -> str | None:
+    """A company sees its own callers' addresses, not the operator's."""
+    return None if for_company and row.actor_kind == "operator" else row.client_address
+
+
+def _page(rows: list[AuditRecord], more: bool, for_company: bool) -> AuditPage:
     data = [AuditRecordPublic(
         id=row.id, company_id=row.company_id, occurred_at=row.occurred_at,
-        actor=Actor(kind=row.actor_kind, id=row.actor_id, name=row.actor_name, address=row.client_address),
+        actor=AuditActor(kind=row.actor_kind, id=row.actor_id, name=row.actor_name,
+                         address=_address(row, for_company)),
         action=row.action, resource_type=row.resource_type, resource_id=row.resource_id,
         before=row.before, after=row.after) for row in rows]
     next_cursor = encode_cursor(LISTING, rows[-1].occurred_at.isoformat(), rows[-1].id) if more else None
@@ -91,7 +99,7 @@ def _page(rows: list[AuditRecord], more: bool) -> AuditPage:
 async def company_audit_log(session: SessionDep, caller: Reader, query: Annotated[AuditSearch, Query()]):
     rows, more = await store.company_page(session, caller.company_id, query.audit_filter(), query.after(),
                                           query.limit)
-    return _page(rows, more)
+    return _page(rows, more, for_company=True)
 
 
 @router.get("/v1/admin/audit-log", response_model=AuditPage, summary="Every audit record (operator)",
@@ -100,4 +108,4 @@ async def company_audit_log(session: SessionDep, caller: Reader, query: Annotate
 async def operator_audit_log(session: SessionDep, _: OperatorDep, query: Annotated[OperatorAuditSearch, Query()]):
     rows, more = await store.operator_page(session, query.company_id, query.audit_filter(), query.after(),
                                            query.limit)
-    return _page(rows, more)
+    return _page(rows, more, for_company=False)

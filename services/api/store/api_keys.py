@@ -76,6 +76,8 @@ async def rotate(session: AsyncSession, company_id: str, key_id: str, overlap_se
     key = await find(session, company_id, key_id, lock=True)
     if key.revoked_at is not None:
         raise Conflict(f"API key {key_id} is revoked; create a new one")
+    if key.expires_at is not None and key.expires_at <= await database_time(session):
+        raise Conflict(f"API key {key_id} has expired; create a new one")
     before = _audited(key)
     secret = new_secret(API_KEY_PREFIX)
     key.previous_key_digest, key.previous_expires_at = await rotated(session, key.key_digest, overlap_seconds)
