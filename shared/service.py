@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from shared import tracing
 from shared.db import Database, create_pool
-from shared.errors import PROBLEM, Unauthorized, document_problems, install_problem_handlers, problem_response
+from shared.errors import PROBLEM, Unauthorized, document_problems, install_problem_handlers
 from shared.kafka import ChangeFeed, kafka_ready, make_consumer, make_producer, report_lag
 from shared.security import same_secret
 from shared.settings import Settings, get_settings
@@ -204,18 +204,7 @@ def create_service_app(
 
     app.openapi = openapi_with_problems
 
-    @app.middleware("http")
-    async def require_json_bodies(request, call_next):
-        # Without this, `curl -d '{...}'` (form-encoded by default) gets a baffling validation error.
-        # A body without any Content-Type is read as JSON.
-        if request.method in ("POST", "PATCH", "PUT", "DELETE") and request.headers.get("content-length", "0") != "0":
-            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if content_type and content_type != "application/json" and not content_type.endswith("+json"):
-                return problem_response(415, "Unsupported Media Type",
-                                        "send the body as JSON with Content-Type: application/json")
-        return await call_next(request)
-
-    # Outermost: body size, then the strings and depth of JSON bodies, before anything else reads them.
+    # Outermost: body size and type, then the strings and depth of JSON bodies, before anything else reads them.
     app.add_middleware(BodyGuard, max_bytes=lambda: _max_body_bytes(name),
                        max_depth=lambda: get_settings().max_json_depth)
 
