@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import eventually
-from tests.test_edges import another_replica
+from tests.test_edges import another_replica, locs
 
 
 def _event(company_id: str) -> dict:
@@ -146,3 +146,28 @@ async def test_a_source_limited_to_companies_publishes_only_for_them_and_broadca
         await admin.patch(f"/v1/admin/sources/{created['id']}", json={"company_ids": [other_tenant.id]})
         assert await statuses(replicas, created["token"], _event(tenant.id)) == [403, 403], "at once"
         assert await statuses(replicas, created["token"], _event(other_tenant.id)) == [202, 202]
+
+
+async def test_bad_source_and_rotation_inputs_are_422_naming_the_field_and_no_change_is_not_audited(admin,
+                                                                                                      tenant):
+    created = await admin.post("/v1/admin/sources", json={"name": f"strict-{uuid.uuid4().hex[:6]}",
+                                                          "topics": ["SCG-Message"]})
+    assert created.status_code == 201, created.text
+    path = f"/v1/admin/sources/{created.json()['id']}"
+    for field in ("name", "topics", "enabled"):
+        assert locs(await admin.patch(path, json={field: None})) == [[field]], field
+    assert locs(await admin.patch(path, json={"topics": ["SCG-Message", "SCG-Message"]})) == [["topics"]]
+    assert locs(await admin.post("/v1/admin/sources", json={
+        "name": "twice", "topics": ["SCG-Message", "SCG-Message"]})) == [["topics"]]
+    for overlap in (True, "5", 5.0):
+        rotated = await admin.post(f"{path}/rotate-token", json={"overlap_seconds": overlap})
+        assert locs(rotated) == [["overlap_seconds"]], overlap
+    assert locs(await tenant.client.post("/v1/api-keys", json={"name": "x", "scopes": ["read"],
+                                                               "application_id": ""})) == [["application_id"]]
+    # Nothing changed, nothing recorded: an empty patch, ending an overlap there is none of.
+    assert (await admin.patch(path, json={})).status_code == 200
+    assert (await admin.post(f"{path}/revoke-previous-token")).status_code == 200
+    records = (await admin.get("/v1/admin/audit-log", params={"resource_id": created.json()["id"]})).json()["data"]
+    assert [r["action"] for r in records] == ["source.create"], records
+    unchanged = (await admin.get(path)).json()
+    assert unchanged["name"] == created.json()["name"] and unchanged["enabled"] is True

@@ -26,7 +26,7 @@ def _distinct(values: list) -> list:
 class Rotation(Strict):
     model_config = with_example({"overlap_seconds": 86400})
 
-    overlap_seconds: int = Field(0, ge=0, le=MAX_OVERLAP_SECONDS, description=(
+    overlap_seconds: int = Field(0, ge=0, le=MAX_OVERLAP_SECONDS, strict=True, description=(
         "How long the previous secret keeps working beside the new one: 1 s to 30 days; 0 (the default) "
         "refuses it at once. A rotation during an overlap ends the earlier overlap at once (only the "
         "latest previous secret is kept)"))
@@ -44,7 +44,7 @@ class ApiKeyCreate(Strict):
         "actions, replays; includes nothing else). A key may only give scopes it holds itself"))
     expires_at: Moment | None = Field(None, description="From then on the key is refused (401); at least 1 s "
                                                         "ahead. Null: never")
-    application_id: str | None = Field(None, max_length=100, description=(
+    application_id: str | None = Field(None, min_length=1, max_length=100, description=(
         "The company's application the key belongs to (disabling it refuses the key); default the calling "
         "key's. Required from a console link's session"))
 
@@ -81,6 +81,7 @@ class SourceCreate(Strict):
         "(NIS-Events) carry no company and are not limited by it"))
 
     _distinct_companies = field_validator("company_ids")(_distinct)
+    _distinct_topics = field_validator("topics")(_distinct)
 
 
 class SourceUpdate(Strict):
@@ -88,12 +89,15 @@ class SourceUpdate(Strict):
 
     model_config = with_example({"topics": ["SCG-Message"], "enabled": False})
 
-    name: Name | None = None
-    topics: list[str] | None = Field(None, min_length=1, max_length=100)
+    # Left out: unchanged; null only where it means something (company_ids), else 422 naming the
+    # field: hence `T = None`, not `T | None` (the rule of every update, services/api/schemas.py).
+    name: Name = None
+    topics: list[str] = Field(None, min_length=1, max_length=100)
     company_ids: list[CompanyId] | None = Field(None, max_length=10_000)
-    enabled: bool | None = Field(None, description="A disabled source's tokens are refused at once (403)")
+    enabled: bool = Field(None, description="A disabled source's tokens are refused at once (403)")
 
     _distinct_companies = field_validator("company_ids")(_distinct)
+    _distinct_topics = field_validator("topics")(_distinct)
 
 
 class SourcePublic(BaseModel):

@@ -39,6 +39,17 @@ def record(session: AsyncSession, action: str, resource_type: str, resource_id: 
     return row
 
 
+def record_changes(session: AsyncSession, action: str, resource_type: str, resource_id: str | None,
+                   before: dict[str, Any], after: dict[str, Any],
+                   company_id: str | None | object = _COMPANY_OF_ACTOR) -> AuditRecord | None:
+    """`record` of only the fields that changed, and no record at all when none did (an empty
+    patch, ending an overlap there was none of): the log lists changes, not requests."""
+    old, new = changed(before, after)
+    if not old and not new:
+        return None
+    return record(session, action, resource_type, resource_id, old, new, company_id=company_id)
+
+
 def changed(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Only the fields whose value differs, each side's own."""
     keys = [k for k in {**before, **after} if before.get(k) != after.get(k)]

@@ -123,16 +123,16 @@ async def update_source(session: AsyncSession, source_id: str, body: SourceUpdat
     source = await find_source(session, source_id, lock=True)
     before = _audited_source(source)
     sent = body.model_fields_set
-    if "name" in sent and body.name is not None:
+    if "name" in sent:  # null is refused for name, topics and enabled (SourceUpdate)
         source.name = body.name
-    if "topics" in sent and body.topics is not None:
+    if "topics" in sent:
         source.topics = await _checked_topics(session, body.topics)
     if "company_ids" in sent:
         source.company_ids = await _checked_companies(session, body.company_ids)
-    if "enabled" in sent and body.enabled is not None:
+    if "enabled" in sent:
         source.enabled = body.enabled
-    audit.record(session, "source.update", "source", source.id, *audit.changed(before, _audited_source(source)),
-                 company_id=None)
+    audit.record_changes(session, "source.update", "source", source.id, before, _audited_source(source),
+                         company_id=None)
     return await saved(session, source)
 
 
@@ -161,6 +161,6 @@ async def end_source_overlap(session: AsyncSession, source_id: str) -> Source:
     source = await find_source(session, source_id, lock=True)
     before = _audited_source(source)
     source.previous_token_digest = source.previous_token_expires_at = None
-    audit.record(session, "source.revoke_previous_token", "source", source.id,
-                 *audit.changed(before, _audited_source(source)), company_id=None)
+    audit.record_changes(session, "source.revoke_previous_token", "source", source.id, before,
+                         _audited_source(source), company_id=None)
     return await saved(session, source)

@@ -91,8 +91,8 @@ async def end_overlap(session: AsyncSession, company_id: str, key_id: str) -> Ap
     key = await find(session, company_id, key_id, lock=True)
     before = _audited(key)
     key.previous_key_digest = key.previous_expires_at = None
-    audit.record(session, "api_key.revoke_previous", "api_key", key.id, *audit.changed(before, _audited(key)),
-                 company_id=company_id)
+    audit.record_changes(session, "api_key.revoke_previous", "api_key", key.id, before, _audited(key),
+                         company_id=company_id)
     return await saved(session, key)
 
 
