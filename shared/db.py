@@ -55,7 +55,15 @@ async def create_pool(url: str, size: int = 4):
     decoded and goes in as JSON text."""
     import asyncpg
 
-    return await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=size, init=_decode_jsonb)
+    return await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=size, init=_decode_jsonb,
+                                     reset=_keep_session)
+
+
+async def _keep_session(connection) -> None:
+    """What a raw pool does to a connection handed back, instead of asyncpg's default reset (one
+    more round trip per use: `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`).
+    Nothing on these pools sets session state (no SET, LISTEN, session advisory locks or
+    cursors outside a transaction), and asyncpg still rolls back a transaction left open."""
 
 
 def columns(rows: list[tuple], width: int) -> list[list]:
