@@ -91,7 +91,6 @@ VERIFIED_SECONDS = 600.0
 class Verdict:
     allowed: bool
     limit: int
-    remaining: int
     retry_after: float  # seconds until one request would be allowed; 0 when allowed
 
 
@@ -107,15 +106,15 @@ class RateLimiter:
         """One request of `subject`: allowed (a token taken) or refused, for every replica alike."""
         remembered = self._remembered(subject)
         if remembered:
-            return Verdict(False, self._refused_until[subject][1], 0, remembered)
+            return Verdict(False, self._refused_until[subject][1], remembered)
         row = await self.pool.fetchrow(TAKE, subject, company_id, default_per_minute, self.window)
         capacity = int(row["capacity"])
         if row["left_after"] is not None:
-            return Verdict(True, capacity, max(0, int(row["left_after"])), 0.0)
+            return Verdict(True, capacity, 0.0)
         available = row["available"] if row["available"] is not None else 0.0
         wait = self.window if capacity < 1 else max(0.0, (1 - available) * self.window / capacity)
         self._remember(subject, wait, capacity)
-        return Verdict(False, capacity, 0, wait)
+        return Verdict(False, capacity, wait)
 
     def refused(self, subject: str) -> float:
         """Seconds this process still refuses `subject` for (0: not refused), without the database."""

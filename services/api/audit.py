@@ -2,7 +2,7 @@
 
 The store layer (services/api/store/*.py) calls `record` next to the change it stages, in the
 same session: the route's commit writes both or neither, so a failed change leaves no record and
-a change is never left unrecorded. Who comes from the request's actor (services/api/actor.py).
+a change is never left unrecorded. Who comes from the request's actor (shared/actor.py).
 
 A record holds the non-secret fields before and after (for an update, only those that changed).
 Secrets never: `secret_changes` says which secret was set, changed or removed, not its value.
@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.api.actor import Actor, current_actor
+from shared.actor import Actor, current_actor
 from shared.ids import new_id
 from shared.models import AuditRecord
 

@@ -15,9 +15,9 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import credentials, scopes, sessions
-from services.api.actor import Actor, act_as, client_address
 from services.api.scopes import FULL
 from shared import ratelimit
+from shared.actor import Actor, act_as, client_address
 from shared.errors import Forbidden, Unauthorized
 from shared.security import same_secret
 from shared.settings import Settings
@@ -56,9 +56,6 @@ class Caller:
     application_id: str | None
     # What this caller may do (services/api/scopes.py).
     scopes: frozenset[str] = FULL
-    # The company API key (api_keys) that made the request; None for an application's own key
-    # and for console link sessions.
-    key_id: str | None = None
 
 
 async def _company(request: Request, session: SessionDep, settings: SettingsDep) -> Caller:
@@ -73,7 +70,7 @@ async def _company(request: Request, session: SessionDep, settings: SettingsDep)
         await ratelimit.limit(request.app.state, settings,
                               f"key:{signed_in_with}" if signed_in_with else f"console:{identity.company_id}",
                               settings.api_rate_limit_per_minute, identity.company_id)
-        return Caller(identity.company_id, identity.application_id, identity.scopes, identity.api_key_id)
+        return Caller(identity.company_id, identity.application_id, identity.scopes)
     token = _bearer(request)  # no credential at all: 401, without spending the address's budget
     credential = await ratelimit.authenticate(request.app.state, settings, client_address(request), token,
                                               lambda: credentials.find_enabled(session, token))
@@ -81,7 +78,7 @@ async def _company(request: Request, session: SessionDep, settings: SettingsDep)
                           credential.company_id, client_address(request)))
     await ratelimit.limit(request.app.state, settings, f"key:{credential.key_id or credential.application_id}",
                           settings.api_rate_limit_per_minute, credential.company_id)
-    return Caller(credential.company_id, credential.application_id, credential.scopes, credential.key_id)
+    return Caller(credential.company_id, credential.application_id, credential.scopes)
 
 
 def demand_scope(caller: Caller, scope: str, why: str) -> None:

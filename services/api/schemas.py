@@ -70,7 +70,7 @@ class ApplicationPublic(BaseModel):
     api_key: str | None = Field(None, description="Shown only when the key is created or rotated")
 
 
-class ApiKey(BaseModel):
+class ApplicationApiKey(BaseModel):
     api_key: str
 
 

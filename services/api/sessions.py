@@ -45,9 +45,9 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api import audit, credentials
-from services.api.actor import client_address
 from services.api.scopes import FULL
 from shared import ratelimit
+from shared.actor import client_address
 from shared.errors import Forbidden, NotFound, Unauthorized
 from shared.models import ApiKey, Application, Company, ConsoleSession
 from shared.security import digest, new_secret, same_secret

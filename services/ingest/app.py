@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from services.api.actor import Actor, act_as, client_address
 from shared import ratelimit, tracing
+from shared.actor import Actor, act_as, client_address
 from shared.contracts import ValidatorCache, first_violation, violations
 from shared.db import Database
 from shared.errors import (

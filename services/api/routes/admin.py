@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from services.api import sessions
 from services.api.deps import OperatorDep, SessionDep
 from services.api.schemas import (
-    ApiKey,
+    ApplicationApiKey,
     ApplicationCreate,
     ApplicationPublic,
     ApplicationUpdate,
@@ -69,14 +69,15 @@ async def update_application(application_id: str, body: ApplicationUpdate, sessi
     return _application(application)
 
 
-@router.post("/applications/{application_id}/rotate-key", response_model=ApiKey, summary="Rotate the API key")
+@router.post("/applications/{application_id}/rotate-key", response_model=ApplicationApiKey,
+             summary="Rotate the API key")
 async def rotate_key(application_id: str, session: SessionDep, _: OperatorDep):
     """Issues a new API key (shown once) and invalidates the old one immediately, with the console
     sessions it opened."""
     api_key = await store.rotate_key(session, application_id)
     await sessions.end_for_application(session, application_id)
     await session.commit()
-    return ApiKey(api_key=api_key)
+    return ApplicationApiKey(api_key=api_key)
 
 
 @router.post("/topics", status_code=201, response_model=TopicPublic, summary="Add a topic to the catalog")

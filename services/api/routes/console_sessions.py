@@ -10,10 +10,10 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import delete
 
 from services.api import sessions
-from services.api.actor import client_address
 from services.api.deps import OperatorDep, SessionDep, SettingsDep
 from services.api.sessions import ConsoleLink, ConsoleLinkCreate, ConsoleSessionInfo, ConsoleSignIn
 from shared import ratelimit
+from shared.actor import client_address
 from shared.errors import Unauthorized
 from shared.models import ConsoleSession
 from shared.security import digest

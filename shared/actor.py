@@ -1,4 +1,5 @@
-"""Who is making a request: the actor every audit record names (issue 16).
+"""Who is making a request: the actor every audit record names (issue 16). In shared/ because
+ingest names its source token the same way.
 
 The api's authentication dependencies (services/api/deps.py) put one `Actor` on
 `request.state.actor` and in the `current_actor` context variable, so the store layer can record
