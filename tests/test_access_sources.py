@@ -111,12 +111,14 @@ async def test_a_rotation_overlap_ends_and_can_be_ended_early(admin, tenant, url
         refused = await admin.post(f"{path}/rotate-token", json={"overlap_seconds": overlap})
         assert refused.status_code == 422 and refused.json()["errors"][0]["loc"] == ["overlap_seconds"]
     async with ingests(urls, second_ingest) as replicas:
-        rotated = (await admin.post(f"{path}/rotate-token", json={"overlap_seconds": 2})).json()
+        # An overlap far longer than the round trips inside it (a loaded machine is slow); its end
+        # is waited for. Its bounds are checked by validation above.
+        rotated = (await admin.post(f"{path}/rotate-token", json={"overlap_seconds": 20})).json()
         assert rotated["previous_token_expires_at"] is not None
         assert (await admin.get(path)).json()["previous_token_expires_at"] == rotated["previous_token_expires_at"]
         assert await statuses(replicas, created["token"], _event(tenant.id)) == [202, 202], "both work meanwhile"
         assert await statuses(replicas, rotated["token"], _event(tenant.id)) == [202, 202]
-        await eventually(lambda: _refused_everywhere(replicas, created["token"], tenant.id), timeout=30)
+        await eventually(lambda: _refused_everywhere(replicas, created["token"], tenant.id), timeout=60)
         assert await statuses(replicas, rotated["token"], _event(tenant.id)) == [202, 202]
 
         again = (await admin.post(f"{path}/rotate-token", json={"overlap_seconds": 30 * 24 * 3600})).json()
