@@ -46,7 +46,7 @@ async def test_a_key_is_shown_once_listed_without_its_secret_and_acts_as_itself(
     assert created["key"].startswith("emak_") and created["application_id"] == tenant.application_id
     assert created["scopes"] == ["read", "write"] and created["expires_at"] is None
     listed = (await tenant.client.get("/v1/api-keys")).json()
-    assert created["id"] in [k["id"] for k in listed] and created["key"] not in str(listed)
+    assert created["id"] in [k["id"] for k in listed["data"]] and created["key"] not in str(listed)
     assert "key" not in (await tenant.client.get(f"/v1/api-keys/{created['id']}")).json()
     assert await answers(urls, second_api, created["key"]) == [200, 200]
 
@@ -195,6 +195,16 @@ async def test_a_company_has_at_most_100_live_keys(tenant):
     assert refused.status_code == 409 and "revoke" in refused.json()["detail"], refused.text
     assert (await tenant.client.post(f"/v1/api-keys/{keys[0]['id']}/revoke")).status_code == 200
     await make_key(tenant)  # a revoked key makes room
+    # The list comes in pages, oldest first, without gaps or repeats.
+    listed, cursor = [], None
+    while True:
+        page = (await tenant.client.get("/v1/api-keys", params={"limit": 30, **({"cursor": cursor} if cursor else {})}))
+        assert page.status_code == 200 and len(page.json()["data"]) <= 30, page.text
+        listed += [key["id"] for key in page.json()["data"]]
+        if not (cursor := page.json()["next_cursor"]):
+            break
+    assert listed[:MAX_LIVE_KEYS] == [key["id"] for key in keys] and len(listed) == MAX_LIVE_KEYS + 1
+    assert (await tenant.client.get("/v1/api-keys", params={"cursor": "forged"})).status_code == 422
 
 
 async def test_an_expired_key_cannot_be_rotated(tenant):

@@ -63,6 +63,11 @@ class ApiKeyPublic(BaseModel):
     created_at: datetime
 
 
+class ApiKeyPage(BaseModel):
+    data: list[ApiKeyPublic]
+    next_cursor: str | None
+
+
 class ApiKeyCreated(ApiKeyPublic):
     key: str = Field(description="The secret (`emak_...`): shown only in this answer, stored as a digest. Send it "
                                  "as `Authorization: Bearer <key>`")

@@ -3,15 +3,17 @@ revoke. Scopes are in services/api/scopes.py; a key never hands out a scope it d
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from services.api import scopes
-from services.api.access_schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, Rotation
+from services.api.access_schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage, ApiKeyPublic, Rotation
 from services.api.deps import Caller, Reader, SessionDep, Writer
+from services.api.pagination import decode_cursor, encode_cursor
 from services.api.store import api_keys as store
 from shared.errors import Forbidden
 
 router = APIRouter(prefix="/v1/api-keys", tags=["API keys"])
+LISTING = "api-keys"
 
 
 def _public(key) -> ApiKeyPublic:
@@ -43,11 +45,16 @@ async def create(body: ApiKeyCreate, session: SessionDep, caller: Writer):
     return _created(key, secret)
 
 
-@router.get("", response_model=list[ApiKeyPublic], summary="List API keys")
-async def list_keys(session: SessionDep, caller: Reader):
+@router.get("", response_model=ApiKeyPage, summary="List API keys")
+async def list_keys(session: SessionDep, caller: Reader, limit: int = Query(50, ge=1, le=500),
+                    cursor: str | None = Query(None, max_length=500, description="`next_cursor` of the previous page")):
     """The company's keys, revoked ones included (with `revoked_at`), oldest first; never a secret.
-    The application's own key (the operator's) is not listed here."""
-    return [_public(key) for key in await store.list_all(session, caller.company_id)]
+    The application's own key (the operator's) is not listed here. Pass `next_cursor` back as
+    `cursor` for the next page."""
+    after = decode_cursor(cursor, LISTING)[0] if cursor else None
+    keys, more = await store.page(session, caller.company_id, after, limit)
+    return ApiKeyPage(data=[_public(key) for key in keys],
+                      next_cursor=encode_cursor(LISTING, keys[-1].id) if more else None)
 
 
 @router.get("/{key_id}", response_model=ApiKeyPublic, summary="Get an API key")

@@ -35,10 +35,14 @@ async def find(session: AsyncSession, company_id: str, key_id: str, lock: bool =
     return await find_owned(session, ApiKey, company_id, key_id, "API key", lock=lock)
 
 
-async def list_all(session: AsyncSession, company_id: str) -> list[ApiKey]:
-    """The company's keys, revoked ones included, oldest first."""
-    return list((await session.scalars(
-        select(ApiKey).where(ApiKey.company_id == company_id).order_by(ApiKey.id))).all())
+async def page(session: AsyncSession, company_id: str, after: str | None, limit: int) -> tuple[list[ApiKey], bool]:
+    """One page of the company's keys, revoked ones included, oldest first (ids sort by creation),
+    after the key id `after`; and whether more follow."""
+    query = select(ApiKey).where(ApiKey.company_id == company_id)
+    if after is not None:
+        query = query.where(ApiKey.id > after)
+    keys = list((await session.scalars(query.order_by(ApiKey.id).limit(limit + 1))).all())
+    return keys[:limit], len(keys) > limit
 
 
 async def _room_for_one_more(session: AsyncSession, company_id: str) -> None:

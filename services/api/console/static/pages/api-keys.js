@@ -1,7 +1,7 @@
 // A company's own API keys: create (the key is shown once), rotate with a day's overlap, end the
 // overlap, revoke. Scopes: read (look only), write (changes; includes read), bulk (republish,
 // bulk actions, replays).
-import { get, post } from "../api.js";
+import { collect, post } from "../api.js";
 import { fmtTime, h, localToIso } from "../dom.js";
 import { badge, confirmAction, field, FormProblem, onSubmit, pageHeader, table, toastError } from "../ui.js";
 import { showSecretOnce } from "./secret-once.js";
@@ -65,7 +65,7 @@ export async function render(container) {
       { label: "State", cell: (k) => h("div", {}, state(k),
         k.previous_expires_at ? h("span", { class: "muted" }, ` previous key until ${fmtTime(k.previous_expires_at)}`) : "") },
       { label: "Actions", cell: actions },
-    ], await get("/v1/api-keys"), "No API keys yet.", { rowAttrs: (k) => ({ "data-id": k.id }) }));
+    ], (await collect("/v1/api-keys")).items, "No API keys yet.", { rowAttrs: (k) => ({ "data-id": k.id }) }));
   }
 
   onSubmit(form, async (data) => {
