@@ -216,3 +216,22 @@ async def test_an_expired_key_cannot_be_rotated(tenant):
         return rotated.status_code == 409 and "expired" in rotated.json()["detail"]
 
     await eventually(rotation_refused)
+
+
+async def test_a_rotation_deadline_is_on_the_database_clock(tenant, admin):
+    """The overlap's end is the database's now() plus the overlap, the clock that checks it, not the
+    api replica's: exactly `overlap_seconds` after the rotation's transaction began (its audit
+    record's time, also now())."""
+    key = await make_key(tenant)
+    rotated = (await tenant.client.post(f"/v1/api-keys/{key['id']}/rotate", json={"overlap_seconds": 600})).json()
+    [record] = (await tenant.client.get("/v1/audit-log", params={"resource_id": key["id"],
+                                                                 "action": "api_key.rotate"})).json()["data"]
+    ends = datetime.fromisoformat(rotated["previous_expires_at"])
+    assert ends - datetime.fromisoformat(record["occurred_at"]) == timedelta(seconds=600)
+    source = (await admin.post("/v1/admin/sources", json={"name": f"clock-{key['id'][-6:]}",
+                                                          "topics": ["SCG-Message"]})).json()
+    turned = (await admin.post(f"/v1/admin/sources/{source['id']}/rotate-token", json={"overlap_seconds": 600})).json()
+    [record] = (await admin.get("/v1/admin/audit-log", params={"resource_id": source["id"],
+                                                               "action": "source.rotate_token"})).json()["data"]
+    ends = datetime.fromisoformat(turned["previous_token_expires_at"])
+    assert ends - datetime.fromisoformat(record["occurred_at"]) == timedelta(seconds=600)
