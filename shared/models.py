@@ -99,8 +99,6 @@ class ApiKey(Base):
     )
 
 
-
-
 class Topic(Base):
     __tablename__ = "topics"
     name: Mapped[str] = mapped_column(String, primary_key=True)

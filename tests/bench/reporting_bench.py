@@ -78,7 +78,7 @@ async def millions_of_rows(env) -> dict:
         board = (await client.get("/v1/dashboard")).json()["data"][0]["counts"]
         results["dashboard_counts"] = board
         first = (await client.get("/v1/events", params={"limit": 50})).json()
-        middle = (await client.get("/v1/events", params={"id": "r-005000000"})).json()["data"][0]["received_at"]
+        middle = (await client.get("/v1/events", params={"id": f"r-{ROWS // 2:09d}"})).json()["data"][0]["received_at"]
         searches = {
             "newest_page": {"limit": 50},
             "next_page_by_cursor": {"limit": 50, "cursor": first["next_cursor"]},
