@@ -62,7 +62,13 @@ def parse(header: str | None) -> TraceParent | None:
     trace_id, parent_id, flags = match.groups()
     if trace_id == _ZERO_TRACE or parent_id == _ZERO_PARENT:
         return None
-    return TraceParent(trace_id, parent_id, flags)
+    return TraceParent(trace_id, parent_id, _known_flags(flags))
+
+
+def _known_flags(flags: str) -> str:
+    """Only the flag version 00 defines (sampled): we pass the context on as version 00, whose
+    spec says unknown flag bits must be zero, not copied from a source."""
+    return SAMPLED if int(flags, 16) & 0x01 else NOT_SAMPLED
 
 
 def _parse_other(header: str) -> TraceParent | None:
@@ -76,7 +82,7 @@ def _parse_other(header: str) -> TraceParent | None:
         return None
     if len(header) != 55 and (version == "00" or header[55] != "-"):
         return None  # version 00 is exactly 55 characters; a later one may only add "-..." fields
-    return TraceParent(trace_id, parent_id, flags)
+    return TraceParent(trace_id, parent_id, _known_flags(flags))
 
 
 def valid_or_none(header: Any) -> str | None:

@@ -17,7 +17,10 @@ VALID = f"00-{TRACE}-{PARENT}-01"
     (f"00-{TRACE}-{PARENT}-00", (TRACE, PARENT, "00")),
     # A later version is parsed as far as 00 goes; it may only add fields after a dash.
     (f"01-{TRACE}-{PARENT}-01-more", (TRACE, PARENT, "01")),
-    (f"cc-{TRACE}-{PARENT}-09", (TRACE, PARENT, "09")),
+    # Passed on as version 00: only its sampled flag survives, unknown flag bits are zeroed.
+    (f"cc-{TRACE}-{PARENT}-09", (TRACE, PARENT, "01")),
+    (f"00-{TRACE}-{PARENT}-ff", (TRACE, PARENT, "01")),
+    (f"00-{TRACE}-{PARENT}-fe", (TRACE, PARENT, "00")),
 ])
 def test_valid_headers_parse(header, expected):
     assert tracing.parse(header) == expected
