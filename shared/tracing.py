@@ -93,8 +93,16 @@ def valid_or_none(header: Any) -> str | None:
 
 
 def new_trace() -> str:
-    flags = SAMPLED if _tracer is not None else NOT_SAMPLED
-    return f"00-{random.getrandbits(128) or 1:032x}-{_span_id()}-{flags}"
+    trace_id = random.getrandbits(128) or 1
+    return f"00-{trace_id:032x}-{_span_id()}-{_root_flags(trace_id)}"
+
+
+def _root_flags(trace_id: int) -> str:
+    """A trace Event Manager starts is sampled only when this process exports and its sampler
+    (`OTEL_TRACES_SAMPLER`, as for every root span) keeps a new trace of this id."""
+    if _sampler is None:
+        return NOT_SAMPLED
+    return SAMPLED if _sampler.should_sample(None, trace_id, "event").decision.is_sampled() else NOT_SAMPLED
 
 
 def attempt_header(stored: str | None) -> str:
@@ -114,6 +122,7 @@ def _span_id() -> str:
 # --- what the services call ---------------------------------------------------------------
 
 _tracer = None  # an OpenTelemetry tracer once `setup` found export configured
+_sampler = None  # its provider's sampler, which decides whether a trace we start is sampled
 
 
 def export_configured(environ=os.environ) -> bool:
@@ -192,12 +201,12 @@ def setup(service: str, app=None) -> bool:
     instrumentation of aiokafka, asyncpg, the aiohttp client and (given) the FastAPI app. Called
     once per process as the service's app is built, before it serves anything. Returns whether
     export is on."""
-    global _tracer
+    global _tracer, _sampler
     if not export_configured():
         return False
     if _tracer is None:
         try:
-            _tracer = _install_sdk(service)
+            _tracer, _sampler = _install_sdk(service)
         except ImportError as exc:  # a clear start-up failure, not a service that silently exports nothing
             raise SystemExit(f"OTEL_EXPORTER_OTLP_ENDPOINT is set but OpenTelemetry is not installed: {exc}") from exc
     if app is not None:
@@ -225,4 +234,4 @@ def _install_sdk(service: str):
     AIOKafkaInstrumentor().instrument()
     AsyncPGInstrumentor().instrument()
     AioHttpClientInstrumentor().instrument()
-    return trace.get_tracer("event_manager")
+    return trace.get_tracer("event_manager"), provider.sampler

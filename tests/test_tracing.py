@@ -50,6 +50,14 @@ def test_valid_or_none_normalises_to_version_00_and_refuses_non_strings():
         assert tracing.valid_or_none(value) is None
 
 
+def test_a_trace_started_while_exporting_is_sampled_as_the_sampler_decides(monkeypatch):
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, TraceIdRatioBased
+
+    for sampler, flags in ((ALWAYS_ON, {"01"}), (ALWAYS_OFF, {"00"}), (TraceIdRatioBased(0.5), {"00", "01"})):
+        monkeypatch.setattr(tracing, "_sampler", sampler)
+        assert {tracing.parse(tracing.new_trace()).flags for _ in range(200)} == flags
+
+
 def test_a_new_trace_is_valid_and_not_sampled():
     headers = {tracing.new_trace() for _ in range(100)}
     assert len(headers) == 100
