@@ -7,6 +7,7 @@ who changed a row without every function taking one more argument."""
 
 from __future__ import annotations
 
+import ipaddress
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -28,7 +29,15 @@ current_actor: ContextVar[Actor | None] = ContextVar("current_actor", default=No
 
 
 def client_address(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The client's address (behind a trusted proxy, the one it forwards). A forwarded value that
+    is not an address is kept only bounded: it lands in audit records and bucket names."""
+    host = request.client.host if request.client else None
+    if host is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host[:64]
 
 
 def act_as(request: Request, actor: Actor) -> Actor:

@@ -15,6 +15,7 @@ from shared.validation import Moment
 
 MAX_OVERLAP_SECONDS = 30 * 24 * 3600
 CompanyId = Annotated[str, Field(min_length=1, max_length=100)]
+TopicName = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 def _distinct(values: list) -> list:
@@ -80,7 +81,7 @@ class SourceCreate(Strict):
     model_config = with_example({"name": "sms-gateway", "topics": ["SCG-Message", "SCG-Keyword"]})
 
     name: Name
-    topics: list[str] = Field(min_length=1, max_length=100)
+    topics: list[TopicName] = Field(min_length=1, max_length=100)
     company_ids: list[CompanyId] | None = Field(None, max_length=10_000, description=(
         "The companies this source may publish for (403 for another's event); null: any. Broadcast topics "
         "(NIS-Events) carry no company and are not limited by it"))
@@ -97,9 +98,9 @@ class SourceUpdate(Strict):
     # Left out: unchanged; null only where it means something (company_ids), else 422 naming the
     # field: hence `T = None`, not `T | None` (the rule of every update, services/api/schemas.py).
     name: Name = None
-    topics: list[str] = Field(None, min_length=1, max_length=100)
+    topics: list[TopicName] = Field(None, min_length=1, max_length=100)
     company_ids: list[CompanyId] | None = Field(None, max_length=10_000)
-    enabled: bool = Field(None, description="A disabled source's tokens are refused at once (403)")
+    enabled: bool = Field(None, strict=True, description="A disabled source's tokens are refused at once (403)")
 
     _distinct_companies = field_validator("company_ids")(_distinct)
     _distinct_topics = field_validator("topics")(_distinct)

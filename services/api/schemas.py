@@ -53,13 +53,13 @@ class ApplicationCreate(Strict):
     model_config = with_example({"name": "crm-integration", "event_manager_enabled": True})
 
     name: Name
-    event_manager_enabled: bool = True
+    event_manager_enabled: bool = Field(True, strict=True)
 
 
 class ApplicationUpdate(Strict):
     model_config = with_example({"event_manager_enabled": False})
 
-    event_manager_enabled: bool
+    event_manager_enabled: bool = Field(strict=True)
 
 
 class ApplicationPublic(BaseModel):

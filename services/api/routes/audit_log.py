@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from services.api.deps import OperatorDep, Reader, SessionDep
 from services.api.pagination import decode_cursor, encode_cursor
@@ -26,11 +26,17 @@ class AuditSearch(Strict):
     resource_id: str | None = Field(None, max_length=200)
     action: str | None = Field(None, max_length=200, description="e.g. `delivery_configuration.update`")
     actor_id: str | None = Field(None, max_length=200, description="the API key (application) or token id that acted")
-    actor_kind: str | None = Field(None, max_length=50, description="api_key, console, operator, source")
+    actor_kind: Literal["api_key", "console", "operator", "source", "system"] | None = None
     from_: Moment | None = Field(None, alias="from", description="records at or after this time")
     to: Moment | None = Field(None, description="records before this time")
     limit: int = Field(50, ge=1, le=500)
     cursor: str | None = Field(None, max_length=500, description="`next_cursor` of the previous page")
+
+    @model_validator(mode="after")
+    def _from_before_to(self) -> AuditSearch:
+        if self.from_ is not None and self.to is not None and self.from_ >= self.to:
+            raise ValueError("`from` must be before `to`")
+        return self
 
     def audit_filter(self) -> store.AuditFilter:
         return store.AuditFilter(self.resource_type, self.resource_id, self.action, self.actor_id,

@@ -18,7 +18,7 @@ class CompanyLimitUpdate(Strict):
     rate_limit_per_minute: int | None = Field(
         description="Requests per minute each of the company's API keys may make, on all api replicas together "
                     "(bursts up to it, then the steady rate); null: the default, `EM_API_RATE_LIMIT_PER_MINUTE`",
-        ge=1, le=10_000_000)
+        ge=1, le=10_000_000, strict=True)
 
 
 class CompanyLimitPublic(BaseModel):

@@ -28,7 +28,7 @@ async def find_owned(session: AsyncSession, model: type[Row], company_id: str, r
     computed from what it holds."""
     row = await session.get(model, row_id, with_for_update=lock or None)
     if row is None or row.company_id != company_id:
-        raise NotFound(f"{what} {row_id} does not exist")
+        raise NotFound(f"{what} {row_id[:200]} does not exist")
     return row
 
 
