@@ -16,7 +16,8 @@ import asyncio
 import json
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import orjson
 from fastapi import Request
@@ -132,33 +133,46 @@ async def check_parameters(request: Request) -> None:
                 raise InvalidInput.at([where, name], reason)
     route = request.scope.get("route")
     if isinstance(route, APIRoute) and request.query_params:
-        known = _QUERY_NAMES.get(id(route))
-        if known is None:  # routes live as long as the app: worked out once per route
-            known = _QUERY_NAMES[id(route)] = _query_names(route)
+        known, many = _query_parameters(route)
         for name in request.query_params:
             if name not in known:
                 takes = ", ".join(sorted(known)) or "none"
                 raise InvalidInput.at(["query", name], f"unknown query parameter; this route takes: {takes}")
+            if name not in many and len(request.query_params.getlist(name)) > 1:
+                # Otherwise one of the values would be used and the others silently dropped.
+                raise InvalidInput.at(["query", name], "given more than once; this parameter takes one value")
 
 
-_QUERY_NAMES: dict[int, frozenset[str]] = {}
+_QUERY_PARAMETERS: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
 
 
-def _query_names(route: APIRoute) -> frozenset[str]:
+def _query_parameters(route: APIRoute) -> tuple[frozenset[str], frozenset[str]]:
     """The query parameters a route and its dependencies declare (a pydantic model declared as
-    query parameters contributes its fields)."""
-    names: set[str] = set()
-    pending = [route.dependant]
-    while pending:
-        dependant = pending.pop()
-        for field in dependant.query_params:
-            model = field.field_info.annotation
-            if isinstance(model, type) and issubclass(model, BaseModel):
-                names.update(info.alias or name for name, info in model.model_fields.items())
-            else:
-                names.add(field.alias)
-        pending.extend(dependant.dependencies)
-    return frozenset(names)
+    query parameters contributes its fields), and those of them that take a list. Routes live as
+    long as the app: worked out once per route."""
+    found = _QUERY_PARAMETERS.get(id(route))
+    if found is None:
+        names: dict[str, Any] = {}
+        pending = [route.dependant]
+        while pending:
+            dependant = pending.pop()
+            for field in dependant.query_params:
+                model = field.field_info.annotation
+                if isinstance(model, type) and issubclass(model, BaseModel):
+                    names.update({info.alias or name: info.annotation for name, info in model.model_fields.items()})
+                else:
+                    names[field.alias] = model
+            pending.extend(dependant.dependencies)
+        many = frozenset(name for name, annotation in names.items() if _takes_many(annotation))
+        found = _QUERY_PARAMETERS[id(route)] = (frozenset(names), many)
+    return found
+
+
+def _takes_many(annotation: Any) -> bool:
+    origin = get_origin(annotation)
+    if origin in (list, tuple, set, frozenset):
+        return True
+    return origin in (Union, UnionType, Annotated) and any(_takes_many(arg) for arg in get_args(annotation))
 
 
 # --- datetimes -------------------------------------------------------------------------------
