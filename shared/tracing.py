@@ -52,9 +52,10 @@ class TraceParent(NamedTuple):
         return f"00-{self.trace_id}-{self.parent_id}-{self.flags}"
 
 
-def parse(header: str | None) -> TraceParent | None:
-    """The header's context, or None when it is absent or not a valid `traceparent`."""
-    if not header:
+def parse(header: Any) -> TraceParent | None:
+    """The header's context, or None when it is absent or not a valid `traceparent` (a value read
+    from a message or a row may be anything: never an error, never an HTTP header)."""
+    if not header or not isinstance(header, str):
         return None
     match = _VERSION_00.fullmatch(header)
     if match is None:
@@ -88,7 +89,7 @@ def _parse_other(header: str) -> TraceParent | None:
 def valid_or_none(header: Any) -> str | None:
     """The header as version 00 when it is a valid `traceparent`, else None (a value read from a
     message or a row that is not one must never reach an HTTP header)."""
-    parent = parse(header) if isinstance(header, str) else None
+    parent = parse(header)
     return parent.header() if parent else None
 
 

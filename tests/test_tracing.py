@@ -74,7 +74,8 @@ def test_each_attempt_continues_the_trace_with_its_own_span_id():
     assert len(span_ids) == 50 and PARENT not in span_ids
 
 
-@pytest.mark.parametrize("stored", [None, "", "not a traceparent"])
+# A malformed message or row (any type) starts a trace, never an error.
+@pytest.mark.parametrize("stored", [None, "", "not a traceparent", 42, ["00"], {"v": 1}])
 def test_an_attempt_without_a_valid_stored_context_starts_a_trace(stored):
     first, second = tracing.parse(tracing.attempt_header(stored)), tracing.parse(tracing.attempt_header(stored))
     assert first is not None and second is not None and first.trace_id != second.trace_id
