@@ -10,13 +10,18 @@ Each limited subject has one token bucket row in `rate_limit_buckets` (UNLOGGED:
 to update; a crash empties it, which only forgets recent counts). A bucket holds up to `capacity`
 tokens (the limit per minute) and refills at capacity per `EM_RATE_LIMIT_WINDOW_SECONDS`, so a
 client may burst to its limit and then goes at the steady rate, with no doubled burst at a window
-boundary as fixed windows allow. Taking one token is ONE statement, one round trip: a bare
-`SELECT 1` plus ~0.1 ms of server work (p50 0.37 ms against 0.29 ms for `SELECT 1`, on a shared
-2-core machine; tests/bench/ratelimit_bench.py). The statement, an `INSERT ... ON CONFLICT DO
-UPDATE ... WHERE`, refills and takes only when a whole token is there (a refused request takes
-nothing, so a client that keeps hammering still gets through at the steady rate) and reads the
-company's own limit too. One key's bucket is one hot row: its takes serialise on the row lock
-(~2,000 per second measured with 16 concurrent callers), far above any per-key limit we give.
+boundary as fixed windows allow. A take is one function call, one round trip
+(`take_rate_limit_tokens`, migration 0018): it refills, takes only whole tokens (a refused request
+takes nothing, so a client that keeps hammering still gets through at the steady rate) and reads
+the company's own limit too.
+
+A busy subject's bucket is one hot row, and a take on every request cost a round trip on every
+request, all serialised on that row's lock. So a take asks for a lease of up to a tenth of a second
+of the steady rate (at least one token; just one for a limit under 600 a minute with the default
+one-minute window), which this process
+then spends without a round trip. The limit still holds exactly across replicas, since every token
+spent came out of the shared bucket; what a lease costs is that a replica may hold a few tokens
+another replica's request could have used, for at most LEASE_SECONDS, after which they lapse.
 
 A refusal is also remembered in this process until the bucket would have a token again: while it
 lasts, requests of that subject are refused without touching the database, so a client past its
@@ -52,29 +57,16 @@ from shared.errors import Forbidden, TooManyRequests, Unauthorized
 from shared.security import digest
 from shared.settings import Settings
 
-# The company's own limit (companies.rate_limit_per_minute) or the default; then refill and take
-# one token if a whole one is there. `available` is the bucket as it was before this statement,
-# refilled to now: what a refusal's Retry-After is computed from.
-TAKE = """
-WITH limits AS (
-    SELECT coalesce((SELECT rate_limit_per_minute FROM companies WHERE id = $2), $3)::float8 AS capacity
-), taken AS (
-    INSERT INTO rate_limit_buckets AS b (subject, tokens, refilled_at)
-    SELECT $1, capacity - 1, clock_timestamp() FROM limits WHERE capacity >= 1
-    ON CONFLICT (subject) DO UPDATE
-    SET tokens = least(excluded.tokens + 1,
-                       b.tokens + extract(epoch FROM excluded.refilled_at - b.refilled_at) * (excluded.tokens + 1) / $4)
-                 - 1,
-        refilled_at = excluded.refilled_at
-    WHERE least(excluded.tokens + 1,
-                b.tokens + extract(epoch FROM excluded.refilled_at - b.refilled_at) * (excluded.tokens + 1) / $4) >= 1
-    RETURNING b.tokens
-)
-SELECT (SELECT tokens FROM taken) AS left_after, capacity,
-       (SELECT least(capacity, tokens + extract(epoch FROM clock_timestamp() - refilled_at) * capacity / $4)
-        FROM rate_limit_buckets WHERE subject = $1) AS available
-FROM limits
-"""
+# Refill the subject's bucket and take up to $5 tokens (migration 0018): what was taken (0: refused),
+# the capacity (the company's own limit or the default) and the tokens there were, refilled to now,
+# before the take: what a refusal's Retry-After is computed from.
+TAKE = "SELECT taken, capacity, available FROM take_rate_limit_tokens($1, $2, $3, $4, $5)"
+
+# A take asks for this many tokens at once (the function grants at most a tenth of a second of the
+# steady rate, and at least one): the process spends them without asking again until they run out
+# or, unspent, lapse after LEASE_SECONDS.
+LEASE_TOKENS = 100
+LEASE_SECONDS = 1.0
 
 # Refusals remembered per process; past this many, the lapsed ones are dropped (and, if a flood
 # of addresses keeps it full, the oldest), so memory stays bounded.
@@ -85,6 +77,14 @@ REMEMBERED = 100_000
 # address's failed-authentication refusal.
 VERIFIED = 10_000
 VERIFIED_SECONDS = 600.0
+
+
+@dataclass(slots=True)
+class Lease:
+    """Tokens this process took from a shared bucket and has not spent yet."""
+    left: int
+    limit: int
+    until: float  # monotonic
 
 
 @dataclass(frozen=True)
@@ -101,20 +101,50 @@ class RateLimiter:
         # subject -> (refused until, on this process's monotonic clock; the limit it was refused at)
         self._refused_until: dict[str, tuple[float, int]] = {}
         self._verified: OrderedDict[str, float] = OrderedDict()
+        self._leases: dict[str, Lease] = {}
 
     async def take(self, subject: str, default_per_minute: int, company_id: str | None = None) -> Verdict:
         """One request of `subject`: allowed (a token taken) or refused, for every replica alike."""
         remembered = self._remembered(subject)
         if remembered:
             return Verdict(False, self._refused_until[subject][1], remembered)
-        row = await self.pool.fetchrow(TAKE, subject, company_id, default_per_minute, self.window)
+        if (spent := self._spend_leased(subject)) is not None:
+            return spent
+        row = await self.pool.fetchrow(TAKE, subject, company_id, default_per_minute, self.window, LEASE_TOKENS)
         capacity = int(row["capacity"])
-        if row["left_after"] is not None:
+        if row["taken"] >= 1:
+            self._lease(subject, row["taken"] - 1, capacity)
             return Verdict(True, capacity, 0.0)
         available = row["available"] if row["available"] is not None else 0.0
         wait = self.window if capacity < 1 else max(0.0, (1 - available) * self.window / capacity)
         self._remember(subject, wait, capacity)
         return Verdict(False, capacity, wait)
+
+    def _spend_leased(self, subject: str) -> Verdict | None:
+        lease = self._leases.get(subject)
+        if lease is None or lease.left < 1:
+            return None
+        if lease.until <= time.monotonic():
+            del self._leases[subject]
+            return None
+        lease.left -= 1
+        return Verdict(True, lease.limit, 0.0)
+
+    def _lease(self, subject: str, tokens: int, limit: int) -> None:
+        """Keep `tokens` more of `subject` to spend here. Added to what is left, not replacing it:
+        concurrent requests that all found the lease empty each took some, and none is lost."""
+        if tokens < 1:
+            return
+        now = time.monotonic()
+        if len(self._leases) >= REMEMBERED:
+            self._leases = {s: lease for s, lease in self._leases.items() if lease.until > now and lease.left}
+            while len(self._leases) >= REMEMBERED:
+                self._leases.pop(next(iter(self._leases)))
+        lease = self._leases.get(subject)
+        if lease is None or lease.until <= now:
+            self._leases[subject] = Lease(tokens, limit, now + LEASE_SECONDS)
+        else:
+            lease.left, lease.limit, lease.until = lease.left + tokens, limit, now + LEASE_SECONDS
 
     def refused(self, subject: str) -> float:
         """Seconds this process still refuses `subject` for (0: not refused), without the database."""

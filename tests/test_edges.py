@@ -326,6 +326,20 @@ async def test_a_broadcast_event_cannot_take_a_company_events_id(source, tenant)
     reverse = await source.post("/v1/events", json=event(tenant, id=other_id))
     assert reverse.status_code == 409 and locs(reverse) == [["id"]], reverse.text
 
+async def test_a_request_refused_for_one_id_claims_none_of_the_others(admin, urls, source, tenant):
+    """Ids are claimed all or nothing: a batch refused (409) for one id taken by another source
+    leaves its other new ids free, so the source that owns them later is not told they are taken."""
+    created = await admin.post("/v1/admin/sources", json={"name": "other", "topics": ["SCG-Message"]})
+    other_source = httpx.AsyncClient(base_url=urls.ingest, headers={
+        "authorization": f"Bearer {created.json()['token']}"})
+    held, fresh = event(tenant, id=f"ev-{uuid.uuid4().hex}"), event(tenant, id=f"ev-{uuid.uuid4().hex}")
+    assert (await source.post("/v1/events", json=held)).status_code == 202
+    async with other_source:
+        refused = await other_source.post("/v1/events", json={"events": [fresh, held]})
+    assert refused.status_code == 409 and locs(refused) == [["events", 1, "id"]], refused.text
+    assert (await source.post("/v1/events", json=fresh)).status_code == 202
+
+
 # --- 7. change notifications through the outbox ----------------------------------------------
 
 

@@ -15,6 +15,8 @@ import uuid
 
 import httpx
 
+from shared.db import create_pool
+from shared.ratelimit import RateLimiter
 from tests.conftest import ALL_TOPICS
 from tests.test_console_sessions import Browser
 from tests.test_edges import another_replica
@@ -263,3 +265,46 @@ async def test_a_disabled_application_key_or_source_token_spends_the_address_bud
     finally:
         await asyncio.to_thread(api.stop)
         await asyncio.to_thread(ingest.stop)
+
+
+class CountingPool:
+    """A real pool that counts the takes that reached the database."""
+
+    def __init__(self, pool):
+        self.pool, self.calls = pool, 0
+
+    async def fetchrow(self, *args):
+        self.calls += 1
+        return await self.pool.fetchrow(*args)
+
+
+async def test_leased_tokens_keep_the_limit_exact_across_replicas_with_few_round_trips(stack):
+    """Two replicas' limiters on one bucket of 2,000 per 10 s (200 a second, so leases of 20):
+    together they allow the bucket's tokens and what it refilled meanwhile, never more, while
+    most takes spend a lease without a round trip; a small limit (60 a minute) leases nothing."""
+    pool = await create_pool(stack.env["EM_DATABASE_URL"], size=4)
+    try:
+        replicas = [CountingPool(pool), CountingPool(pool)]
+        limiters = [RateLimiter(replica, window_seconds=10) for replica in replicas]
+        subject = f"test:{uuid.uuid4().hex}"
+        started = time.monotonic()
+
+        async def spend(limiter: RateLimiter) -> int:
+            allowed = 0
+            while (await limiter.take(subject, 2000)).allowed:
+                allowed += 1
+            return allowed
+
+        allowed = sum(await asyncio.gather(*(spend(limiter) for limiter in limiters)))
+        refilled = (time.monotonic() - started) * 200
+        # Each replica may end holding less than one lease that the other could have used.
+        assert 2000 - 2 * 20 <= allowed <= 2000 + refilled, (allowed, refilled)
+        round_trips = sum(replica.calls for replica in replicas)
+        assert round_trips <= allowed / 10, (round_trips, allowed)
+
+        small = RateLimiter(replicas[0], window_seconds=60)
+        small_subject, before = f"test:{uuid.uuid4().hex}", replicas[0].calls
+        assert all([(await small.take(small_subject, 60)).allowed for _ in range(5)])
+        assert replicas[0].calls - before == 5  # one round trip each: a lease of one
+    finally:
+        await pool.close()
