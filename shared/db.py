@@ -46,13 +46,21 @@ class Database:
 async def _decode_jsonb(connection) -> None:
     import orjson
 
-    await connection.set_type_codec("jsonb", encoder=lambda v: v, decoder=orjson.loads, schema="pg_catalog")
+    # jsonb's binary form is a version byte (1) and the JSON text. Binary rather than text
+    # format: asyncpg then sends a jsonb[] as a binary array (text-format arrays are quoted
+    # element by element, ~1.7 us more per element) and can COPY jsonb columns.
+    await connection.set_type_codec("jsonb", encoder=_jsonb_binary, decoder=lambda data: orjson.loads(data[1:]),
+                                    schema="pg_catalog", format="binary")
+
+
+def _jsonb_binary(text: str) -> bytes:
+    return b"\x01" + text.encode()
 
 
 async def create_pool(url: str, size: int = 4):
     """A raw asyncpg pool for the bulk hot paths (matcher, dispatcher, scheduler): `unnest`
     inserts and updates that the ORM would turn into one statement per row. jsonb comes back
-    decoded and goes in as JSON text."""
+    decoded and goes in as JSON text (a str)."""
     import asyncpg
 
     return await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=size, init=_decode_jsonb,
