@@ -1,4 +1,4 @@
-"""Writes attempts and delivery states in batches: one INSERT and one UPDATE per flush instead
+"""Writes attempts and delivery states in batches: one COPY and one UPDATE per flush instead
 of two statements per delivery. `record()` returns once the row is durable, which is when the
 worker may let the Kafka offset move past it."""
 
@@ -21,12 +21,10 @@ from shared.statuses import DeliveryStatus
 
 log = logging.getLogger(__name__)
 
-INSERT_ATTEMPTS = """
-INSERT INTO delivery_attempts (delivery_id, company_id, event_id, endpoint_url, started_at, duration_ms,
-                               http_status, error, outcome, response_excerpt, policy)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[],
-                     $7::int[], $8::text[], $9::text[], $10::text[], $11::jsonb[])
-"""
+# Attempts go in with a binary COPY: asyncpg encodes rows for it ~2x cheaper than the arrays of
+# an `unnest` INSERT (which it inspects element by element), and PostgreSQL spends no more.
+ATTEMPT_COLUMNS = ("delivery_id", "company_id", "event_id", "endpoint_url", "started_at", "duration_ms",
+                   "http_status", "error", "outcome", "response_excerpt", "policy")
 
 # A delivery someone marked `handled` meanwhile stays handled.
 UPDATE_DELIVERIES = f"""
@@ -161,17 +159,16 @@ class Recorder:
             await self.pool.execute(MARK_UNRECORDABLE, state.delivery_id)
 
     async def _flush(self, batch) -> None:
-        attempts = [[] for _ in range(11)]
+        attempts = []
         updates = [[] for _ in range(8)]
         for state, state_attempts, _ in batch:
             for attempt in state_attempts:
-                for column, value in zip(attempts, (
+                attempts.append((
                     state.delivery_id, state.company_id, state.event_id, attempt.url, attempt.started_at,
                     attempt.duration_ms, attempt.http_status, _storable(attempt.error), attempt.outcome,
                     _storable(attempt.response_excerpt),
                     orjson.dumps(attempt.policy).decode() if attempt.policy is not None else None,
-                ), strict=True):
-                    column.append(value)
+                ))
             for column, value in zip(updates, (
                 state.delivery_id, state.status, state.attempt_count, state.next_attempt_at,
                 ",".join(state.succeeded_endpoints), _storable(state.last_error), state.last_attempt_at,
@@ -181,8 +178,8 @@ class Recorder:
         health = health_rows((state.delivery_configuration_id, state.company_id, state_attempts)
                              for state, state_attempts, _ in batch)
         async with self.pool.acquire() as connection, connection.transaction():
-            if attempts[0]:
-                await connection.execute(INSERT_ATTEMPTS, *attempts)
+            if attempts:
+                await connection.copy_records_to_table("delivery_attempts", records=attempts, columns=ATTEMPT_COLUMNS)
             await connection.execute(UPDATE_DELIVERIES, *updates)
             if health:
                 await connection.execute(UPSERT_HEALTH, *columns(health, 9))
