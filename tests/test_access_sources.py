@@ -173,3 +173,23 @@ async def test_bad_source_and_rotation_inputs_are_422_naming_the_field_and_no_ch
     assert [r["action"] for r in records] == ["source.create"], records
     unchanged = (await admin.get(path)).json()
     assert unchanged["name"] == created.json()["name"] and unchanged["enabled"] is True
+
+
+async def test_a_source_remembered_by_every_replica_is_narrowed_and_widened_at_once(admin, tenant, urls,
+                                                                                     second_ingest):
+    """Each replica remembers a token's source once it has seen it (services/ingest/app.py,
+    `Sources`); a topic taken away is refused, and one granted accepted, from the next request on,
+    with event ids or without."""
+    created = await new_source(admin, topics=["NIS-Events"])
+    path = f"/v1/admin/sources/{created['id']}"
+    with_id = lambda: {**_event(tenant.id), "id": f"ev-{uuid.uuid4().hex}"}  # noqa: E731
+    async with ingests(urls, second_ingest) as replicas:
+        assert await statuses(replicas, created["token"], BROADCAST) == [202, 202]
+        assert await statuses(replicas, created["token"], _event(tenant.id)) == [403, 403]
+        await admin.patch(path, json={"topics": ["NIS-Events", "SCG-Message"]})
+        assert await statuses(replicas, created["token"], _event(tenant.id)) == [202, 202], "granted at once"
+        assert await statuses(replicas, created["token"], with_id()) == [202, 202]
+        await admin.patch(path, json={"topics": ["NIS-Events"]})
+        assert await statuses(replicas, created["token"], with_id()) == [403, 403], "taken away at once"
+        assert await statuses(replicas, created["token"], _event(tenant.id)) == [403, 403]
+        assert await statuses(replicas, created["token"], BROADCAST) == [202, 202]

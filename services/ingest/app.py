@@ -34,6 +34,7 @@ from shared.errors import (
     ContentTooLarge,
     Forbidden,
     InvalidInput,
+    ProblemError,
     Unauthorized,
     Unavailable,
     validation_errors,
@@ -100,19 +101,73 @@ WHERE token_digest = $1 OR (previous_token_digest = $1 AND previous_token_expire
 
 @dataclass(frozen=True)
 class PublishingSource:
-    """What a request needs of the source that sent it. `company_ids` None: any company."""
+    """What a request needs of the source that sent it. `company_ids` None: any company. The
+    `granted_*` fields are the row's arrays as stored: what the claim checks the row against."""
     id: str
     name: str
     topics: frozenset[str]
     company_ids: frozenset[str] | None
+    granted_topics: list[str]
+    granted_companies: list[str] | None
+
+
+class SourceChanged(Exception):
+    """The claim found the request's token no longer naming the source, as it was, that the
+    request was validated against."""
+
+
+# Sources remembered per replica (one per token in use); past this many the oldest are dropped.
+KNOWN_SOURCES = 10_000
+
+
+class Sources:
+    """The source of each token this replica has seen, so that a request's source costs no round
+    trip of its own.
+
+    A token rotated out or revoked, a disabled, deleted or narrowed source must still be refused
+    at once on every ingest replica, from the moment the operator's change commits. So what a
+    request was validated against is not trusted: the claim, the one call every request makes
+    before anything is produced (`claim_ingest_ids`, migration 0018), checks in the same
+    statement that the token still names that source, enabled, with the same topics and
+    companies, and claims nothing otherwise. The request is then looked up again and checked anew
+    (`publish`). An invalidation over the changes topic would arrive as late as the broker lags;
+    this needs none. The overlap's end is compared with the database's clock, the same for every
+    replica."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+        self._known: dict[str, PublishingSource] = {}
+
+    def known(self, token_digest: str) -> PublishingSource | None:
+        return self._known.get(token_digest)
+
+    def forget(self, token_digest: str) -> None:
+        self._known.pop(token_digest, None)
+
+    async def look_up(self, token_digest: str) -> PublishingSource:
+        """The source whose current token, or previous token within its rotation's overlap, this
+        is; 401 for none, 403 for a disabled source. One prepared statement on the raw pool."""
+        self.forget(token_digest)
+        row = await self.pool.fetchrow(SOURCE_BY_TOKEN, token_digest)
+        if row is None:
+            raise Unauthorized()
+        if not row["enabled"]:
+            raise Forbidden(f"source {row['id']} is disabled")
+        source = PublishingSource(row["id"], row["name"], frozenset(row["topics"]),
+                                  None if row["company_ids"] is None else frozenset(row["company_ids"]),
+                                  list(row["topics"]), None if row["company_ids"] is None else list(row["company_ids"]))
+        while len(self._known) >= KNOWN_SOURCES:
+            self._known.pop(next(iter(self._known)))
+        self._known[token_digest] = source
+        return source
 
 
 class Catalog:
     """Topics, event types and companies, cached for a few seconds so validating an event costs
-    no database round trip in the common case. Source tokens are not cached: `source_for`."""
+    no database round trip in the common case. Sources: `Sources`."""
 
-    def __init__(self, db: Database, pool: asyncpg.Pool):
-        self.db, self.pool = db, pool
+    def __init__(self, db: Database):
+        self.db = db
         self.loaded_at = 0.0
         self.topics: dict[str, Topic] = {}
         self.event_types: dict[str, set[str]] = {}
@@ -140,27 +195,6 @@ class Catalog:
             self.validators.refresh(schemas)
             self.companies = set((await session.scalars(select(Company.id))).all())
         self.loaded_at = time.monotonic()
-
-    async def source_for(self, token: str) -> PublishingSource:
-        """The source whose current token, or previous token within its rotation's overlap, this is;
-        401 for none, 403 for a disabled source.
-
-        Looked up in the database on every request rather than cached with the catalog: a token
-        rotated out or revoked, a disabled or deleted source must be refused at once on every
-        ingest replica, from the moment the operator's change commits. A cache would need an
-        invalidation that reaches every replica before the operator gets his answer; the changes
-        topic (how matcher and dispatcher learn of changes, `settle()` in the tests) arrives
-        later, by as much as the broker lags. The lookup is one prepared statement on the raw
-        pool, outside any transaction: one round trip (an ORM session costs three, BEGIN and
-        ROLLBACK around it, and cut single-event requests to a tenth). The overlap's end is
-        compared with the database's clock, the same for every replica."""
-        row = await self.pool.fetchrow(SOURCE_BY_TOKEN, digest(token))
-        if row is None:
-            raise Unauthorized()
-        if not row["enabled"]:
-            raise Forbidden(f"source {row['id']} is disabled")
-        return PublishingSource(row["id"], row["name"], frozenset(row["topics"]),
-                                None if row["company_ids"] is None else frozenset(row["company_ids"]))
 
     async def learn_companies(self, company_ids: set[str]) -> None:
         """Look up, in one query, the companies not known yet (perhaps created since the last
@@ -331,26 +365,30 @@ def _content_digest(event: IncomingEvent) -> bytes:
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).digest()
 
 
-# One round trip (migration 0018): claims every id or none, answering each conflict's index and why.
-CLAIM_IDS = "SELECT event_index, reason FROM claim_ingest_ids($1, $2::text[], $3::text[], $4::bytea[])"
+# One round trip (migration 0018): checks the source, then claims every id or none, answering
+# each conflict's index and why (or one row with no index: the source changed).
+CLAIM_IDS = ("SELECT event_index, reason FROM claim_ingest_ids($1, $2, $3::text[], $4::text[], $5::text[], "
+             "$6::text[], $7::bytea[])")
 
 
-async def _claim_ids(pool: asyncpg.Pool, events: list[IncomingEvent], batched: bool, source: PublishingSource) -> None:
-    """Record the request's ids; an id held by another source or with other content (for the same
-    company, or across a broadcast and a company event: a broadcast event is stored under each
-    recipient company with its own id) refuses the whole request (409, naming each index) and
-    claims nothing. One statement on the raw pool, outside any transaction: this runs on every
-    request that names its ids, and BEGIN, INSERT, SELECT the holders, COMMIT were four round
-    trips, a third of a single-event request's CPU."""
+async def _claim_ids(pool: asyncpg.Pool, events: list[IncomingEvent], batched: bool, source: PublishingSource,
+                     token_digest: str) -> None:
+    """Check that the token still names `source` as it was (SourceChanged when not), and record
+    the request's ids; an id held by another source or with other content (for the same company,
+    or across a broadcast and a company event: a broadcast event is stored under each recipient
+    company with its own id) refuses the whole request (409, naming each index) and claims
+    nothing. One statement on the raw pool, outside any transaction, made by every request (with
+    no ids, it is the source's check alone): a lookup, then BEGIN, INSERT, SELECT the holders and
+    COMMIT, were five round trips and half a single-event request's CPU."""
     given = [(index, event.company_id or "", event.id, _content_digest(event))
              for index, event in enumerate(events) if event.id is not None]
-    if not given:
-        return
-    conflicts = await pool.fetch(CLAIM_IDS, source.id, [g[1] for g in given], [g[2] for g in given],
-                                 [g[3] for g in given])
-    if conflicts:
+    answers = await pool.fetch(CLAIM_IDS, token_digest, source.id, source.granted_topics, source.granted_companies,
+                               [g[1] for g in given], [g[2] for g in given], [g[3] for g in given])
+    if answers and answers[0]["event_index"] is None:
+        raise SourceChanged()
+    if answers:
         errors = []
-        for row in conflicts:
+        for row in answers:
             index, _, event_id, _ = given[row["event_index"]]
             errors.append({"loc": ["events", index, "id"] if batched else ["id"],
                            "msg": f"id {event_id!r} was already accepted {row['reason']}"})
@@ -396,7 +434,8 @@ async def start(app: FastAPI, runtime: Runtime) -> None:
     await ratelimit.start(app.state, runtime)
     # The raw pool serves what every request asks (its source, its ids): one round trip each.
     app.state.pool = await runtime.database_pool(8, check="requests")
-    app.state.catalog = Catalog(db, app.state.pool)
+    app.state.catalog = Catalog(db)
+    app.state.sources = Sources(app.state.pool)
     app.state.max_event_bytes = runtime.settings.max_event_bytes
     app.state.producer = await runtime.kafka_producer()
     app.state.topic = Topics.of(runtime.settings).events
@@ -437,19 +476,53 @@ app = create_service_app(
         }}}}}}},
 )
 async def publish(request: Request):
-    catalog: Catalog = request.app.state.catalog
-    token, settings, address = _bearer(request), request.app.state.settings, client_address(request)
-    source = await ratelimit.authenticate(request.app.state, settings, address, token,
-                                          lambda: catalog.source_for(token))
-    await ratelimit.limit(request.app.state, settings, f"source:{source.id}", settings.ingest_rate_limit_per_minute)
+    state = request.app.state
+    token, settings, address = _bearer(request), state.settings, client_address(request)
+    token_digest = digest(token)
+    source = remembered = state.sources.known(token_digest)
+    if source is None:
+        source = await _authenticated(request, token, token_digest, address)
+    await ratelimit.limit(state, settings, f"source:{source.id}", settings.ingest_rate_limit_per_minute)
     act_as(request, Actor("source", source.id, source.name, None, address))
     raw_events, batched = _parse(await _document(request))
-    events = await _validate(raw_events, batched, source, await catalog.fresh())
-    encoded = _encoded(events, batched, request.app.state.max_event_bytes,
-                       tracing.incoming(request.headers.get(tracing.HEADER)))
-    await _claim_ids(request.app.state.pool, events, batched, source)
-    await _produce(request.app.state.producer, request.app.state.topic, encoded, batched)
+    traceparent = tracing.incoming(request.headers.get(tracing.HEADER))
+    try:
+        encoded = await _admitted(state, raw_events, batched, source, token_digest, traceparent,
+                                  looked_up=remembered is None)
+    except (ProblemError, SourceChanged):
+        if remembered is None:
+            raise
+        # Checked against what this replica remembered of the source, which the claim found
+        # changed, or which may have been what refused the request: check it all again.
+        source = await _authenticated(request, token, token_digest, address)
+        act_as(request, Actor("source", source.id, source.name, None, address))
+        encoded = await _admitted(state, raw_events, batched, source, token_digest, traceparent, looked_up=True)
+    await _produce(state.producer, state.topic, encoded, batched)
     # Rendered here: the ids are plain strings, and FastAPI's response-model pass would validate
     # and serialize them again on every request. `response_model` still documents the answer.
     return Response(orjson.dumps({"accepted": [event_id for event_id, _, _ in encoded]}), status_code=202,
                     media_type="application/json")
+
+
+async def _authenticated(request: Request, token: str, token_digest: str, address: str | None) -> PublishingSource:
+    """The token's source from the database (401, 403; guarded by the failed-authentication budget)."""
+    state = request.app.state
+    return await ratelimit.authenticate(state, state.settings, address, token,
+                                        lambda: state.sources.look_up(token_digest))
+
+
+async def _admitted(state, raw_events: list[Any], batched: bool, source: PublishingSource, token_digest: str,
+                    traceparent: str | None, looked_up: bool) -> list[tuple[str, bytes, bytes]]:
+    """The request's events validated, encoded and their ids claimed: ready to produce. When the
+    source changed since it was `looked_up` just now for this request (a race with the
+    operator's change), a 503: sent again, the request meets the source as it is now."""
+    events = await _validate(raw_events, batched, source, await state.catalog.fresh())
+    encoded = _encoded(events, batched, state.max_event_bytes, traceparent)
+    try:
+        await _claim_ids(state.pool, events, batched, source, token_digest)
+    except SourceChanged:
+        if not looked_up:
+            raise
+        raise Unavailable("the source changed while this request was checked; nothing was accepted, "
+                          "send it again", headers={"retry-after": "1"}) from None
+    return encoded

@@ -1,9 +1,10 @@
 """Operator API for source services: register (token shown once), list, show, change topics,
 name, company limit or enabled, delete, rotate the token with an overlap, end the overlap.
 
-Ingest looks a token up in the database on every request (services/ingest/app.py,
-`Catalog.source_for`), so whatever these routes commit (a rotation's end, a disabled or deleted
-source) holds on every ingest replica from the next request on."""
+Ingest checks a token against the database on every request (services/ingest/app.py,
+`Sources`: in the same call that claims the request's ids), so whatever these routes commit (a
+rotation's end, a disabled, deleted or narrowed source) holds on every ingest replica from the
+next request on."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Two hot-path operations as functions, so each costs one round trip (issue 13):
 
-- `claim_ingest_ids`: ingest's idempotency claim (services/ingest/app.py), which was a transaction
-  of four statements (BEGIN, INSERT, SELECT the holders, COMMIT);
+- `claim_ingest_ids`: ingest's check that a request's source token still holds, and its
+  idempotency claim (services/ingest/app.py), which were a lookup and a transaction of four
+  statements (BEGIN, INSERT, SELECT the holders, COMMIT);
 - `take_rate_limit_tokens`: a rate-limit take (shared/ratelimit.py) that may take several tokens
   at once, a lease a replica then spends without asking again.
 
@@ -36,17 +37,29 @@ branch_labels = None
 depends_on = None
 
 CLAIM_INGEST_IDS = """
-CREATE FUNCTION claim_ingest_ids(source text, company_keys text[], ids text[], digests bytea[])
+CREATE FUNCTION claim_ingest_ids(token text, source text, granted_topics text[], granted_companies text[],
+                                 company_keys text[], ids text[], digests bytea[])
 RETURNS TABLE (event_index int, reason text) LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
--- Claims every id for `source`, or none: returns the (0-based) indexes whose id another source
--- holds, or this source with other content, and why (for the same company; a broadcast event,
--- key '', collides with every company's). When there is any, this call's own claims are removed
--- again before its transaction ends, so no one ever sees them.
+-- First checks that the token (its digest) still names `source`, enabled, with the topics and
+-- companies the request was validated against; if not, claims nothing and returns one row
+-- (NULL, 'source changed'). Then claims every id for `source`, or none: returns the (0-based)
+-- indexes whose id another source holds, or this source with other content, and why (for the
+-- same company; a broadcast event, key '', collides with every company's). When there is any,
+-- this call's own claims are removed again before its transaction ends, so no one sees them.
 DECLARE
     claimed_keys text[];
     claimed_ids text[];
 BEGIN
+    PERFORM FROM sources s
+    WHERE s.id = source AND s.enabled AND s.topics::text[] = granted_topics
+      AND s.company_ids::text[] IS NOT DISTINCT FROM granted_companies
+      AND (s.token_digest = token OR (s.previous_token_digest = token AND s.previous_token_expires_at > now()));
+    IF NOT FOUND THEN
+        event_index := NULL; reason := 'source changed';
+        RETURN NEXT;
+        RETURN;
+    END IF;
     -- Not waiting for the WAL flush: see the module's docstring.
     PERFORM set_config('synchronous_commit', 'off', true);
     WITH inserted AS (
@@ -124,4 +137,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION take_rate_limit_tokens(text, text, float8, float8, int)")
-    op.execute("DROP FUNCTION claim_ingest_ids(text, text[], text[], bytea[])")
+    op.execute("DROP FUNCTION claim_ingest_ids(text, text, text[], text[], text[], text[], bytea[])")
