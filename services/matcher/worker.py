@@ -24,7 +24,7 @@ from services.matcher.index import SubscriptionIndex
 from services.matcher.plan import BatchPlan, EventKey, Incoming, plan_batch, read_batch
 from shared.db import columns
 from shared.deadletter import isolate_failures, kafka_source, retry_while_unavailable, set_aside
-from shared.kafka import Topics
+from shared.kafka import Topics, send_all
 from shared.messages import delivered_document, delivery_message, encode
 from shared.statuses import DeliveryStatus
 
@@ -143,10 +143,6 @@ class Matcher:
         ]
 
     async def _publish(self, messages: list[dict]) -> None:
-        futures = [
-            await self.producer.send(self.topics.deliveries, encode(message),
-                                     key=message["delivery_configuration_id"].encode())
-            for message in messages
-        ]
-        await asyncio.gather(*futures)
+        await send_all(self.producer, self.topics.deliveries,
+                       [(message["delivery_configuration_id"].encode(), encode(message)) for message in messages])
 
