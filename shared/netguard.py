@@ -294,11 +294,14 @@ class EgressGuard:
     def aiohttp_session(self, **connector_options) -> aiohttp.ClientSession:
         """A session that connects only to vetted addresses (names through GuardedResolver, IP
         literals, which aiohttp never resolves, through the socket factory) and, when https is
-        required, sends nothing over plain http: credentials included."""
+        required, sends nothing over plain http: credentials included. It keeps no cookies: one
+        session serves every company, and a cookie one endpoint set would otherwise travel with
+        later requests to the same host, another company's included."""
         connector = aiohttp.TCPConnector(resolver=GuardedResolver(self), socket_factory=self._socket,
                                          ssl=self.ssl_context or True, **connector_options)
         middlewares = (self._https_only,) if self.require_https else ()
-        return aiohttp.ClientSession(connector=connector, middlewares=middlewares)
+        return aiohttp.ClientSession(connector=connector, middlewares=middlewares,
+                                     cookie_jar=aiohttp.DummyCookieJar())
 
     def _socket(self, addr_info) -> socket.socket:
         family, kind, proto, _, sockaddr = addr_info

@@ -219,6 +219,8 @@ class Server:
                                           "expires_in": 3600})
         else:
             response = web.Response(text=f"hello from {self.host}")
+        if request.path == "/sets-a-cookie":
+            response.set_cookie("session", "company-a-secret", path="/")
         response.force_close()
         return response
 
@@ -247,6 +249,19 @@ async def test_a_loopback_endpoint_is_refused_unless_allowed():
             accepted = await deliver(EgressGuard(LOOPBACK), url)
             assert (accepted.outcome, accepted.http_status) == ("success", 200), accepted
         assert len(server.requests) == 2
+
+
+async def test_a_cookie_one_endpoint_sets_is_never_sent_to_another():
+    """The dispatcher's one session serves every company: a cookie an endpoint sets must not
+    travel with later deliveries, least of all another company's at the same host."""
+    port = free_port()
+    dns = FakeDns(["127.0.0.1"])
+    guard = EgressGuard(LOOPBACK, getaddrinfo=dns.getaddrinfo)
+    async with Server("127.0.0.1", port) as server, delivery_session(guard) as session:
+        first = await deliver(guard, f"http://crm.test:{port}/sets-a-cookie", session)
+        second = await deliver(guard, f"http://crm.test:{port}/another-company", session)
+    assert (first.http_status, second.http_status) == (200, 200)
+    assert "Cookie" not in server.requests[1].headers, server.requests[1].headers
 
 
 async def test_dns_rebinding_reaches_only_the_address_that_was_vetted():
