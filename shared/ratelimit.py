@@ -43,6 +43,7 @@ block one subscriber usually gets, so rotating through its addresses buys no mor
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import time
@@ -102,14 +103,31 @@ class RateLimiter:
         self._refused_until: dict[str, tuple[float, int]] = {}
         self._verified: OrderedDict[str, float] = OrderedDict()
         self._leases: dict[str, Lease] = {}
+        self._taking: dict[str, asyncio.Future] = {}  # subject -> its take in flight
 
     async def take(self, subject: str, default_per_minute: int, company_id: str | None = None) -> Verdict:
         """One request of `subject`: allowed (a token taken) or refused, for every replica alike."""
-        remembered = self._remembered(subject)
-        if remembered:
-            return Verdict(False, self._refused_until[subject][1], remembered)
-        if (spent := self._spend_leased(subject)) is not None:
-            return spent
+        while True:
+            remembered = self._remembered(subject)
+            if remembered:
+                return Verdict(False, self._refused_until[subject][1], remembered)
+            if (spent := self._spend_leased(subject)) is not None:
+                return spent
+            taking = self._taking.get(subject)
+            if taking is None:
+                break
+            # One take per subject at a time: concurrent requests that found the lease empty wait
+            # for it and share what it brings, instead of each taking a lease of its own from the
+            # shared bucket (which left other replicas' requests refused under the limit).
+            await asyncio.shield(taking)
+        self._taking[subject] = taking = asyncio.get_running_loop().create_future()
+        try:
+            return await self._take_from_bucket(subject, default_per_minute, company_id)
+        finally:
+            del self._taking[subject]
+            taking.set_result(None)
+
+    async def _take_from_bucket(self, subject: str, default_per_minute: int, company_id: str | None) -> Verdict:
         row = await self.pool.fetchrow(TAKE, subject, company_id, default_per_minute, self.window, LEASE_TOKENS)
         capacity = int(row["capacity"])
         if row["taken"] >= 1:

@@ -193,3 +193,16 @@ async def test_a_source_remembered_by_every_replica_is_narrowed_and_widened_at_o
         assert await statuses(replicas, created["token"], with_id()) == [403, 403], "taken away at once"
         assert await statuses(replicas, created["token"], _event(tenant.id)) == [403, 403]
         assert await statuses(replicas, created["token"], BROADCAST) == [202, 202]
+
+
+async def test_a_revoked_token_a_replica_remembers_gets_401_whatever_it_sends(admin, tenant, urls, second_ingest):
+    """Refusals made against a remembered source (a malformed body, a 429) are not answered before
+    the token is looked up again: a revoked token gets its 401, not a 422 that says it once worked,
+    and does not spend its former source's rate limit."""
+    created = await new_source(admin)
+    async with ingests(urls, second_ingest) as replicas:
+        assert await statuses(replicas, created["token"], _event(tenant.id)) == [202, 202]  # remembered
+        rotated = await admin.post(f"/v1/admin/sources/{created['id']}/rotate-token", json={"overlap_seconds": 0})
+        for body in ({"events": []}, [], "x", {**_event(tenant.id), "topic": "No-Such-Topic"}):
+            assert await statuses(replicas, created["token"], body) == [401, 401], body
+        assert await statuses(replicas, rotated.json()["token"], _event(tenant.id)) == [202, 202]

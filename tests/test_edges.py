@@ -340,6 +340,40 @@ async def test_a_request_refused_for_one_id_claims_none_of_the_others(admin, url
     assert (await source.post("/v1/events", json=fresh)).status_code == 202
 
 
+async def test_a_broadcast_and_a_company_claim_of_one_id_racing_see_each_other(stack, admin, tenant):
+    """Their rows do not collide (other company keys), so without a lock on the id both would be
+    accepted: the first claim is held open, the second waits for it and then sees it."""
+    from services.ingest.app import CLAIM_IDS
+    from shared.security import digest
+
+    sources = []
+    for name in ("racer-a", "racer-b"):
+        created = await admin.post("/v1/admin/sources", json={"name": name, "topics": ["SCG-Message", "NIS-Events"]})
+        sources.append(created.json())
+    event_id = f"ev-{uuid.uuid4().hex}"
+
+    def claim(connection, created, company_key):
+        return connection.fetch(CLAIM_IDS, digest(created["token"]), created["id"], created["topics"], None,
+                                [company_key], [event_id], [company_key.encode()])
+
+    dsn = asyncpg_dsn(stack.env["EM_DATABASE_URL"])
+    first, second, watcher = [await asyncpg.connect(dsn) for _ in range(3)]
+    try:
+        held = first.transaction()
+        await held.start()
+        assert await claim(first, sources[0], "") == []  # a broadcast event's claim, not committed yet
+        racing = asyncio.create_task(claim(second, sources[1], tenant.id))
+        await eventually(lambda: watcher.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' "
+            "AND pid = $1", second.get_server_pid()))
+        assert not racing.done()
+        await held.commit()
+        assert [tuple(row) for row in await racing] == [(0, "from another source")]
+    finally:
+        for connection in (first, second, watcher):
+            await connection.close()
+
+
 # --- 7. change notifications through the outbox ----------------------------------------------
 
 

@@ -308,3 +308,17 @@ async def test_leased_tokens_keep_the_limit_exact_across_replicas_with_few_round
         assert replicas[0].calls - before == 5  # one round trip each: a lease of one
     finally:
         await pool.close()
+
+
+async def test_concurrent_requests_share_one_lease_instead_of_each_taking_one(stack):
+    """64 requests at once on a fresh bucket of 600 per 6 s (leases of 10): one take at a time, so
+    the bucket gives out what they spend plus at most one lease, and never refuses them."""
+    pool = await create_pool(stack.env["EM_DATABASE_URL"], size=8)
+    try:
+        limiter, subject = RateLimiter(pool, window_seconds=6), f"test:{uuid.uuid4().hex}"
+        verdicts = await asyncio.gather(*(limiter.take(subject, 600) for _ in range(64)))
+        assert all(verdict.allowed for verdict in verdicts)
+        left = await pool.fetchval("SELECT tokens FROM rate_limit_buckets WHERE subject = $1", subject)
+        assert left >= 600 - 64 - 10, left  # each taking its own lease would have emptied the bucket
+    finally:
+        await pool.close()

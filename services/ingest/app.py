@@ -477,26 +477,23 @@ app = create_service_app(
 )
 async def publish(request: Request):
     state = request.app.state
-    token, settings, address = _bearer(request), state.settings, client_address(request)
+    token, address = _bearer(request), client_address(request)
     token_digest = digest(token)
-    source = remembered = state.sources.known(token_digest)
-    if source is None:
+    remembered = state.sources.known(token_digest)
+    if remembered is not None:
+        try:
+            encoded, batched = await _accepted(request, remembered, token_digest, address, looked_up=False)
+        except (ProblemError, SourceChanged):
+            # Refused (a 429 and a malformed body included) or found changed while checked against
+            # what this replica remembered: answer nothing before the token is looked up again. A
+            # revoked token so gets its 401, spends its address's budget and is forgotten, after
+            # one request per replica, instead of spending its former source's rate limit.
+            encoded = None
+        else:
+            state.rate_limiter.verified(token_digest)  # the claim just confirmed it
+    if remembered is None or encoded is None:
         source = await _authenticated(request, token, token_digest, address)
-    await ratelimit.limit(state, settings, f"source:{source.id}", settings.ingest_rate_limit_per_minute)
-    act_as(request, Actor("source", source.id, source.name, None, address))
-    raw_events, batched = _parse(await _document(request))
-    traceparent = tracing.incoming(request.headers.get(tracing.HEADER))
-    try:
-        encoded = await _admitted(state, raw_events, batched, source, token_digest, traceparent,
-                                  looked_up=remembered is None)
-    except (ProblemError, SourceChanged):
-        if remembered is None:
-            raise
-        # Checked against what this replica remembered of the source, which the claim found
-        # changed, or which may have been what refused the request: check it all again.
-        source = await _authenticated(request, token, token_digest, address)
-        act_as(request, Actor("source", source.id, source.name, None, address))
-        encoded = await _admitted(state, raw_events, batched, source, token_digest, traceparent, looked_up=True)
+        encoded, batched = await _accepted(request, source, token_digest, address, looked_up=True)
     await _produce(state.producer, state.topic, encoded, batched)
     # Rendered here: the ids are plain strings, and FastAPI's response-model pass would validate
     # and serialize them again on every request. `response_model` still documents the answer.
@@ -511,13 +508,19 @@ async def _authenticated(request: Request, token: str, token_digest: str, addres
                                         lambda: state.sources.look_up(token_digest))
 
 
-async def _admitted(state, raw_events: list[Any], batched: bool, source: PublishingSource, token_digest: str,
-                    traceparent: str | None, looked_up: bool) -> list[tuple[str, bytes, bytes]]:
-    """The request's events validated, encoded and their ids claimed: ready to produce. When the
-    source changed since it was `looked_up` just now for this request (a race with the
+async def _accepted(request: Request, source: PublishingSource, token_digest: str, address: str | None,
+                    looked_up: bool) -> tuple[list[tuple[str, bytes, bytes]], bool]:
+    """Everything before producing, for `source`: its rate limit, the events validated and encoded,
+    their ids claimed and the source checked; the encoded events, and whether it was a batch.
+    When the source changed since it was `looked_up` just now for this request (a race with the
     operator's change), a 503: sent again, the request meets the source as it is now."""
+    state = request.app.state
+    settings = state.settings
+    await ratelimit.limit(state, settings, f"source:{source.id}", settings.ingest_rate_limit_per_minute)
+    act_as(request, Actor("source", source.id, source.name, None, address))
+    raw_events, batched = _parse(await _document(request))
     events = await _validate(raw_events, batched, source, await state.catalog.fresh())
-    encoded = _encoded(events, batched, state.max_event_bytes, traceparent)
+    encoded = _encoded(events, batched, state.max_event_bytes, tracing.incoming(request.headers.get(tracing.HEADER)))
     try:
         await _claim_ids(state.pool, events, batched, source, token_digest)
     except SourceChanged:
@@ -525,4 +528,4 @@ async def _admitted(state, raw_events: list[Any], batched: bool, source: Publish
             raise
         raise Unavailable("the source changed while this request was checked; nothing was accepted, "
                           "send it again", headers={"retry-after": "1"}) from None
-    return encoded
+    return encoded, batched

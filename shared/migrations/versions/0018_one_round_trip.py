@@ -50,6 +50,7 @@ SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE
     claimed_keys text[];
     claimed_ids text[];
+    id_lock int;
 BEGIN
     PERFORM FROM sources s
     WHERE s.id = source AND s.enabled AND s.topics::text[] = granted_topics
@@ -62,6 +63,12 @@ BEGIN
     END IF;
     -- Not waiting for the WAL flush: see the module's docstring.
     PERFORM set_config('synchronous_commit', 'off', true);
+    -- Claims of one id go one at a time, locked in one order: a broadcast and a company event of
+    -- the same id, whose rows do not collide, still see each other (the SELECT below runs once
+    -- the other committed), and two batches naming the same ids never deadlock.
+    FOR id_lock IN SELECT DISTINCT hashtext(i) FROM unnest(ids) AS i ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(18, id_lock);  -- 18: this migration's, apart from other locks
+    END LOOP;
     WITH inserted AS (
         INSERT INTO ingest_ids (company_key, id, source_id, digest)
         SELECT k, i, source, d FROM unnest(company_keys, ids, digests) AS t(k, i, d)
@@ -116,7 +123,9 @@ BEGIN
     -- The clock is read once the row is ours: a take that waited for the lock refills from the
     -- moment the one before it wrote, never from before.
     read_at := clock_timestamp();
-    available := least(capacity, tokens_then + extract(epoch FROM read_at - refilled_then) * capacity / window_seconds);
+    -- A clock stepped back refills nothing, rather than a negative amount.
+    available := least(capacity, tokens_then
+                                 + greatest(0, extract(epoch FROM read_at - refilled_then)) * capacity / window_seconds);
     taken := least(floor(available), greatest(1, least(wanted, floor(capacity / window_seconds / 10))))::int;
     IF taken >= 1 THEN
         UPDATE rate_limit_buckets SET tokens = available - taken, refilled_at = read_at
