@@ -230,7 +230,6 @@ class Delivery(Base):
     __table_args__ = (
         CheckConstraint(f"status IN ({sql_list(DeliveryStatus)})", name="ck_deliveries_status"),
         UniqueConstraint("company_id", "event_id", "subscription_id", name="uq_delivery_event_subscription"),
-        Index("ix_deliveries_company_event", "company_id", "event_id"),
         Index("ix_deliveries_config_status", "delivery_configuration_id", "status"),
         Index("ix_deliveries_company_status", "company_id", "status", "event_id"),
         Index(
