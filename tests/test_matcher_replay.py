@@ -13,7 +13,7 @@ from shared.db import create_pool
 from shared.kafka import Topics, make_producer
 from shared.messages import encode, event_message
 from shared.settings import Settings
-from tests.conftest import realtime_configuration, settle, subscribe, unique_path
+from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
 
 
 async def test_interrupted_fanout_is_published_again_once(stack, tenant, receiver):
@@ -39,6 +39,10 @@ async def test_interrupted_fanout_is_published_again_once(stack, tenant, receive
 
         await matcher.process([raw])
         [first] = await receiver.wait_for(path, 1)
+        # The dispatcher records the attempt after the receiver answered: let it, or its update
+        # would land on the state set up below.
+        await eventually(lambda: pool.fetchval(
+            "SELECT status = 'delivered' FROM deliveries WHERE company_id = $1 AND event_id = $2", tenant.id, event_id))
 
         # A crash after the database commit but before the flag flipped: Kafka replays the event.
         await pool.execute("UPDATE events SET fanned_out = false WHERE company_id = $1 AND id = $2",
