@@ -234,5 +234,12 @@ def _install_sdk(service: str):
     trace.set_tracer_provider(provider)
     AIOKafkaInstrumentor().instrument()
     AsyncPGInstrumentor().instrument()
+    # ...but not a span for each row a cursor yields (it wraps CursorIterator.__anext__): the
+    # matcher reads every monitored number through a cursor when it starts, the scheduler a
+    # window's events; with a large set the matcher could not start within a minute.
+    import asyncpg.cursor
+    from opentelemetry.instrumentation.utils import unwrap
+
+    unwrap(asyncpg.cursor.CursorIterator, "__anext__")
     AioHttpClientInstrumentor().instrument()
     return trace.get_tracer("event_manager"), provider.sampler
