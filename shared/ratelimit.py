@@ -18,10 +18,11 @@ the company's own limit too.
 A busy subject's bucket is one hot row, and a take on every request cost a round trip on every
 request, all serialised on that row's lock. So a take asks for a lease of up to a tenth of a second
 of the steady rate (at least one token; just one for a limit under 600 a minute with the default
-one-minute window), which this process
-then spends without a round trip. The limit still holds exactly across replicas, since every token
-spent came out of the shared bucket; what a lease costs is that a replica may hold a few tokens
-another replica's request could have used, for at most LEASE_SECONDS, after which they lapse.
+one-minute window), which this process then spends without a round trip; one take per subject is
+in flight at a time, and concurrent requests share what it brings. The limit still holds exactly
+across replicas, since every token spent came out of the shared bucket; what a lease costs is that
+a replica may hold a few tokens another replica's request could have used, for at most
+LEASE_SECONDS, after which they lapse.
 
 A refusal is also remembered in this process until the bucket would have a token again: while it
 lasts, requests of that subject are refused without touching the database, so a client past its
@@ -149,8 +150,8 @@ class RateLimiter:
         return Verdict(True, lease.limit, 0.0)
 
     def _lease(self, subject: str, tokens: int, limit: int) -> None:
-        """Keep `tokens` more of `subject` to spend here. Added to what is left, not replacing it:
-        concurrent requests that all found the lease empty each took some, and none is lost."""
+        """Keep `tokens` more of `subject` to spend here (a take is made only once the last lease
+        is spent or lapsed, so it replaces that one)."""
         if tokens < 1:
             return
         now = time.monotonic()
@@ -158,11 +159,7 @@ class RateLimiter:
             self._leases = {s: lease for s, lease in self._leases.items() if lease.until > now and lease.left}
             while len(self._leases) >= REMEMBERED:
                 self._leases.pop(next(iter(self._leases)))
-        lease = self._leases.get(subject)
-        if lease is None or lease.until <= now:
-            self._leases[subject] = Lease(tokens, limit, now + LEASE_SECONDS)
-        else:
-            lease.left, lease.limit, lease.until = lease.left + tokens, limit, now + LEASE_SECONDS
+        self._leases[subject] = Lease(tokens, limit, now + LEASE_SECONDS)
 
     def refused(self, subject: str) -> float:
         """Seconds this process still refuses `subject` for (0: not refused), without the database."""
