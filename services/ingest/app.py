@@ -93,10 +93,7 @@ class Accepted(BaseModel):
 
 
 # The source whose current token, or previous token within its rotation's overlap, is this digest.
-SOURCE_BY_TOKEN = """
-SELECT id, name, topics, company_ids, enabled FROM sources
-WHERE token_digest = $1 OR (previous_token_digest = $1 AND previous_token_expires_at > now())
-"""
+SOURCE_BY_TOKEN = "SELECT id, name, topics, company_ids, enabled FROM source_of_token($1)"
 
 
 @dataclass(frozen=True)

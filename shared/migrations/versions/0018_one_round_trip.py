@@ -36,6 +36,16 @@ down_revision = "0017"
 branch_labels = None
 depends_on = None
 
+# The source a token names: its current token, or its previous one within the rotation's overlap,
+# by the database's clock. The one place of this rule: ingest's lookup and the claim's check both
+# read it. A single-SELECT SQL function, so PostgreSQL inlines it and uses the token indexes.
+SOURCE_OF_TOKEN = """
+CREATE FUNCTION source_of_token(token text) RETURNS SETOF sources LANGUAGE sql STABLE AS $$
+    SELECT * FROM sources
+    WHERE token_digest = token OR (previous_token_digest = token AND previous_token_expires_at > now())
+$$
+"""
+
 CLAIM_INGEST_IDS = """
 CREATE FUNCTION claim_ingest_ids(token text, source text, granted_topics text[], granted_companies text[],
                                  company_keys text[], ids text[], digests bytea[])
@@ -52,10 +62,9 @@ DECLARE
     claimed_ids text[];
     id_lock int;
 BEGIN
-    PERFORM FROM sources s
+    PERFORM FROM source_of_token(token) s
     WHERE s.id = source AND s.enabled AND s.topics::text[] = granted_topics
-      AND s.company_ids::text[] IS NOT DISTINCT FROM granted_companies
-      AND (s.token_digest = token OR (s.previous_token_digest = token AND s.previous_token_expires_at > now()));
+      AND s.company_ids::text[] IS NOT DISTINCT FROM granted_companies;
     IF NOT FOUND THEN
         event_index := NULL; reason := 'source changed';
         RETURN NEXT;
@@ -140,6 +149,7 @@ $$
 
 
 def upgrade() -> None:
+    op.execute(SOURCE_OF_TOKEN)
     op.execute(CLAIM_INGEST_IDS)
     op.execute(TAKE_RATE_LIMIT_TOKENS)
 
@@ -147,3 +157,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP FUNCTION take_rate_limit_tokens(text, text, float8, float8, int)")
     op.execute("DROP FUNCTION claim_ingest_ids(text, text, text[], text[], text[], text[], bytea[])")
+    op.execute("DROP FUNCTION source_of_token(text)")
