@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import lru_cache
 
 from fastapi import Request
 
@@ -32,8 +33,11 @@ def client_address(request: Request) -> str | None:
     """The client's address (behind a trusted proxy, the one it forwards). A forwarded value that
     is not an address is kept only bounded: it lands in audit records and bucket names."""
     host = request.client.host if request.client else None
-    if host is None:
-        return None
+    return None if host is None else _normalized(host)
+
+
+@lru_cache(maxsize=4096)  # parsing an address costs ingest 2-3% of a single-event request's CPU
+def _normalized(host: str) -> str:
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:

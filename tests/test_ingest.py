@@ -4,6 +4,7 @@ to their topics; nothing invalid reaches Kafka."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.delivery_helpers import publish, stored
 
@@ -86,3 +87,27 @@ async def test_non_json_bodies_get_a_clear_415(source, tenant):
     assert form.status_code == 415 and "application/json" in form.json()["detail"]
     api = await tenant.client.post("/v1/subscriptions", content=b"{}", headers={"content-type": "text/plain"})
     assert api.status_code == 415
+
+
+async def test_the_event_route_checks_query_parameters_and_is_documented(source, tenant, urls):
+    """The event route skips FastAPI's per-request dependency solving (RequestOnlyRoute), yet the
+    app-wide check of query parameters still applies to it, and its documentation is unchanged."""
+    event = {"topic": "SCG-Message", "event_type": "message.sent", "company_id": tenant.id, "data": {}}
+    unknown = await source.post("/v1/events", params={"dry_run": "1"}, json=event)
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["loc"] == ["query", "dry_run"], unknown.text
+    async with httpx.AsyncClient(base_url=urls.ingest) as anonymous:
+        operation = (await anonymous.get("/openapi.json")).json()["paths"]["/v1/events"]["post"]
+    assert {"202", "409", "422", "429", "503"} <= set(operation["responses"]), operation["responses"].keys()
+    assert operation["requestBody"]["required"] is True
+
+
+def test_a_request_only_route_refuses_an_endpoint_that_takes_more_than_the_request():
+    from fastapi import FastAPI, Request, Response
+
+    from shared.service import RequestOnlyRoute
+
+    async def takes_a_query(request: Request, page: int = 1) -> Response:
+        return Response()
+
+    with pytest.raises(TypeError, match="must take the Request alone"):
+        FastAPI().router.add_api_route("/x", takes_a_query, methods=["POST"], route_class_override=RequestOnlyRoute)
