@@ -101,7 +101,7 @@ async def test_the_event_route_checks_query_parameters_and_is_documented(source,
     assert operation["requestBody"]["required"] is True
 
 
-def test_a_request_only_route_refuses_an_endpoint_that_takes_more_than_the_request():
+def test_a_request_only_route_refuses_an_endpoint_that_takes_more_than_the_request_or_is_not_async():
     from fastapi import FastAPI, Request, Response
 
     from shared.service import RequestOnlyRoute
@@ -109,5 +109,9 @@ def test_a_request_only_route_refuses_an_endpoint_that_takes_more_than_the_reque
     async def takes_a_query(request: Request, page: int = 1) -> Response:
         return Response()
 
-    with pytest.raises(TypeError, match="must take the Request alone"):
-        FastAPI().router.add_api_route("/x", takes_a_query, methods=["POST"], route_class_override=RequestOnlyRoute)
+    def not_a_coroutine(request: Request) -> Response:
+        return Response()
+
+    for endpoint in (takes_a_query, not_a_coroutine):
+        with pytest.raises(TypeError, match="must be a coroutine function taking the Request alone"):
+            FastAPI().router.add_api_route("/x", endpoint, methods=["POST"], route_class_override=RequestOnlyRoute)
