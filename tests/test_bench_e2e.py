@@ -36,6 +36,12 @@ async def test_every_event_arrives_and_the_results_hold_the_figures(tmp_path):
     assert set(saturated["cpu_seconds_per_10k"]) == {*SYSTEM, "receiver", "total"}
     assert set(SERVICES) <= set(SYSTEM)
     assert saturated["cpu_seconds_per_10k"]["total"] > 0
+    # Where a saturated run's time went: each stage's last event, in pipeline order from the
+    # matcher on (the matcher may store an event before ingest's 202 for it reaches the client).
+    stages = saturated["stages_s"]
+    assert set(stages) == {"accepted", "stored", "sent", "arrived"}, stages
+    assert 0 < stages["accepted"] and 0 < stages["stored"] <= stages["sent"] <= stages["arrived"], stages
+    assert saturated["busy_cores"] > 0
     paced = written["sections"]["end_to_end"]["paced"]["100"]
     assert set(paced["latency_ms"]) == {"p50", "p99", "max"} == set(paced["bare_latency_ms"])
     assert paced["latency_ms"]["p50"] <= paced["latency_ms"]["p99"] <= paced["latency_ms"]["max"]

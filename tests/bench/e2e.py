@@ -152,8 +152,35 @@ async def delivered_run(env: BenchEnv, tenant: Tenant, events: int, batch: int, 
     if rate:
         figures["offered_per_second"] = rate
         figures["generator_latest_send_s"] = generated["latest_send_s"]
+    else:
+        figures["stages_s"] = await stage_times(env, tenant, prefix, generated["started"], accepted)
+        # How much of the machine the run kept busy (the load generator's own CPU not counted).
+        figures["busy_cores"] = round(sum(cpu.values()) / figures["seconds"], 2) if figures["seconds"] else None
     figures["cpu_seconds_per_10k"] = per_10k(cpu, figures["arrived"])
     return figures
+
+
+# When the matcher stored the run's last delivery, and the dispatcher sent its last attempt.
+LAST_STORED_AND_SENT = """
+SELECT (SELECT extract(epoch FROM max(created_at)) FROM deliveries WHERE company_id = $1 AND event_id LIKE $2),
+       (SELECT extract(epoch FROM max(started_at)) FROM delivery_attempts WHERE company_id = $1 AND event_id LIKE $2)
+"""
+
+
+async def stage_times(env: BenchEnv, tenant: Tenant, prefix: str, started: float, accepted: dict[int, float]) -> dict:
+    """Seconds from the first send until each stage was done with the run's events: ingest's last
+    202, the matcher's last stored delivery, the dispatcher's last attempt. A stage that finishes
+    long before the next one is not what bounds the run."""
+    pool = await env.pool()
+    try:
+        stored, sent = await pool.fetchrow(LAST_STORED_AND_SENT, tenant.company_id, prefix + "-%")
+    finally:
+        await pool.close()
+
+    def since_start(moment):
+        return round(float(moment) - started, 2) if moment is not None else None
+    return {"accepted": since_start(max(accepted.values(), default=None)), "stored": since_start(stored),
+            "sent": since_start(sent)}
 
 
 def per_10k(cpu: dict[str, float], events: int) -> dict[str, float]:
@@ -183,8 +210,10 @@ async def saturated(env: BenchEnv, tenant: Tenant, plan: Plan) -> dict:
         runs["bare"].append(await bare_pipeline(env, plan.saturated_events))
         runs["whole"].append(await delivered_run(env, tenant, plan.saturated_events, plan.batch,
                                                  in_flight=plan.in_flight, max_seconds=plan.saturated_max_seconds))
-        print(f"  saturated: bare {runs['bare'][-1]['events_per_second']}/s, "
-              f"whole {runs['whole'][-1]['events_per_second']}/s", flush=True)
+        whole = runs["whole"][-1]
+        print(f"  saturated: bare {runs['bare'][-1]['events_per_second']}/s, whole {whole['events_per_second']}/s "
+              f"(done after: {whole['stages_s']}, arrived {whole['seconds']} s; {whole['busy_cores']} cores busy)",
+              flush=True)
     best_bare = max(runs["bare"], key=lambda run: run["events_per_second"])
     best_whole = max(runs["whole"], key=lambda run: run["events_per_second"])
     cheapest = min(runs["whole"], key=lambda run: run["cpu_seconds_per_10k"]["total"])
@@ -193,6 +222,8 @@ async def saturated(env: BenchEnv, tenant: Tenant, plan: Plan) -> dict:
         "bare_events_per_second": best_bare["events_per_second"],
         "ratio": round(best_whole["events_per_second"] / best_bare["events_per_second"], 2),
         "cpu_seconds_per_10k": cheapest["cpu_seconds_per_10k"],
+        "stages_s": best_whole["stages_s"] | {"arrived": best_whole["seconds"]},
+        "busy_cores": best_whole["busy_cores"],
         "bare_cpu_seconds_per_10k": min(runs["bare"], key=lambda run: sum(run["cpu_seconds_per_10k"].values())
                                         )["cpu_seconds_per_10k"],
         "lost": sum(run["lost"] for run in runs["whole"]),
