@@ -155,10 +155,7 @@ class RateLimiter:
         if tokens < 1:
             return
         now = time.monotonic()
-        if len(self._leases) >= REMEMBERED:
-            self._leases = {s: lease for s, lease in self._leases.items() if lease.until > now and lease.left}
-            while len(self._leases) >= REMEMBERED:
-                self._leases.pop(next(iter(self._leases)))
+        self._leases = _with_room(self._leases, lambda lease: lease.until > now and lease.left)
         self._leases[subject] = Lease(tokens, limit, now + LEASE_SECONDS)
 
     def refused(self, subject: str) -> float:
@@ -189,12 +186,20 @@ class RateLimiter:
         return left
 
     def _remember(self, subject: str, seconds: float, limit: int) -> None:
-        if len(self._refused_until) >= REMEMBERED:
-            now = time.monotonic()
-            self._refused_until = {s: r for s, r in self._refused_until.items() if r[0] > now}
-            while len(self._refused_until) >= REMEMBERED:
-                self._refused_until.pop(next(iter(self._refused_until)))
-        self._refused_until[subject] = (time.monotonic() + seconds, limit)
+        now = time.monotonic()
+        self._refused_until = _with_room(self._refused_until, lambda refused: refused[0] > now)
+        self._refused_until[subject] = (now + seconds, limit)
+
+
+def _with_room(entries: dict, live) -> dict:
+    """`entries`, with room for one more within REMEMBERED: once full, only the `live` ones are
+    kept, and if those still fill it, the oldest go first."""
+    if len(entries) < REMEMBERED:
+        return entries
+    entries = {key: value for key, value in entries.items() if live(value)}
+    while len(entries) >= REMEMBERED:
+        entries.pop(next(iter(entries)))
+    return entries
 
 
 def too_many(what: str, retry_after: float) -> TooManyRequests:

@@ -322,3 +322,25 @@ async def test_concurrent_requests_share_one_lease_instead_of_each_taking_one(st
         assert left >= 600 - 64 - 10, left  # each taking its own lease would have emptied the bucket
     finally:
         await pool.close()
+
+
+def test_what_a_limiter_remembers_is_bounded_keeping_the_live_and_newest(monkeypatch):
+    """Refusals and leases are remembered per subject, and subjects are unbounded (addresses,
+    tokens): once full, lapsed entries go first, then the oldest."""
+    from shared import ratelimit as module
+
+    monkeypatch.setattr(module, "REMEMBERED", 3)
+    limiter = module.RateLimiter(pool=None, window_seconds=60)
+    limiter._remember("a", 60, 10)
+    limiter._remember("lapsed", -1, 10)
+    limiter._remember("b", 60, 10)
+    limiter._remember("c", 60, 10)  # full: the lapsed refusal makes room, not the older "a"
+    assert list(limiter._refused_until) == ["a", "b", "c"]
+    limiter._remember("d", 60, 10)  # full of live ones: the oldest goes
+    assert list(limiter._refused_until) == ["b", "c", "d"]
+    for subject in ("w", "x", "y", "z"):
+        limiter._lease(subject, 5, 10)
+    assert list(limiter._leases) == ["x", "y", "z"]
+    limiter._leases["y"].left = 0  # spent: not live any more, so it goes before the older "x"
+    limiter._lease("next", 5, 10)
+    assert list(limiter._leases) == ["x", "z", "next"]
