@@ -91,8 +91,7 @@ class BenchEnv:
                 elif time.monotonic() - last_change > quiet_seconds:
                     break
                 await asyncio.sleep(0.1)
-            pairs = (await client.get("/arrivals", params={"path": path})).json()
-        return [pair for pair in pairs if pair[0] and pair[0].startswith(prefix + "-")]
+            return (await client.get("/arrivals", params={"path": path, "prefix": prefix + "-"})).json()
 
     def reset_receiver(self) -> None:
         httpx.post(self.receiver_url("/reset"), timeout=30)
