@@ -22,6 +22,7 @@ from shared.kafka import make_consumer
 from tests.bench.measure import arrival_figures, cpu_snapshot, cpu_used
 
 EVENTS = 20_000
+BENCH_PROCESS = "bench process (producer, consumer, client)"
 IN_FLIGHT = 64
 BATCH = 100
 _runs = itertools.count(1)
@@ -44,14 +45,14 @@ async def bare_pipeline(env, events: int = EVENTS, rate: float | None = None) ->
     await consumer.start()
     await _assigned(consumer)  # a group's join takes a moment: not a delay the pipeline has in service
     bodies = [_body(prefix, n) for n in range(events)]
-    processes = {"bench process (producer, consumer, client)": os.getpid(), **env.infrastructure_pids()}
-    cpu_before = cpu_snapshot(processes)
+    processes = {BENCH_PROCESS: os.getpid(), **env.infrastructure_pids()}
+    cpu_before = cpu_snapshot(processes, alone=frozenset({BENCH_PROCESS}))
     started = time.time()
     delivering = asyncio.create_task(_deliver(consumer, env.receiver_url(path), events))
     acknowledged = await (_paced(producer, topic, bodies, rate) if rate else _saturated(producer, topic, bodies))
     await delivering
     arrivals = await env.wait_for_arrivals(path, prefix, events)
-    cpu = cpu_used(cpu_before, cpu_snapshot(processes))
+    cpu = cpu_used(cpu_before, cpu_snapshot(processes, alone=frozenset({BENCH_PROCESS})))
     await consumer.stop()
     await producer.stop()
     figures = arrival_figures(arrivals, prefix, acknowledged, started, events)

@@ -37,8 +37,12 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def cpu_snapshot(processes: dict[str, int]) -> dict[str, float]:
-    return {name: tree_cpu_seconds(pid) for name, pid in processes.items()}
+def cpu_snapshot(processes: dict[str, int], alone: frozenset[str] = frozenset()) -> dict[str, float]:
+    """CPU seconds so far of each process tree; of the process only (all its threads) for the
+    names in `alone`: the bench process itself, whose children (services, broker, receivers) are
+    counted under their own names."""
+    return {name: _stat_seconds(pid, with_reaped_children=False) if name in alone else tree_cpu_seconds(pid)
+            for name, pid in processes.items()}
 
 
 def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
