@@ -4,7 +4,6 @@ to their topics; nothing invalid reaches Kafka."""
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from tests.delivery_helpers import publish, stored
 
@@ -100,18 +99,3 @@ async def test_the_event_route_checks_query_parameters_and_is_documented(source,
     assert {"202", "409", "422", "429", "503"} <= set(operation["responses"]), operation["responses"].keys()
     assert operation["requestBody"]["required"] is True
 
-
-def test_a_request_only_route_refuses_an_endpoint_that_takes_more_than_the_request_or_is_not_async():
-    from fastapi import FastAPI, Request, Response
-
-    from shared.service import RequestOnlyRoute
-
-    async def takes_a_query(request: Request, page: int = 1) -> Response:
-        return Response()
-
-    def not_a_coroutine(request: Request) -> Response:
-        return Response()
-
-    for endpoint in (takes_a_query, not_a_coroutine):
-        with pytest.raises(TypeError, match="must be a coroutine function taking the Request alone"):
-            FastAPI().router.add_api_route("/x", endpoint, methods=["POST"], route_class_override=RequestOnlyRoute)
