@@ -58,9 +58,10 @@ async def arrivals_of(request: web.Request) -> web.Response:
 
 
 def _pairs(path: str, prefix: str) -> list[tuple[str | None, float]]:
-    """The (id, time) pairs of `path` whose event id starts with `prefix`: a run's from the index."""
-    if (path, prefix) in by_run:
-        return by_run[(path, prefix)]
+    """The (id, time) pairs of `path` whose event id starts with `prefix`; a prefix ending in "-"
+    names a run, read from the index (empty until its first arrival)."""
+    if prefix.endswith("-"):
+        return by_run.get((path, prefix), [])
     return [(i, t) for i, t in zip(ids.get(path, []), arrivals.get(path, []), strict=True)
             if not prefix or (i and i.startswith(prefix))]
 
