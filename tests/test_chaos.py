@@ -4,6 +4,7 @@ lost; duplicates are allowed (at-least-once) and counted."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 
 import httpx
@@ -90,3 +91,44 @@ async def test_throttle_holds_with_two_dispatcher_replicas(stack, tenant, source
             assert most_in_any_window([r.at for r in requests], 1.0) <= 5, path
     finally:
         second.stop()
+
+
+@pytest.mark.timeout(300)
+async def test_a_dispatcher_paused_under_load_parks_nothing_and_loses_nothing(stack, tenant, source, receiver):
+    """A dispatcher that stops for seconds (a long pause of its VM or container) comes back to a
+    backlog. It must send it, not take its own silence for a slow endpoint: a lane parks deliveries
+    in the database when its host seems too slow to drain them (services/dispatcher/lanes.py)."""
+    from tests.test_operations import metric
+
+    path = unique_path("paused")
+    receiver.script(path, delay=0.05)  # a healthy endpoint, 50 ms an answer: requests are in flight at the pause
+    configuration = await realtime_configuration(tenant, receiver.url(path))
+    await subscribe(tenant, configuration["id"])
+    await settle()
+    ids = [f"paused-{uuid.uuid4().hex}" for _ in range(EVENTS)]
+    dispatcher = stack.services["dispatcher"].process
+
+    async def publish_quickly():
+        for start in range(0, EVENTS, 100):
+            batch = [{"id": i, "topic": "SCG-Message", "event_type": "message.sent", "company_id": tenant.id,
+                      "data": {}} for i in ids[start:start + 100]]
+            assert (await source.post("/v1/events", json={"events": batch})).status_code == 202
+            await asyncio.sleep(0.05)
+
+    async def pause_dispatcher(after: float, seconds: float):
+        await asyncio.sleep(after)
+        dispatcher.send_signal(signal.SIGSTOP)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            dispatcher.send_signal(signal.SIGCONT)
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.ports['dispatcher']}") as client:
+        parked_before = await metric(client, "em_dispatcher_deliveries_total", status="queued")
+        await asyncio.gather(publish_quickly(), pause_dispatcher(after=1.0, seconds=4))
+        async def all_arrived():
+            return {r.json()["id"] for r in receiver.requests[path]} >= set(ids)
+
+        await eventually(all_arrived, timeout=120, interval=0.5)
+        assert await metric(client, "em_dispatcher_deliveries_total", status="queued") == parked_before, \
+            "deliveries were parked after the dispatcher's own pause"
