@@ -343,7 +343,7 @@ async def test_a_request_refused_for_one_id_claims_none_of_the_others(admin, url
 async def test_a_broadcast_and_a_company_claim_of_one_id_racing_see_each_other(stack, admin, tenant):
     """Their rows do not collide (other company keys), so without a lock on the id both would be
     accepted: the first claim is held open, the second waits for it and then sees it."""
-    from services.ingest.app import CLAIM_IDS
+    from services.ingest.claims import CLAIM_TOGETHER, Claim, arguments
     from shared.security import digest
 
     sources = []
@@ -353,8 +353,9 @@ async def test_a_broadcast_and_a_company_claim_of_one_id_racing_see_each_other(s
     event_id = f"ev-{uuid.uuid4().hex}"
 
     def claim(connection, created, company_key):
-        return connection.fetch(CLAIM_IDS, digest(created["token"]), created["id"], created["topics"], None,
-                                [company_key], [event_id], [company_key.encode()])
+        return connection.fetch(CLAIM_TOGETHER, *arguments([Claim(digest(created["token"]), created["id"],
+                                                                  created["topics"], None, [company_key], [event_id],
+                                                                  [company_key.encode()])]))
 
     dsn = asyncpg_dsn(stack.env["EM_DATABASE_URL"])
     first, second, watcher = [await asyncpg.connect(dsn) for _ in range(3)]
@@ -368,7 +369,7 @@ async def test_a_broadcast_and_a_company_claim_of_one_id_racing_see_each_other(s
             "AND pid = $1", second.get_server_pid()))
         assert not racing.done()
         await held.commit()
-        assert [tuple(row) for row in await racing] == [(0, "from another source")]
+        assert [tuple(row) for row in await racing] == [(0, 0, "from another source")]
     finally:
         for connection in (first, second, watcher):
             await connection.close()

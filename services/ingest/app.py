@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from services.ingest.claims import Claim, Claims
 from shared import ratelimit, tracing
 from shared.actor import Actor, act_as, client_address
 from shared.contracts import ValidatorCache, first_violation, violations
@@ -124,7 +125,7 @@ class Sources:
     A token rotated out or revoked, a disabled, deleted or narrowed source must still be refused
     at once on every ingest replica, from the moment the operator's change commits. So what a
     request was validated against is not trusted: the claim, the one call every request makes
-    before anything is produced (`claim_ingest_ids`, migration 0018), checks in the same
+    before anything is produced (`claim_ingest_ids`, migration 0018; `Claims`), checks in the same
     statement that the token still names that source, enabled, with the same topics and
     companies, and claims nothing otherwise. The request is then looked up again and checked anew
     (`publish`). An invalidation over the changes topic would arrive as late as the broker lags;
@@ -362,33 +363,26 @@ def _content_digest(event: IncomingEvent) -> bytes:
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).digest()
 
 
-# One round trip (migration 0018): checks the source, then claims every id or none, answering
-# each conflict's index and why (or one row with no index: the source changed).
-CLAIM_IDS = ("SELECT event_index, reason FROM claim_ingest_ids($1, $2, $3::text[], $4::text[], $5::text[], "
-             "$6::text[], $7::bytea[])")
-
-
-async def _claim_ids(pool: asyncpg.Pool, events: list[IncomingEvent], batched: bool, source: PublishingSource,
+async def _claim_ids(claims: Claims, events: list[IncomingEvent], batched: bool, source: PublishingSource,
                      token_digest: str) -> None:
     """Check that the token still names `source` as it was (SourceChanged when not), and record
     the request's ids; an id held by another source or with other content (for the same company,
     or across a broadcast and a company event: a broadcast event is stored under each recipient
     company with its own id) refuses the whole request (409, naming each index) and claims
-    nothing. One statement on the raw pool, outside any transaction, made by every request (with
-    no ids, it is the source's check alone): a lookup, then BEGIN, INSERT, SELECT the holders and
-    COMMIT, were five round trips and half a single-event request's CPU."""
+    nothing. Made by every request (with no ids, it is the source's check alone), together with
+    the claims of the requests beside it (services/ingest/claims.py)."""
     given = [(index, event.company_id or "", event.id, _content_digest(event))
              for index, event in enumerate(events) if event.id is not None]
-    answers = await pool.fetch(CLAIM_IDS, token_digest, source.id, source.granted_topics, source.granted_companies,
-                               [g[1] for g in given], [g[2] for g in given], [g[3] for g in given])
-    if answers and answers[0]["event_index"] is None:
+    refusals = await claims.claim(Claim(token_digest, source.id, source.granted_topics, source.granted_companies,
+                                        [g[1] for g in given], [g[2] for g in given], [g[3] for g in given]))
+    if refusals and refusals[0][0] is None:
         raise SourceChanged()
-    if answers:
+    if refusals:
         errors = []
-        for row in answers:
-            index, _, event_id, _ = given[row["event_index"]]
+        for event_index, reason in refusals:
+            index, _, event_id, _ = given[event_index]
             errors.append({"loc": ["events", index, "id"] if batched else ["id"],
-                           "msg": f"id {event_id!r} was already accepted {row['reason']}"})
+                           "msg": f"id {event_id!r} was already accepted {reason}"})
         raise Conflict(f"{len(errors)} event id(s) already in use; nothing was accepted", errors)
 
 
@@ -429,10 +423,12 @@ async def _produce(producer, topic: str, encoded: list[tuple[str, bytes, bytes]]
 async def start(app: FastAPI, runtime: Runtime) -> None:
     app.state.db = db = runtime.database(size=4)
     await ratelimit.start(app.state, runtime)
-    # The raw pool serves what every request asks (its source, its ids): one round trip each.
+    # The raw pool serves what every request asks: its source (one round trip when not remembered)
+    # and its ids (`Claims`: one round trip for the requests of the moment).
     app.state.pool = await runtime.database_pool(8, check="requests")
     app.state.catalog = Catalog(db)
     app.state.sources = Sources(app.state.pool)
+    app.state.claims = Claims(app.state.pool)
     app.state.max_event_bytes = runtime.settings.max_event_bytes
     app.state.producer = await runtime.kafka_producer()
     app.state.topic = Topics.of(runtime.settings).events
@@ -525,7 +521,7 @@ async def _accepted(request: Request, source: PublishingSource, token_digest: st
     events = await _validate(raw_events, batched, source, await state.catalog.fresh())
     encoded = _encoded(events, batched, state.max_event_bytes, tracing.incoming(request.headers.get(tracing.HEADER)))
     try:
-        await _claim_ids(state.pool, events, batched, source, token_digest)
+        await _claim_ids(state.claims, events, batched, source, token_digest)
     except SourceChanged:
         if not looked_up:
             raise

@@ -1,0 +1,113 @@
+"""Ingest's claims of concurrent requests go to PostgreSQL together (services/ingest/claims.py),
+and each request still gets its own outcome: one tenant's refused or failing claim never changes
+another's."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from prometheus_client import REGISTRY
+
+from services.ingest.claims import Claim, Claims
+from shared.db import asyncpg_dsn, create_pool
+from shared.security import digest
+
+
+@pytest.fixture
+async def pool(stack):
+    pool = await create_pool(asyncpg_dsn(stack.env["EM_DATABASE_URL"]), size=2)
+    yield pool
+    await pool.close()
+
+
+async def _source(admin) -> dict:
+    created = await admin.post("/v1/admin/sources", json={"name": f"s-{uuid.uuid4().hex[:8]}",
+                                                          "topics": ["SCG-Message"]})
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def _claim(source: dict, company_id: str, *ids: str, content: bytes = b"same", token: str | None = None) -> Claim:
+    return Claim(digest(token or source["token"]), source["id"], source["topics"], None,
+                 [company_id] * len(ids), list(ids), [content] * len(ids))
+
+
+def _groups() -> tuple[float, float]:
+    count = REGISTRY.get_sample_value("em_ingest_claim_group_requests_count") or 0
+    return count, REGISTRY.get_sample_value("em_ingest_claim_group_requests_sum") or 0
+
+
+def _fresh() -> str:
+    return f"ev-{uuid.uuid4().hex}"
+
+
+async def test_concurrent_claims_go_together_and_each_gets_its_own_answer(pool, admin, tenant, other_tenant):
+    first, second = await _source(admin), await _source(admin)
+    held, taken_later, free = _fresh(), _fresh(), _fresh()
+    claims = Claims(pool)
+    assert await claims.claim(_claim(first, tenant.id, held)) == []
+    calls_before, requests_before = _groups()
+
+    answers = await asyncio.gather(
+        claims.claim(_claim(second, tenant.id, taken_later, held)),  # held by the first source: refused whole
+        claims.claim(_claim(first, tenant.id, held)),  # the same source resending the same content
+        claims.claim(_claim(first, tenant.id, _fresh(), content=b"x", token="revoked")),  # token no longer its
+        claims.claim(_claim(second, other_tenant.id, held, free)),  # another company's ids: its own
+        claims.claim(_claim(first, tenant.id, held, content=b"other")),  # other content under a held id
+    )
+
+    calls, requests = _groups()
+    assert (calls - calls_before, requests - requests_before) == (1, 5), "the five went in one call"
+    assert answers == [[(1, "from another source")], [], [(None, "source changed")], [],
+                       [(0, "with other content")]]
+    # The refused request claimed none of its ids: the first source may still take the other one.
+    assert await claims.claim(_claim(first, tenant.id, taken_later)) == []
+
+
+async def test_a_group_the_database_refuses_is_answered_request_by_request(pool, admin, tenant, other_tenant):
+    """A claim PostgreSQL cannot take (a NUL in an id, were one to get past validation) fails the
+    group's call; each request is then sent alone, and only the one at fault fails."""
+    source = await _source(admin)
+    calls_before, _ = _groups()
+    claims = Claims(pool)
+    good, bad, also_good = _fresh(), "ev-\x00-nul", _fresh()
+    answers = await asyncio.gather(claims.claim(_claim(source, tenant.id, good)),
+                                   claims.claim(_claim(source, other_tenant.id, bad)),
+                                   claims.claim(_claim(source, other_tenant.id, also_good)),
+                                   return_exceptions=True)
+    assert answers[0] == [] and answers[2] == [], answers
+    assert isinstance(answers[1], Exception), answers
+    calls, _ = _groups()
+    assert calls - calls_before == 4, "the group, then each of the three alone"
+    # Claimed for real: another source is refused the good ids.
+    other = await _source(admin)
+    assert await claims.claim(_claim(other, tenant.id, good)) == [(0, "from another source")]
+
+
+async def test_a_group_is_bounded_in_requests_and_ids(pool, admin, tenant):
+    source = await _source(admin)
+    claims = Claims(pool, max_requests=3, max_ids=4)
+    calls_before, requests_before = _groups()
+    shapes = [1, 1, 1, 1, 3, 2, 5]  # ids per request
+    answers = await asyncio.gather(*(claims.claim(_claim(source, tenant.id, *(_fresh() for _ in range(n))))
+                                     for n in shapes))
+    assert answers == [[]] * len(shapes)
+    calls, requests = _groups()
+    # [1, 1, 1] (three requests), [1, 3] (four ids), [2] (the next would pass four), [5] (one alone may)
+    assert (calls - calls_before, requests - requests_before) == (4, 7)
+
+
+async def test_a_cancelled_request_does_not_disturb_its_group(pool, admin, tenant):
+    source = await _source(admin)
+    claims = Claims(pool)
+    kept, dropped = _fresh(), _fresh()
+    keeping = asyncio.create_task(claims.claim(_claim(source, tenant.id, kept)))
+    dropping = asyncio.create_task(claims.claim(_claim(source, tenant.id, dropped)))
+    await asyncio.sleep(0)  # both are waiting for the group's call
+    dropping.cancel()
+    assert await keeping == []
+    with pytest.raises(asyncio.CancelledError):
+        await dropping
+    assert await claims.claim(_claim(source, tenant.id, _fresh())) == [], "the next request is still served"
