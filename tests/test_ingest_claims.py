@@ -44,8 +44,38 @@ def _fresh() -> str:
 
 
 async def test_concurrent_claims_go_together_and_each_gets_its_own_answer(pool, admin, tenant, other_tenant):
+    """No id appears twice in the group: each step is one statement for the whole group."""
     first, second = await _source(admin), await _source(admin)
-    held, taken_later, free = _fresh(), _fresh(), _fresh()
+    held, broadcast_held = _fresh(), _fresh()
+    claims = Claims(pool)
+    assert await claims.claim(_claim(first, tenant.id, held)) == []
+    assert await claims.claim(_claim(first, "", broadcast_held)) == []  # a broadcast event's id
+    refused_fresh, changed_fresh, free = _fresh(), _fresh(), _fresh()
+    calls_before, requests_before = _groups()
+
+    answers = await asyncio.gather(
+        claims.claim(_claim(second, tenant.id, refused_fresh, held)),  # held by the first source: refused whole
+        claims.claim(_claim(first, other_tenant.id, broadcast_held)),  # the broadcast's source and content
+        claims.claim(_claim(first, tenant.id, changed_fresh, token="revoked")),  # token no longer its
+        claims.claim(_claim(second, other_tenant.id, free)),
+        claims.claim(_claim(second, other_tenant.id, _fresh(), _fresh())),
+    )
+
+    calls, requests = _groups()
+    assert (calls - calls_before, requests - requests_before) == (1, 5), "the five went in one call"
+    assert answers == [[(1, "from another source")], [], [(None, "source changed")], [], []]
+    # The refused requests claimed none of their ids; the accepted ones did.
+    assert await claims.claim(_claim(first, tenant.id, refused_fresh)) == []
+    assert await claims.claim(_claim(first, tenant.id, changed_fresh, content=b"other")) == []
+    assert await claims.claim(_claim(first, other_tenant.id, free)) == [(0, "from another source")]
+    assert await claims.claim(_claim(second, tenant.id, broadcast_held)) == [(0, "from another source")]
+
+
+async def test_claims_of_one_id_in_one_group_are_made_in_turn(pool, admin, tenant, other_tenant):
+    """An id appears twice in the group: a request's claim may depend on an earlier one's, so
+    each is claimed in turn, as if alone."""
+    first, second = await _source(admin), await _source(admin)
+    held, taken_later, free, new = _fresh(), _fresh(), _fresh(), _fresh()
     claims = Claims(pool)
     assert await claims.claim(_claim(first, tenant.id, held)) == []
     calls_before, requests_before = _groups()
@@ -56,12 +86,17 @@ async def test_concurrent_claims_go_together_and_each_gets_its_own_answer(pool, 
         claims.claim(_claim(first, tenant.id, _fresh(), content=b"x", token="revoked")),  # token no longer its
         claims.claim(_claim(second, other_tenant.id, held, free)),  # another company's ids: its own
         claims.claim(_claim(first, tenant.id, held, content=b"other")),  # other content under a held id
+        claims.claim(_claim(first, tenant.id, new)),  # claimed here, so taken for the next two
+        claims.claim(_claim(second, tenant.id, new)),
+        claims.claim(_claim(first, tenant.id, new, content=b"other")),
+        claims.claim(_claim(first, tenant.id, new)),
     )
 
     calls, requests = _groups()
-    assert (calls - calls_before, requests - requests_before) == (1, 5), "the five went in one call"
+    assert (calls - calls_before, requests - requests_before) == (1, 9), "the nine went in one call"
     assert answers == [[(1, "from another source")], [], [(None, "source changed")], [],
-                       [(0, "with other content")]]
+                       [(0, "with other content")], [], [(0, "from another source")], [(0, "with other content")],
+                       []]
     # The refused request claimed none of its ids: the first source may still take the other one.
     assert await claims.claim(_claim(first, tenant.id, taken_later)) == []
 

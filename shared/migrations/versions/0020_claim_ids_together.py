@@ -1,20 +1,26 @@
 """`claim_ingest_ids_together`: the claims of several ingest requests in one round trip (issue 13).
 
 Ingest gathers the claims of the requests that arrive while one round trip is under way and sends
-them together (services/ingest/claims.py). Each request's claim is exactly `claim_ingest_ids`
-(migration 0018): its source's check, and its ids claimed all or none, one request after the
-other in the order given, as if each had made its own call in turn. So one request refused (a
-changed source, an id taken) claims nothing and changes nothing for the others. What the group
-saves is the round trip and the transaction of each: a single-event request's claim cost
-PostgreSQL about 0.26 ms of CPU and ingest a fifth of its own, most of it the call rather than
-the insert.
+them together (services/ingest/claims.py). The outcome for each request is what `claim_ingest_ids`
+(migration 0018) would answer it, called for each request in turn: its source checked, its ids
+claimed all or none. So a request refused (its source changed, an id taken) claims nothing and
+changes nothing for the others of its group.
 
-Every id lock of the whole group is taken first, in one order, before any request's claim: two
-groups naming the same ids in other orders wait for each other and never deadlock. The claims'
-own locks are then already held (advisory locks nest within one transaction).
+Every id lock of the whole group is taken first, in one order: two groups naming the same ids in
+other orders wait for each other and never deadlock, and no one else claims any of the group's
+ids until it commits. Then, when no id appears twice in the group (the usual case), each step is
+one statement for all the requests: the sources checked, the ids another source holds or this
+source holds with other content found, and the ids of the requests refused by neither inserted.
+With the locks held, what the check saw is what the insert meets, so this answers what the calls
+in turn would. When an id appears twice (a source resending a request still under way, say), a
+request's claim can depend on the one before it in the group, so each request is claimed in turn
+by `claim_ingest_ids` itself (its own id locks are then already held: advisory locks nest).
 
-`claim_ingest_ids` stays: the claim of one request, and what an ingest replica of the release
-before calls during a rolling upgrade.
+Measured on PostgreSQL 15 here, CPU per single-event request: 0.43 ms claimed alone; in groups of
+8, 0.25 ms claimed in turn and 0.10 ms all at once; in groups of 32, 0.21 and 0.06 ms.
+
+`claim_ingest_ids` stays: it claims a group in turn, and an ingest replica of the release before
+calls it during a rolling upgrade.
 
 Revision ID: 0020
 Revises: 0019
@@ -34,32 +40,72 @@ CREATE FUNCTION claim_ingest_ids_together(requests jsonb, company_keys text[], i
 RETURNS TABLE (request_index int, event_index int, reason text) LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE
+    id_lock int;
+    owners int[];      -- for each id: its request's index,
+    positions int[];   -- its index within the request,
+    sources text[];    -- and the request's source
+    refused int[];     -- the requests refused so far
     request jsonb;
     first int := 1;
     last int;
-    id_lock int;
 BEGIN
     FOR id_lock IN SELECT DISTINCT hashtext(i) FROM unnest(ids) AS i ORDER BY 1 LOOP
         PERFORM pg_advisory_xact_lock(18, id_lock);  -- the lock claim_ingest_ids takes for each id
     END LOOP;
-    request_index := 0;
-    FOR request IN SELECT value FROM jsonb_array_elements(requests) LOOP
-        last := first + (request->>'ids')::int - 1;
-        FOR event_index, reason IN
-            SELECT c.event_index, c.reason FROM claim_ingest_ids(
-                request->>'token', request->>'source',
-                ARRAY(SELECT t FROM jsonb_array_elements_text(request->'topics') WITH ORDINALITY AS a(t, n)
-                      ORDER BY n),
-                CASE WHEN jsonb_typeof(request->'companies') = 'array'
-                     THEN ARRAY(SELECT t FROM jsonb_array_elements_text(request->'companies') WITH ORDINALITY AS a(t, n)
-                                ORDER BY n) END,
-                company_keys[first:last], ids[first:last], digests[first:last]) AS c
-        LOOP
-            RETURN NEXT;
+
+    IF (SELECT count(DISTINCT i) FROM unnest(ids) AS i) < cardinality(ids) THEN
+        request_index := 0;
+        FOR request IN SELECT value FROM jsonb_array_elements(requests) LOOP
+            last := first + (request->>'ids')::int - 1;
+            FOR event_index, reason IN
+                SELECT c.event_index, c.reason FROM claim_ingest_ids(
+                    request->>'token', request->>'source',
+                    ARRAY(SELECT t FROM jsonb_array_elements_text(request->'topics') WITH ORDINALITY AS a(t, n)
+                          ORDER BY n),
+                    CASE WHEN jsonb_typeof(request->'companies') = 'array'
+                         THEN ARRAY(SELECT t FROM jsonb_array_elements_text(request->'companies')
+                                             WITH ORDINALITY AS a(t, n) ORDER BY n) END,
+                    company_keys[first:last], ids[first:last], digests[first:last]) AS c
+            LOOP
+                RETURN NEXT;
+            END LOOP;
+            first := last + 1;
+            request_index := request_index + 1;
         END LOOP;
-        first := last + 1;
-        request_index := request_index + 1;
+        RETURN;
+    END IF;
+
+    -- Not waiting for the WAL flush: see migration 0018.
+    PERFORM set_config('synchronous_commit', 'off', true);
+    SELECT array_agg(r.n - 1 ORDER BY r.n, p), array_agg(p - 1 ORDER BY r.n, p), array_agg(r.source ORDER BY r.n, p)
+    INTO owners, positions, sources
+    FROM ROWS FROM (jsonb_to_recordset(requests) AS (source text, ids int)) WITH ORDINALITY AS r(source, ids, n)
+    CROSS JOIN LATERAL generate_series(1, r.ids) AS p;
+
+    SELECT coalesce(array_agg(r.n - 1), '{}') INTO refused
+    FROM ROWS FROM (jsonb_to_recordset(requests) AS (token text, source text, topics text[], companies text[]))
+         WITH ORDINALITY AS r(token, source, topics, companies, n)
+    WHERE NOT EXISTS (SELECT FROM source_of_token(r.token) s
+                      WHERE s.id = r.source AND s.enabled AND s.topics::text[] = r.topics
+                        AND s.company_ids::text[] IS NOT DISTINCT FROM r.companies);
+    RETURN QUERY SELECT x::int, NULL::int, 'source changed'::text FROM unnest(refused) AS x;
+
+    FOR request_index, event_index, reason IN
+        SELECT DISTINCT ON (g.o, g.e) g.o, g.e,
+               CASE WHEN h.source_id <> g.s THEN 'from another source' ELSE 'with other content' END
+        FROM unnest(owners, positions, company_keys, ids, digests, sources) AS g(o, e, k, i, d, s)
+        JOIN ingest_ids h ON h.id = g.i AND (h.company_key = g.k OR '' IN (g.k, h.company_key))
+        WHERE g.o <> ALL (refused) AND (h.source_id <> g.s OR h.digest <> g.d)
+        ORDER BY g.o, g.e, h.source_id = g.s
+    LOOP
+        RETURN NEXT;
+        refused := refused || request_index;
     END LOOP;
+
+    INSERT INTO ingest_ids (company_key, id, source_id, digest)
+    SELECT k, i, s, d FROM unnest(owners, company_keys, ids, digests, sources) AS t(o, k, i, d, s)
+    WHERE o <> ALL (refused)
+    ON CONFLICT DO NOTHING;  -- this source's own claims with this content: a resend
 END
 $$
 """
