@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import asyncpg
 import pytest
 
+from services.api.changes import OUTBOX_PAUSE_LOCK
 from services.devstack import wait_for_ready
+from shared.db import asyncpg_dsn
 from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
 from tests.delivery_helpers import publish, sentinel, wait_for_status
 
@@ -103,6 +106,37 @@ async def test_a_410_disables_the_endpoint_and_the_company_is_told_elsewhere(ten
     await settle()
     after = await sentinel(source, tenant, receiver, gone_path)
     assert receiver.requests[gone_path][-1].json()["id"] == after
+
+
+async def test_an_endpoint_enabled_with_its_failures_gets_them_before_the_dispatcher_hears_of_it(
+        stack, tenant, source, receiver):
+    """The failed deliveries an enable republishes may reach a dispatcher before the change does
+    (the change notification's relay is held here): it must not give them up again on its copy of
+    the configuration, read while the endpoint was disabled."""
+    path = unique_path("gone")
+    receiver.script(path, default=410)
+    configuration = await realtime_configuration(tenant, receiver.url(path))
+    await subscribe(tenant, configuration["id"])
+    await settle()
+    [gone_event] = await publish(source, tenant)
+    await wait_for_status(tenant, gone_event, "failed")
+    [no_endpoint_event] = await publish(source, tenant)  # the dispatcher reads the disabled endpoint
+    failed = await wait_for_status(tenant, no_endpoint_event, "failed")
+    assert failed["last_error"] == "no active endpoint"
+
+    receiver.script(path, default=200)
+    connection = await asyncpg.connect(asyncpg_dsn(stack.env["EM_DATABASE_URL"]))
+    try:
+        await connection.execute("SELECT pg_advisory_lock($1)", OUTBOX_PAUSE_LOCK)  # no change notification
+        endpoint_id = configuration["endpoints"][0]["id"]
+        enabled = await tenant.client.post(
+            f"/v1/delivery-configurations/{configuration['id']}/endpoints/{endpoint_id}/enable",
+            json={"republish_failed": True})
+        assert enabled.status_code == 200 and enabled.json()["republished"] >= 1, enabled.text
+        await wait_for_status(tenant, no_endpoint_event, "delivered")
+        assert no_endpoint_event in [r.json()["id"] for r in receiver.requests[path]]
+    finally:
+        await connection.close()  # the relay goes on
 
 
 @contextlib.asynccontextmanager

@@ -59,14 +59,19 @@ class ConfigurationCache:
         self._loaded_at: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def _stale(self, configuration_id: str) -> bool:
-        return time.monotonic() - self._loaded_at.get(configuration_id, -MAX_AGE_SECONDS) >= MAX_AGE_SECONDS
+    def _stale(self, configuration_id: str, loaded_since: float | None) -> bool:
+        loaded_at = self._loaded_at.get(configuration_id)
+        return (loaded_at is None or time.monotonic() - loaded_at >= MAX_AGE_SECONDS
+                or (loaded_since is not None and loaded_at < loaded_since))
 
-    async def get(self, configuration_id: str) -> DeliveryConfiguration | None:
-        if self._stale(configuration_id):
+    async def get(self, configuration_id: str, loaded_since: float | None = None) -> DeliveryConfiguration | None:
+        """The configuration (None: deleted), read again when the copy is older than MAX_AGE_SECONDS,
+        or than `loaded_since` (a `time.monotonic()`) when given."""
+        if self._stale(configuration_id, loaded_since):
             # One query per configuration, however many deliveries ask at the same moment.
             async with self._locks.setdefault(configuration_id, asyncio.Lock()):
-                if self._stale(configuration_id):
+                if self._stale(configuration_id, loaded_since):
+                    reading_at = time.monotonic()  # the copy is as old as the moment it was asked for
                     row = await self.pool.fetchrow(
                         "SELECT c.id, c.company_id, c.active, c.paused, c.mode, c.endpoints, c.format, c.throttle, "
                         "c.authentication, c.secrets_encrypted, c.policy, k.private_key_encrypted AS signing_key "
@@ -78,7 +83,7 @@ class ConfigurationCache:
                     # must not hold up every other delivery on this loop.
                     self._configurations[configuration_id] = (await asyncio.to_thread(self._configuration, row)
                                                               if row else None)
-                    self._loaded_at[configuration_id] = time.monotonic()
+                    self._loaded_at[configuration_id] = reading_at
         return self._configurations[configuration_id]
 
     def _configuration(self, row) -> DeliveryConfiguration:

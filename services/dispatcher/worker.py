@@ -100,6 +100,7 @@ class Dispatcher:
             room = MAX_IN_FLIGHT - len(self._tasks)
             if room > 0:
                 batches = await self.consumer.getmany(timeout_ms=100, max_records=min(room, 1000))
+                fetched_at = time.monotonic()
             else:  # read no more until something in flight finishes (still committing meanwhile)
                 batches = {}
                 self._room_freed.clear()
@@ -108,7 +109,8 @@ class Dispatcher:
             for partition, records in batches.items():
                 for record in records:
                     self.offsets.begin(partition, record.offset)
-                    task = asyncio.create_task(self._handle(partition, record.offset, record.value, record.key))
+                    task = asyncio.create_task(self._handle(partition, record.offset, record.value, record.key,
+                                                            fetched_at))
                     self._tasks.add(task)
                     task.add_done_callback(self._finished)
             if time.monotonic() - last_commit > 0.5:
@@ -151,11 +153,11 @@ class Dispatcher:
 
         return Listener()
 
-    async def _handle(self, partition, offset: int, raw: bytes, key: bytes | None) -> None:
+    async def _handle(self, partition, offset: int, raw: bytes, key: bytes | None, fetched_at: float) -> None:
         message = None
         try:
             message = valid_delivery(decode(raw))
-            await retry_while_unavailable("dispatcher", partial(self.deliver, message))
+            await retry_while_unavailable("dispatcher", partial(self.deliver, message, fetched_at))
         except Exception as exc:
             # Not an outage (those are waited out above): this message itself cannot be handled.
             reason = f"delivery message at {partition.partition}/{offset} could not be handled: " \
@@ -174,13 +176,23 @@ class Dispatcher:
 
     # --- one delivery ---------------------------------------------------------------------
 
-    async def deliver(self, message: dict) -> None:
+    async def deliver(self, message: dict, fetched_at: float) -> None:
+        """`fetched_at`: when the message came from Kafka (`time.monotonic()`)."""
         if message.get("test"):  # a test event: sent once, recorded apart (services/dispatcher/testing.py)
             await send_test(self, message)
             return
-        configuration = await self.configurations.get(message["delivery_configuration_id"])
+        configuration_id = message["delivery_configuration_id"]
+        configuration = await self.configurations.get(configuration_id)
         already_succeeded = set(message["succeeded_endpoints"])
         outcome, endpoints = before_sending(configuration, already_succeeded)
+        if isinstance(outcome, GaveUp):
+            # Decided on our copy, and giving up is final: a change committed before this message
+            # was sent (an endpoint enabled, then its failed deliveries republished) may not have
+            # reached us yet. So on a copy read before the message came, look again. One read
+            # serves every message fetched before it: a flood for a deleted configuration costs
+            # one read per batch.
+            configuration = await self.configurations.get(configuration_id, loaded_since=fetched_at)
+            outcome, endpoints = before_sending(configuration, already_succeeded)
         if outcome is not None:
             await self._settle(message, [], outcome)
             return
