@@ -342,7 +342,8 @@ async def test_a_request_refused_for_one_id_claims_none_of_the_others(admin, url
 
 async def test_a_broadcast_and_a_company_claim_of_one_id_racing_see_each_other(stack, admin, tenant):
     """Their rows do not collide (other company keys), so without a lock on the id both would be
-    accepted: the first claim is held open, the second waits for it and then sees it."""
+    accepted: the first claim (by an ingest of the release before, as in a rolling upgrade) is held
+    open, the second waits for it and then sees it."""
     from services.ingest.claims import CLAIM_TOGETHER, Claim, arguments
     from shared.security import digest
 
@@ -357,12 +358,17 @@ async def test_a_broadcast_and_a_company_claim_of_one_id_racing_see_each_other(s
                                                                   created["topics"], None, [company_key], [event_id],
                                                                   [company_key.encode()])]))
 
+    def claim_as_the_release_before(connection, created, company_key):  # during a rolling upgrade
+        return connection.fetch("SELECT event_index, reason FROM claim_ingest_ids($1, $2, $3, NULL, $4, $5, $6)",
+                                digest(created["token"]), created["id"], created["topics"], [company_key],
+                                [event_id], [company_key.encode()])
+
     dsn = asyncpg_dsn(stack.env["EM_DATABASE_URL"])
     first, second, watcher = [await asyncpg.connect(dsn) for _ in range(3)]
     try:
         held = first.transaction()
         await held.start()
-        assert await claim(first, sources[0], "") == []  # a broadcast event's claim, not committed yet
+        assert await claim_as_the_release_before(first, sources[0], "") == []  # a broadcast's, not committed yet
         racing = asyncio.create_task(claim(second, sources[1], tenant.id))
         await eventually(lambda: watcher.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' "

@@ -53,17 +53,22 @@ async def test_concurrent_claims_go_together_and_each_gets_its_own_answer(pool, 
     refused_fresh, changed_fresh, free = _fresh(), _fresh(), _fresh()
     calls_before, requests_before = _groups()
 
+    shared_id = _fresh()  # one id, two companies: their claims do not meet
     answers = await asyncio.gather(
         claims.claim(_claim(second, tenant.id, refused_fresh, held)),  # held by the first source: refused whole
         claims.claim(_claim(first, other_tenant.id, broadcast_held)),  # the broadcast's source and content
         claims.claim(_claim(first, tenant.id, changed_fresh, token="revoked")),  # token no longer its
         claims.claim(_claim(second, other_tenant.id, free)),
         claims.claim(_claim(second, other_tenant.id, _fresh(), _fresh())),
+        claims.claim(_claim(first, tenant.id, _fresh(), held, _fresh(), broadcast_held, content=b"other")),
+        claims.claim(_claim(first, tenant.id, shared_id)),
+        claims.claim(_claim(second, other_tenant.id, shared_id)),
     )
 
     calls, requests = _groups()
-    assert (calls - calls_before, requests - requests_before) == (1, 5), "the five went in one call"
-    assert answers == [[(1, "from another source")], [], [(None, "source changed")], [], []]
+    assert (calls - calls_before, requests - requests_before) == (1, 8), "the eight went in one call"
+    assert answers == [[(1, "from another source")], [], [(None, "source changed")], [], [],
+                       [(1, "with other content"), (3, "with other content")], [], []]
     # The refused requests claimed none of their ids; the accepted ones did.
     assert await claims.claim(_claim(first, tenant.id, refused_fresh)) == []
     assert await claims.claim(_claim(first, tenant.id, changed_fresh, content=b"other")) == []
@@ -134,15 +139,33 @@ async def test_a_group_is_bounded_in_requests_and_ids(pool, admin, tenant):
     assert (calls - calls_before, requests - requests_before) == (4, 7)
 
 
-async def test_a_cancelled_request_does_not_disturb_its_group(pool, admin, tenant):
+async def test_a_request_cancelled_while_its_group_is_sent_holds_up_no_other(pool, admin, tenant):
     source = await _source(admin)
     claims = Claims(pool)
-    kept, dropped = _fresh(), _fresh()
-    keeping = asyncio.create_task(claims.claim(_claim(source, tenant.id, kept)))
-    dropping = asyncio.create_task(claims.claim(_claim(source, tenant.id, dropped)))
-    await asyncio.sleep(0)  # both are waiting for the group's call
+    dropping = asyncio.create_task(claims.claim(_claim(source, tenant.id, _fresh())))
+    await asyncio.sleep(0)  # it waits; the sender starts
+    await asyncio.sleep(0)  # its call is under way
+    waiting = asyncio.create_task(claims.claim(_claim(source, tenant.id, _fresh())))  # for the next call
+    await asyncio.sleep(0)
     dropping.cancel()
-    assert await keeping == []
+    assert await asyncio.wait_for(waiting, 20) == []
     with pytest.raises(asyncio.CancelledError):
         await dropping
-    assert await claims.claim(_claim(source, tenant.id, _fresh())) == [], "the next request is still served"
+
+
+async def test_a_request_cancelled_before_its_group_is_sent_claims_nothing(pool, admin, tenant):
+    source, other = await _source(admin), await _source(admin)
+    claims = Claims(pool)
+    first = asyncio.create_task(claims.claim(_claim(source, tenant.id, _fresh())))
+    await asyncio.sleep(0)  # `first` waits; the sender starts
+    await asyncio.sleep(0)  # its call is under way
+    dropped, kept = _fresh(), _fresh()
+    dropping = asyncio.create_task(claims.claim(_claim(source, tenant.id, dropped)))
+    keeping = asyncio.create_task(claims.claim(_claim(source, tenant.id, kept)))
+    await asyncio.sleep(0)  # both wait for the next group
+    dropping.cancel()
+    assert await first == [] and await keeping == []
+    with pytest.raises(asyncio.CancelledError):
+        await dropping
+    assert await claims.claim(_claim(other, tenant.id, dropped)) == [], "never claimed"
+    assert await claims.claim(_claim(other, tenant.id, kept)) == [(0, "from another source")]

@@ -57,20 +57,17 @@ class ConfigurationCache:
         self.retry_jitter = retry_jitter
         self._configurations: dict[str, DeliveryConfiguration | None] = {}
         self._loaded_at: dict[str, float] = {}
+        self._confirmed_at: dict[str, float] = {}  # see `confirmed`
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def _stale(self, configuration_id: str, loaded_since: float | None) -> bool:
-        loaded_at = self._loaded_at.get(configuration_id)
-        return (loaded_at is None or time.monotonic() - loaded_at >= MAX_AGE_SECONDS
-                or (loaded_since is not None and loaded_at < loaded_since))
+    def _stale(self, configuration_id: str) -> bool:
+        return time.monotonic() - self._loaded_at.get(configuration_id, -MAX_AGE_SECONDS) >= MAX_AGE_SECONDS
 
-    async def get(self, configuration_id: str, loaded_since: float | None = None) -> DeliveryConfiguration | None:
-        """The configuration (None: deleted), read again when the copy is older than MAX_AGE_SECONDS,
-        or than `loaded_since` (a `time.monotonic()`) when given."""
-        if self._stale(configuration_id, loaded_since):
+    async def get(self, configuration_id: str) -> DeliveryConfiguration | None:
+        if self._stale(configuration_id):
             # One query per configuration, however many deliveries ask at the same moment.
             async with self._locks.setdefault(configuration_id, asyncio.Lock()):
-                if self._stale(configuration_id, loaded_since):
+                if self._stale(configuration_id):
                     reading_at = time.monotonic()  # the copy is as old as the moment it was asked for
                     row = await self.pool.fetchrow(
                         "SELECT c.id, c.company_id, c.active, c.paused, c.mode, c.endpoints, c.format, c.throttle, "
@@ -85,6 +82,27 @@ class ConfigurationCache:
                                                               if row else None)
                     self._loaded_at[configuration_id] = reading_at
         return self._configurations[configuration_id]
+
+    async def confirmed(self, configuration_id: str, since: float) -> DeliveryConfiguration | None:
+        """The configuration as it was at some moment after `since` (a `time.monotonic()`): for a
+        decision that cannot be undone, which a change committed before `since` but not yet
+        notified must not miss. What decides whether to send at all is read and compared with our
+        copy, which is read again only when that differs. One check serves every caller asking
+        about a moment before it: a flood of deliveries costs a check per batch, not per delivery."""
+        async with self._locks.setdefault(configuration_id, asyncio.Lock()):
+            if self._confirmed_at.get(configuration_id, -MAX_AGE_SECONDS) < since:
+                confirming_at = time.monotonic()
+                row = await self.pool.fetchrow(
+                    "SELECT active, paused, mode, endpoints FROM delivery_configurations WHERE id = $1",
+                    configuration_id)
+                copy = self._configurations.get(configuration_id)
+                as_copied = None if copy is None else (copy.active, copy.paused, copy.mode, copy.endpoints)
+                as_stored = None if row is None else (row["active"], row["paused"], row["mode"],
+                                                      _json(row["endpoints"]))
+                if as_stored != as_copied:
+                    self.forget(configuration_id)  # read again, after `since`, just below
+                self._confirmed_at[configuration_id] = confirming_at
+        return await self.get(configuration_id)
 
     def _configuration(self, row) -> DeliveryConfiguration:
         authentication = _json(row["authentication"])
@@ -124,6 +142,7 @@ class ConfigurationCache:
         for key in stale:
             del self._configurations[key]
             del self._loaded_at[key]
+            self._confirmed_at.pop(key, None)
         return stale
 
     async def store_refresh_token(self, configuration: DeliveryConfiguration, refresh_token: str) -> None:

@@ -95,7 +95,7 @@ class Dispatcher:
     # --- the consumer loop ----------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
-        last_commit = time.monotonic()
+        last_commit = fetched_at = time.monotonic()
         while not stopping.is_set():
             room = MAX_IN_FLIGHT - len(self._tasks)
             if room > 0:
@@ -181,18 +181,8 @@ class Dispatcher:
         if message.get("test"):  # a test event: sent once, recorded apart (services/dispatcher/testing.py)
             await send_test(self, message)
             return
-        configuration_id = message["delivery_configuration_id"]
-        configuration = await self.configurations.get(configuration_id)
         already_succeeded = set(message["succeeded_endpoints"])
-        outcome, endpoints = before_sending(configuration, already_succeeded)
-        if isinstance(outcome, GaveUp):
-            # Decided on our copy, and giving up is final: a change committed before this message
-            # was sent (an endpoint enabled, then its failed deliveries republished) may not have
-            # reached us yet. So on a copy read before the message came, look again. One read
-            # serves every message fetched before it: a flood for a deleted configuration costs
-            # one read per batch.
-            configuration = await self.configurations.get(configuration_id, loaded_since=fetched_at)
-            outcome, endpoints = before_sending(configuration, already_succeeded)
+        configuration, outcome, endpoints = await self._before_sending(message, already_succeeded, fetched_at)
         if outcome is not None:
             await self._settle(message, [], outcome)
             return
@@ -213,6 +203,20 @@ class Dispatcher:
             self._explain(policy, attempts, schedule, attempts_made, outcome)
         succeeded = already_succeeded | {a.endpoint_id for a in attempts if a.succeeded}
         await self._settle(message, attempts, outcome, succeeded=succeeded, attempts_made=attempts_made)
+
+    async def _before_sending(self, message: dict, already_succeeded: set[str], fetched_at: float) -> tuple[
+            DeliveryConfiguration | None, Outcome | None, list[dict]]:
+        """The configuration, the outcome when nothing is to be sent, and the endpoints to send to."""
+        configuration_id = message["delivery_configuration_id"]
+        configuration = await self.configurations.get(configuration_id)
+        outcome, endpoints = before_sending(configuration, already_succeeded)
+        if isinstance(outcome, GaveUp):
+            # Decided on our copy, and giving up is final: a change committed before this message
+            # was sent (an endpoint enabled, then its failed deliveries republished) may not have
+            # reached us yet.
+            configuration = await self.configurations.confirmed(configuration_id, since=fetched_at)
+            outcome, endpoints = before_sending(configuration, already_succeeded)
+        return configuration, outcome, endpoints
 
     def _explain(self, policy: Policy | None, attempts: list[Attempt], schedule: RetrySchedule, attempts_made: int,
                  outcome: Outcome) -> None:
