@@ -2,10 +2,10 @@
 
 Every request makes one claim before anything is produced: its source checked and its ids
 claimed (`claim_ingest_ids`, migrations 0018 and 0020). One call each cost a single-event
-request about a fifth of ingest's CPU and 0.26-0.37 ms of PostgreSQL's (by the hour), mostly the
-round trip and its transaction. So one call is under way at a time, and the claims that arrive meanwhile go in
-the next, together, up to a bound: the group is as large as the load makes it, one request when
-ingest is quiet, and waits for nothing but the call before it.
+request about a fifth of ingest's CPU and 0.26-0.37 ms of PostgreSQL's (by the hour), mostly
+the round trip and its transaction. So one call is under way at a time, and the claims that
+arrive meanwhile go in the next, together, up to a bound: the group is as large as the load
+makes it, one request when ingest is quiet, and waits for nothing but the call before it.
 
 A group's outcome is each request's own: the function answers each what its own call would. A
 group the database refuses for what it holds is sent again one request at a time, so a failure
