@@ -48,7 +48,7 @@ DECLARE
     positions int[];   -- its index within the request,
     sources text[];    -- and the request's source
     refused int[];     -- the requests refused so far
-    request jsonb;
+    request record;
     first int := 1;
     last int;
 BEGIN
@@ -59,23 +59,14 @@ BEGIN
     -- Claims that meet within the group: one id twice for one company key, or under '' and another.
     IF EXISTS (SELECT FROM unnest(company_keys, ids) AS t(k, i) GROUP BY i
                HAVING count(*) > count(DISTINCT k) OR (count(*) > 1 AND bool_or(k = ''))) THEN
-        request_index := 0;
-        FOR request IN SELECT value FROM jsonb_array_elements(requests) LOOP
-            last := first + (request->>'ids')::int - 1;
-            FOR event_index, reason IN
-                SELECT c.event_index, c.reason FROM claim_ingest_ids(
-                    request->>'token', request->>'source',
-                    ARRAY(SELECT t FROM jsonb_array_elements_text(request->'topics') WITH ORDINALITY AS a(t, n)
-                          ORDER BY n),
-                    CASE WHEN jsonb_typeof(request->'companies') = 'array'
-                         THEN ARRAY(SELECT t FROM jsonb_array_elements_text(request->'companies')
-                                             WITH ORDINALITY AS a(t, n) ORDER BY n) END,
-                    company_keys[first:last], ids[first:last], digests[first:last]) AS c
-            LOOP
-                RETURN NEXT;
-            END LOOP;
+        FOR request IN SELECT * FROM ROWS FROM (jsonb_to_recordset(requests) AS (token text, source text,
+                                   topics text[], companies text[], ids int)) WITH ORDINALITY AS r(token, source,
+                                   topics, companies, ids, n) LOOP
+            last := first + request.ids - 1;
+            RETURN QUERY SELECT (request.n - 1)::int, c.event_index, c.reason
+                         FROM claim_ingest_ids(request.token, request.source, request.topics, request.companies,
+                                               company_keys[first:last], ids[first:last], digests[first:last]) AS c;
             first := last + 1;
-            request_index := request_index + 1;
         END LOOP;
         RETURN;
     END IF;
