@@ -56,7 +56,7 @@ lock: | $(UV)
 audit: $(STAMP)  ## pip-audit over uv.lock (skipped loudly, with the reasons, where no vulnerability service can be used)
 	$(BIN)/python scripts/audit_lock.py
 
-run: $(STAMP)  ## embedded PostgreSQL + broker (in memory: for trying and developing), all five services on :8000-8004
+run: $(STAMP)  ## embedded PostgreSQL + broker (in memory: for trying and developing), all five services on :8000-8004 (a second dispatcher process on a free port)
 	$(BIN)/eventmgr dev
 
 # The audit runs after the tests: an advisory published upstream must not keep them from running.

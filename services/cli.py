@@ -51,7 +51,7 @@ def _dev() -> None:
     started = time.monotonic()
     settings = get_settings()
     stack = Stack(data_dir=settings.data_dir, ports={name: settings.port_of(name) for name in SERVICES},
-                  host=settings.host)
+                  host=settings.host, replicas={"dispatcher": settings.dev_dispatcher_processes})
     starting, stopping = True, False
 
     def _stop(*_):
@@ -69,8 +69,8 @@ def _dev() -> None:
         stack.start_services()
         credentials = settings.data_dir / "dev-credentials.json"
         print(f"\nEvent Manager is up ({time.monotonic() - started:.1f}s).", flush=True)
-        for name in SERVICES:
-            print(f"  {name:<10} http://127.0.0.1:{stack.ports[name]}" + ("/docs" if name in ("api", "ingest") else ""))
+        for name in stack.services:
+            print(f"  {name:<12} http://127.0.0.1:{stack.ports[name]}" + ("/docs" if name in ("api", "ingest") else ""))
         print(f"  operator token: {credentials} (admin_token)")
         print(f"  logs: {settings.data_dir / 'logs'}", flush=True)
         if stack.broker and stack.broker.in_memory:

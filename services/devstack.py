@@ -228,17 +228,21 @@ def lock_holder(data_dir: Path) -> str:
 
 @dataclass
 class ServiceProcess:
-    name: str
+    name: str  # the service, or for a further replica of it "<service>-<n>"
     env: dict
     log_path: Path
     process: subprocess.Popen | None = None
     restarts: int = 0
     exit_times: list[float] = field(default_factory=list)
+    service: str = ""  # which service it runs: its name, unless it is a further replica
+
+    def __post_init__(self) -> None:
+        self.service = self.service or self.name
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "serve", self.name],
+            [sys.executable, "-m", "services.cli", "serve", self.service],
             env=self.env,
             stdout=self.log_path.open("ab"),
             stderr=subprocess.STDOUT,
@@ -299,7 +303,9 @@ class ServiceExited(RuntimeError):
 
 @dataclass
 class Stack:
-    """Infrastructure plus services. `ports` maps service name to port; services bind `host`."""
+    """Infrastructure plus services. `ports` maps service name to port; services bind `host`.
+    `replicas`: processes of a service `start_services` runs (1 if not named), as Kubernetes runs
+    replicas; a further replica is named "<service>-<n>" and listens on a free port."""
 
     data_dir: Path
     ports: dict[str, int]
@@ -308,6 +314,7 @@ class Stack:
     broker: EmbeddedBroker | None = None
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     data_dir_lock: IO[str] | None = None  # held while this stack runs
+    replicas: dict[str, int] = field(default_factory=dict)
 
     def needed_ports(self, broker_port: int) -> list[tuple[str, str, int]]:
         """(variable that sets it, host, port) for every TCP port this stack will listen on.
@@ -384,10 +391,22 @@ class Stack:
         self.services[name] = service
         return service
 
+    def start_replica(self, service: str, number: int) -> ServiceProcess:
+        """Replica `number` (2, 3, ...) of `service`, on a free port of its own."""
+        name = f"{service}-{number}"
+        self.ports[name] = port = free_port()
+        replica = ServiceProcess(name, {**self.env, port_variable(service): str(port)},
+                                 self.data_dir / "logs" / f"{name}.log", service=service)
+        replica.start()
+        self.services[name] = replica
+        return replica
+
     def start_services(self, names=SERVICES) -> None:
+        started = []
         for name in names:
-            self.start_service(name)
-        for name in names:
+            started.append(self.start_service(name).name)
+            started += [self.start_replica(name, n).name for n in range(2, self.replicas.get(name, 1) + 1)]
+        for name in started:
             self.wait_until_ready(name)
 
     def wait_until_ready(self, name: str) -> None:
@@ -422,7 +441,8 @@ class Stack:
         port = self.ports.get(service.name)
         if port is None or bind_error(self.host, port) is None:
             return None
-        return f"port {port} ({port_variable(service.name)}) is held by {port_holder(port)}"
+        setting = f" ({port_variable(service.name)})" if service.name == service.service else ""
+        return f"port {port}{setting} is held by {port_holder(port)}"
 
     def stop(self) -> None:
         for service in self.services.values():  # all at once: each drains its in-flight work

@@ -10,9 +10,8 @@ the event (shared/tracing.py), valid or absent: absent means a new trace at each
 
 Topics (prefix `em.` by default):
 - `events.v1`      ingest -> matcher. Key: company id (broadcast events: the event id).
-- `deliveries.v1`  matcher/retry poller -> dispatcher. Key: delivery configuration id, so one
-                   configuration's traffic stays on one partition and one dispatcher replica
-                   (that is what makes its throttle exact across replicas).
+- `deliveries.v1`  matcher/retry poller -> dispatcher. Key: `delivery_key` (a throttled
+                   configuration's id, otherwise the delivery's own id).
 - `changes.v1`     api -> every matcher and dispatcher replica: "company X changed its Y".
 """
 
@@ -148,6 +147,16 @@ def delivery_message(delivery_id: str, configuration_id: str, company_id: str, d
         "event": document,
         "traceparent": traceparent,
     }
+
+
+def delivery_key(message: dict, throttled: bool) -> bytes:
+    """The Kafka key of a delivery message, which picks its partition and so the dispatcher
+    replica that sends it. A throttled configuration's deliveries share the configuration's id:
+    one replica owns its bucket, so the limit holds across replicas. Any other delivery is keyed
+    by its own id, spread over every replica, so one busy configuration is not held to one
+    process's core. (A delivery queued spread before its configuration was throttled is put back
+    under the configuration's key by the dispatcher: services/dispatcher/worker.py.)"""
+    return (message["delivery_configuration_id"] if throttled else message["delivery_id"]).encode()
 
 
 def iso(moment: datetime) -> str:

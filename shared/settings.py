@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     scheduler_port: int = SERVICE_PORTS["scheduler"]
     # The public base URL of the api service, used in buffer-file download links.
     public_api_url: str | None = None
+    # Dispatcher processes `eventmgr dev` (make run) starts, as Kubernetes runs replicas: deliveries
+    # are spread over the partitions (shared/messages.py delivery_key), so a second process puts
+    # a second core to work on even one configuration's traffic.
+    dev_dispatcher_processes: int = Field(2, ge=1, le=16)
 
     kafka_partitions: int = 12
     # Copies of each topic `eventmgr create-topics` makes: 1 for a single broker (the embedded

@@ -138,6 +138,8 @@ def test_dev_says_its_broker_keeps_events_in_memory(tmp_path):
     reader.join(10)
     output = "".join(lines)
     assert "Event Manager is up" in output and IN_MEMORY_NOTICE in output, output
+    # Up means ready: a second dispatcher process shares the deliveries (EM_DEV_DISPATCHER_PROCESSES).
+    assert any(line.split()[:1] == ["dispatcher-2"] for line in lines), output
 
 
 def load_audit_script():

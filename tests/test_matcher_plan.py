@@ -71,7 +71,7 @@ def test_plan_batch(index, name, incoming, stored, deliveries, published):
     plan = plan_batch(index, [incoming])
     assert [(row.company_id, row.id, row.fanned_out) for row in plan.events] == stored
     assert [(row.company_id, row.subscription_id, row.status) for row in plan.deliveries] == deliveries
-    messages = [m for planned in plan.outgoing.values() for m in planned]
+    messages = [m for planned in plan.outgoing.values() for _, m in planned]
     assert [m["event"]["subscription_id"] for m in messages] == published
     by_id = {row.id: row for row in plan.deliveries}
     for message in messages:  # each published message is one of the delivery rows, for its company

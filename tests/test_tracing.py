@@ -183,6 +183,6 @@ def test_the_matcher_stores_and_publishes_the_events_context_or_a_new_one(sent, 
                           "2026-11-27T12:00:00Z", {}, sent)
     plan = plan_batch(index, [event])
     [row] = plan.events
-    published = {message["traceparent"] for message in plan.outgoing[("co_a", "e1")]}
+    published = {message["traceparent"] for _, message in plan.outgoing[("co_a", "e1")]}
     assert published == {row.trace_parent} and tracing.parse(row.trace_parent) is not None
     assert (row.trace_parent == VALID) is kept

@@ -4,9 +4,10 @@ A request holds one of `max_requests` slots from the moment it is let through un
 `per_seconds` after its response arrived. The endpoint received the request before it answered,
 so request k+N reaches it more than `per_seconds` after request k did, whatever the event-loop
 or network jitter: the limit holds for every window, not just aligned ones, at the cost of the
-response time per window. Because a configuration's traffic is keyed to one Kafka partition, one
-dispatcher replica owns it at a time; when ownership moves, the new owner's bucket starts from
-the attempts recorded in the last window, so the limit also holds across replicas and restarts."""
+response time per window. Because a throttled configuration's traffic is keyed to one Kafka
+partition (shared/messages.py delivery_key), one dispatcher replica owns it at a time; when
+ownership moves, the new owner's bucket starts from the attempts recorded in the last window, so
+the limit also holds across replicas and restarts."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 1. `before_sending` (services/dispatcher/decision.py): the configuration and the endpoints still
    to do, or an outcome at once (configuration deleted or inactive, nothing left to send);
 2. `_wait_ahead`: park the delivery in the database when too much waits ahead of it in its
-   throttle bucket or endpoint lane;
+   throttle bucket or endpoint lane, or when it came under the wrong key for its throttle;
 3. `_send_to_all` -> `_send_to_endpoint` for each endpoint (circuit breaker, URL check,
    credentials, throttle, lane, HTTP);
 4. `decide` (decision.py): delivered, retry later, or give up;
@@ -71,6 +71,9 @@ THROTTLE_BACKLOG_SECONDS = 2.0
 # short enough that a slow host's backlog does not hold offsets and memory for minutes.
 LANE_BACKLOG_SECONDS = 30.0
 USER_AGENT = "EventManager/1.0 (+webhooks)"
+# How long a delivery queued under the wrong key for its throttled configuration waits in the
+# database before the poller queues it again (the least a park lasts).
+REKEY_SECONDS = 1.0
 
 
 class Dispatcher:
@@ -157,7 +160,7 @@ class Dispatcher:
         message = None
         try:
             message = valid_delivery(decode(raw))
-            await retry_while_unavailable("dispatcher", partial(self.deliver, message, fetched_at))
+            await retry_while_unavailable("dispatcher", partial(self.deliver, message, fetched_at, key))
         except Exception as exc:
             # Not an outage (those are waited out above): this message itself cannot be handled.
             reason = f"delivery message at {partition.partition}/{offset} could not be handled: " \
@@ -176,8 +179,8 @@ class Dispatcher:
 
     # --- one delivery ---------------------------------------------------------------------
 
-    async def deliver(self, message: dict, fetched_at: float) -> None:
-        """`fetched_at`: when the message came from Kafka (`time.monotonic()`)."""
+    async def deliver(self, message: dict, fetched_at: float, key: bytes | None = None) -> None:
+        """`fetched_at`: when the message came from Kafka (`time.monotonic()`); `key`: its Kafka key."""
         if message.get("test"):  # a test event: sent once, recorded apart (services/dispatcher/testing.py)
             await send_test(self, message)
             return
@@ -187,7 +190,7 @@ class Dispatcher:
             await self._settle(message, [], outcome)
             return
         bucket = await self._bucket(configuration)
-        wait = self._wait_ahead(configuration, endpoints, bucket)
+        wait = self._wait_ahead(configuration, endpoints, bucket, key)
         if wait:
             await self._park(message, wait)
             return
@@ -230,8 +233,14 @@ class Dispatcher:
                                      attempt_number=attempts_made, outcome=outcome)
 
     def _wait_ahead(self, configuration: DeliveryConfiguration, endpoints: list[dict],
-                    bucket: ThrottleBucket | None) -> float:
+                    bucket: ThrottleBucket | None, key: bytes | None) -> float:
         """Seconds to park this delivery for, or 0 to send it now."""
+        if bucket is not None and key != configuration.id.encode():
+            # Queued under its own key (shared/messages.py delivery_key) before the configuration
+            # was throttled, so other replicas may be sending its like: sent here, the limit would
+            # hold per replica only. From the database the poller queues it under the
+            # configuration's key, to the one replica that owns the bucket.
+            return REKEY_SECONDS
         if bucket is not None and bucket.waiting >= max(bucket.rate * THROTTLE_BACKLOG_SECONDS, 1):
             # Come back when the queue ahead is half drained, so the bucket never runs dry.
             return bucket.waiting / bucket.rate / 2

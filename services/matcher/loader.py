@@ -15,7 +15,7 @@ _set_aside_once = SetAsideOnce()
 # Only subscriptions that can receive anything: active, with an active configuration.
 ROUTES_SQL = """
 SELECT s.id, s.company_id, s.topic, s.event_types, s.delivery_configuration_id, s.matching_criteria,
-       s.start_at, s.end_at, s.updated_at, c.mode
+       s.start_at, s.end_at, s.updated_at, c.mode, jsonb_typeof(c.throttle) = 'object' AS throttled
 FROM subscriptions s JOIN delivery_configurations c ON c.id = s.delivery_configuration_id
 WHERE s.active AND c.active
 """

@@ -14,7 +14,7 @@ import orjson
 from services.matcher.index import SubscriptionIndex
 from services.matcher.matching import recipients_of
 from shared.ids import new_id
-from shared.messages import decode, delivered_document, delivery_message, valid_event
+from shared.messages import decode, delivered_document, delivery_key, delivery_message, valid_event
 from shared.statuses import DeliveryStatus
 from shared.tracing import new_trace, valid_or_none
 
@@ -79,8 +79,8 @@ class DeliveryRow(NamedTuple):  # the columns of INSERT_DELIVERIES, in order
 class BatchPlan:
     events: list[EventRow] = field(default_factory=list)
     deliveries: list[DeliveryRow] = field(default_factory=list)
-    # The Kafka message of each realtime delivery, by the event it belongs to.
-    outgoing: dict[EventKey, list[dict]] = field(default_factory=dict)
+    # The Kafka message of each realtime delivery, with its key, by the event it belongs to.
+    outgoing: dict[EventKey, list[tuple[bytes, dict]]] = field(default_factory=dict)
     scheduled_count: int = 0
 
     @property
@@ -113,9 +113,11 @@ def plan_batch(index: SubscriptionIndex, events: list[dict]) -> BatchPlan:
                 plan.deliveries.append(DeliveryRow(delivery_id, company_id, event["id"], route.subscription_id,
                                                    route.delivery_configuration_id, status))
                 if route.realtime:
-                    plan.outgoing.setdefault((company_id, event["id"]), []).append(delivery_message(
-                        delivery_id, route.delivery_configuration_id, company_id,
-                        delivered_document(event, company_id, route.subscription_id), traceparent=trace_parent))
+                    message = delivery_message(delivery_id, route.delivery_configuration_id, company_id,
+                                               delivered_document(event, company_id, route.subscription_id),
+                                               traceparent=trace_parent)
+                    plan.outgoing.setdefault((company_id, event["id"]), []).append(
+                        (delivery_key(message, route.throttled), message))
                 else:
                     plan.scheduled_count += 1
     return plan

@@ -25,7 +25,7 @@ from services.matcher.plan import BatchPlan, EventKey, Incoming, plan_batch, rea
 from shared.db import columns
 from shared.deadletter import isolate_failures, kafka_source, retry_while_unavailable, set_aside
 from shared.kafka import Topics, send_all
-from shared.messages import delivered_document, delivery_message, encode
+from shared.messages import delivered_document, delivery_key, delivery_message, encode
 from shared.statuses import DeliveryStatus
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,10 @@ ON CONFLICT DO NOTHING
 """
 
 UNFINISHED_FANOUT = f"""
-SELECT d.id, d.company_id, d.event_id, d.subscription_id, d.delivery_configuration_id, e.trace_parent
+SELECT d.id, d.company_id, d.event_id, d.subscription_id, d.delivery_configuration_id, e.trace_parent,
+       jsonb_typeof(c.throttle) = 'object' AS throttled
 FROM events e JOIN deliveries d ON d.company_id = e.company_id AND d.event_id = e.id
+LEFT JOIN delivery_configurations c ON c.id = d.delivery_configuration_id
 WHERE NOT e.fanned_out AND (e.company_id, e.id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
   AND d.status = '{DeliveryStatus.QUEUED}' AND d.next_attempt_at IS NULL
 """
@@ -106,10 +108,10 @@ class Matcher:
         inserted, interrupted = await self._store(plan)
         # Realtime deliveries of the events stored just now, and of replayed ones whose fan-out
         # was interrupted; replays that were fully published are not published again.
-        messages = [message for key, planned in plan.outgoing.items() if key in inserted for message in planned]
+        messages = [keyed for key, planned in plan.outgoing.items() if key in inserted for keyed in planned]
         messages += self._republished(interrupted, events)
-        await self._publish(messages)
-        fanned = {(m["company_id"], m["event"]["id"]) for m in messages}
+        await send_all(self.producer, self.topics.deliveries, [(key, encode(m)) for key, m in messages])
+        fanned = {(m["company_id"], m["event"]["id"]) for _, m in messages}
         if fanned:
             await self.pool.execute(MARK_FANNED_OUT, *columns(list(fanned), 2))
 
@@ -133,16 +135,16 @@ class Matcher:
         await set_aside(self.pool, service="matcher", source=kafka_source(self.topics.events), reason=reason,
                         payload=raw, company_id=company_id, key=key)
 
-    def _republished(self, rows, events: list[dict]) -> list[dict]:
+    def _republished(self, rows, events: list[dict]) -> list[tuple[bytes, dict]]:
         by_id = {event["id"]: event for event in events}
-        return [
-            delivery_message(row["id"], row["delivery_configuration_id"], row["company_id"],
-                             delivered_document(by_id[row["event_id"]], row["company_id"], row["subscription_id"]),
-                             traceparent=row["trace_parent"])  # the one stored when it was first matched
-            for row in rows if row["event_id"] in by_id
-        ]
-
-    async def _publish(self, messages: list[dict]) -> None:
-        await send_all(self.producer, self.topics.deliveries,
-                       [(message["delivery_configuration_id"].encode(), encode(message)) for message in messages])
+        republished = []
+        for row in rows:
+            if row["event_id"] not in by_id:
+                continue
+            message = delivery_message(
+                row["id"], row["delivery_configuration_id"], row["company_id"],
+                delivered_document(by_id[row["event_id"]], row["company_id"], row["subscription_id"]),
+                traceparent=row["trace_parent"])  # the one stored when it was first matched
+            republished.append((delivery_key(message, bool(row["throttled"])), message))
+        return republished
 

@@ -25,6 +25,7 @@ import httpx
 import orjson
 
 from services.devstack import SERVICES
+from shared.settings import get_settings
 from tests.bench.baseline import bare_pipeline
 from tests.bench.env import BenchEnv, wait_until
 from tests.bench.measure import arrival_figures, cpu_snapshot, cpu_used
@@ -59,6 +60,7 @@ async def whole_stack(services=SERVICES) -> BenchEnv:
     env = BenchEnv()
     await asyncio.to_thread(env.start)  # migrations run their own event loop: in a thread
     env.stack.env.update(CAPACITY_NOT_LIMITS)
+    env.stack.replicas = {"dispatcher": get_settings().dev_dispatcher_processes}  # as `make run` starts it
     await asyncio.to_thread(env.stack.start_services, list(services))
     return env
 
@@ -146,7 +148,7 @@ async def delivered_run(env: BenchEnv, tenant: Tenant, events: int, batch: int, 
                                    "in_flight": in_flight, **({"max_seconds": max_seconds} if max_seconds else {})})
     accepted, refused = accepted_events(generated)
     arrivals = await env.wait_for_arrivals(tenant.path, prefix, len(accepted))
-    cpu = cpu_used(before, cpu_snapshot(processes))
+    cpu = env.by_service(cpu_used(before, cpu_snapshot(processes)))
     figures = arrival_figures(arrivals, prefix, accepted, generated["started"], sent_events(generated))
     figures["refused"] = refused
     if rate:

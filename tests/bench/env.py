@@ -76,6 +76,14 @@ class BenchEnv:
     def service_pids(self) -> dict[str, int]:
         return {name: service.process.pid for name, service in self.stack.services.items() if service.alive()}
 
+    def by_service(self, seconds: dict[str, float]) -> dict[str, float]:
+        """Figures per process, a service's replicas added together."""
+        total: dict[str, float] = {}
+        for name, value in seconds.items():
+            service = self.stack.services[name].service if name in self.stack.services else name
+            total[service] = total.get(service, 0.0) + value
+        return total
+
     async def wait_for_arrivals(self, path: str, prefix: str, expected: int, quiet_seconds: float = 15,
                                 limit_seconds: float = 300) -> list:
         """The receiver's (event id, time) pairs on `path` once `expected` requests arrived there, or
