@@ -337,6 +337,19 @@ class EndpointHealth(Base):
     )
 
 
+class NoticeClaim(Base):
+    """When a notice sent at most once a period per configuration (delivery.exhausted,
+    oauth.token_refused) was last sent, by whichever dispatcher replica sent it: the replicas
+    share a configuration's deliveries, and the company gets one notice a period, not one per
+    replica (services/dispatcher/health.py)."""
+
+    __tablename__ = "notice_claims"
+    delivery_configuration_id: Mapped[str] = mapped_column(
+        ForeignKey("delivery_configurations.id", ondelete="CASCADE"), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String, primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
 class BulkAction(Base):
     __tablename__ = "bulk_actions"
     id: Mapped[str] = mapped_column(String, primary_key=True)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.dispatcher.health import Announce, Disable, health_rows, next_step
+from services.dispatcher.health import Announce, Disable, Health, health_rows, next_step
 from services.dispatcher.sender import Attempt
 from shared.operations import OperationalEvent
 from shared.statuses import AttemptOutcome
@@ -105,4 +105,54 @@ async def test_a_malformed_configuration_does_not_stall_the_watcher_for_others(s
         assert announced == 3600, "the other company's failing endpoint was announced at the first threshold"
     finally:
         await producer.stop()
+        await pool.close()
+
+
+class RecordingHealth(Health):
+    """A dispatcher replica's Health whose notices are recorded instead of sent."""
+
+    def __init__(self, pool, settings):
+        super().__init__(pool, None, "unused", settings)
+        self.sent: list[tuple[str, str, dict]] = []
+
+    async def notify(self, event_type, company_id, configuration_id, **details):
+        self.sent.append((str(event_type), configuration_id, details))
+
+
+async def test_replicas_send_a_configuration_one_exhausted_notice_a_period(stack, tenant, other_tenant, receiver,
+                                                                           monkeypatch):
+    """Every replica sends a configuration's deliveries (shared/messages.py delivery_key), so
+    each meets its exhausted deliveries: the period's notice is one for them all."""
+    from services.dispatcher import health
+    from shared.db import create_pool
+    from shared.settings import Settings
+    from tests.conftest import eventually, realtime_configuration, unique_path
+
+    settings = Settings(database_url=stack.env["EM_DATABASE_URL"], kafka_bootstrap=stack.env["EM_KAFKA_BOOTSTRAP"])
+    pool = await create_pool(settings.database_url, size=2)
+    try:
+        failing = (await realtime_configuration(tenant, receiver.url(unique_path())))["id"]
+        other = (await realtime_configuration(other_tenant, receiver.url(unique_path())))["id"]
+        first, second = RecordingHealth(pool, settings), RecordingHealth(pool, settings)
+        await first.exhausted(failing, tenant.id, delivery_id="d1")
+        await second.exhausted(failing, tenant.id, delivery_id="d2")
+        await second.exhausted(other, other_tenant.id, delivery_id="d3")  # another company's: its own period
+        await second.token_refused(failing, tenant.id, "invalid_client")  # another notice: its own period
+        await second.token_refused(failing, tenant.id, "invalid_client")
+        assert [(event, configuration) for event, configuration, _ in first.sent] == \
+            [("delivery.exhausted", failing)]
+        assert [(event, configuration) for event, configuration, _ in second.sent] == \
+            [("delivery.exhausted", other), ("oauth.token_refused", failing)]
+
+        # Once the period is over, the next notice counts what this replica met since its last.
+        monkeypatch.setattr(health, "EXHAUSTED_EVERY_SECONDS", 0.2)
+
+        async def second_announced():
+            await second.exhausted(failing, tenant.id, delivery_id="d4")
+            return [details for event, configuration, details in second.sent
+                    if (event, configuration) == ("delivery.exhausted", failing)]
+
+        [details] = await eventually(second_announced, interval=0.1)
+        assert details["exhausted_since_last_notice"] >= 2 and details["delivery_id"] == "d4"
+    finally:
         await pool.close()

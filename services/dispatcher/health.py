@@ -100,12 +100,20 @@ WHERE delivery_configuration_id = $1 AND endpoint_id = $2 AND EXISTS (SELECT 1 F
 RETURNING (SELECT company_id FROM disabled)
 """
 
+# The period's notice, claimed for one replica: every replica sends a configuration's deliveries.
+CLAIM_NOTICE = """
+INSERT INTO notice_claims AS n (delivery_configuration_id, event_type, sent_at) VALUES ($1, $2, now())
+ON CONFLICT (delivery_configuration_id, event_type) DO UPDATE SET sent_at = now()
+WHERE n.sent_at <= now() - make_interval(secs => $3)
+RETURNING true
+"""
+
 ANNOUNCED = """
 UPDATE endpoint_health SET announced_seconds = $3 WHERE delivery_configuration_id = $1 AND endpoint_id = $2
 """
 
-# How often one replica announces, per configuration, refused OAuth credentials and exhausted
-# deliveries: a long outage must not send a company one notice per delivery.
+# How often a configuration's refused OAuth credentials and exhausted deliveries are announced:
+# a long outage must not send a company one notice per delivery.
 TOKEN_REFUSED_EVERY_SECONDS = 3600.0
 EXHAUSTED_EVERY_SECONDS = 60.0
 # Failures a spell needs, beside its length, before the endpoint is disabled: two failures
@@ -236,18 +244,29 @@ class Health:
                               endpoint_id=endpoint_id, url=url, reason=reason)
 
     async def token_refused(self, configuration_id: str, company_id: str, error: str) -> None:
-        """Told at most once an hour per configuration (per replica): every delivery meets it."""
-        if self._due(OperationalEvent.OAUTH_TOKEN_REFUSED, configuration_id, TOKEN_REFUSED_EVERY_SECONDS):
+        """Told at most once an hour per configuration: every delivery meets it."""
+        if await self._claimed(OperationalEvent.OAUTH_TOKEN_REFUSED, configuration_id, TOKEN_REFUSED_EVERY_SECONDS):
             await self.notify(OperationalEvent.OAUTH_TOKEN_REFUSED, company_id, configuration_id, error=error)
 
     async def exhausted(self, configuration_id: str, company_id: str, **details) -> None:
-        """At most once a minute per configuration (per replica), with how many deliveries used
-        up their retries since the last notice."""
+        """At most once a minute per configuration, with how many deliveries used up their
+        retries since this replica's last notice."""
         key = (OperationalEvent.DELIVERY_EXHAUSTED, configuration_id)
         self._unannounced[key] = self._unannounced.get(key, 0) + 1
-        if self._due(*key, EXHAUSTED_EVERY_SECONDS):
+        if await self._claimed(*key, EXHAUSTED_EVERY_SECONDS):
             await self.notify(OperationalEvent.DELIVERY_EXHAUSTED, company_id, configuration_id,
                               exhausted_since_last_notice=self._unannounced.pop(key), **details)
+
+    async def _claimed(self, event_type: OperationalEvent, configuration_id: str, every: float) -> bool:
+        """Whether this replica sends the period's notice: its own period is over (so it asks the
+        database at most once a period), and no replica has claimed the notice within `every`."""
+        if not self._due(event_type, configuration_id, every):
+            return False
+        try:
+            return bool(await self.pool.fetchval(CLAIM_NOTICE, configuration_id, str(event_type), every))
+        except Exception as exc:  # a notice must never fail or repeat the delivery: sent unclaimed
+            log.warning("could not claim the %s notice of %s: %s", event_type, configuration_id, exc)
+            return True
 
     def _due(self, event_type: OperationalEvent, configuration_id: str, every: float) -> bool:
         now = time.monotonic()
