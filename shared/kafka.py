@@ -78,7 +78,8 @@ def _key_hash(key: bytes) -> int:
 def keyed_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
     """aiokafka's (and Java's) default partitioner, the same partition for the same key, with
     each key's hash remembered: aiokafka computes murmur2 in pure Python on every send, 7% of the
-    matcher's CPU, while the keys (company and configuration ids) repeat."""
+    matcher's CPU, while the keys (company and pinned configuration ids) repeat. No key (a
+    delivery of a configuration that is not pinned): any partition."""
     if key is None:
         return random.choice(available or all_partitions)
     return all_partitions[_key_hash(key) % len(all_partitions)]

@@ -10,8 +10,8 @@ the event (shared/tracing.py), valid or absent: absent means a new trace at each
 
 Topics (prefix `em.` by default):
 - `events.v1`      ingest -> matcher. Key: company id (broadcast events: the event id).
-- `deliveries.v1`  matcher/retry poller -> dispatcher. Key: `delivery_key` (a throttled
-                   configuration's id, otherwise the delivery's own id).
+- `deliveries.v1`  matcher/retry poller -> dispatcher. Key: `delivery_key` (a pinned
+                   configuration's id, otherwise none: any partition).
 - `changes.v1`     api -> every matcher and dispatcher replica: "company X changed its Y".
 """
 
@@ -149,14 +149,22 @@ def delivery_message(delivery_id: str, configuration_id: str, company_id: str, d
     }
 
 
-def delivery_key(message: dict, throttled: bool) -> bytes:
+# A configuration whose deliveries one dispatcher replica must send, with `c` its row: a
+# throttled one (one replica owns its bucket, so the limit holds across replicas) and one
+# whose OAuth grant rotates its refresh token (two replicas refreshing with the same token
+# would have the second refused, or the token revoked). `DeliveryConfiguration.pinned` is the
+# same rule on the dispatcher's copy.
+PINNED_SQL = "(jsonb_typeof(c.throttle) = 'object' OR c.authentication->>'grant_type' = 'refresh_token')"
+
+
+def delivery_key(message: dict, pinned: bool) -> bytes | None:
     """The Kafka key of a delivery message, which picks its partition and so the dispatcher
-    replica that sends it. A throttled configuration's deliveries share the configuration's id:
-    one replica owns its bucket, so the limit holds across replicas. Any other delivery is keyed
-    by its own id, spread over every replica, so one busy configuration is not held to one
-    process's core. (A delivery queued spread before its configuration was throttled is put back
-    under the configuration's key by the dispatcher: services/dispatcher/worker.py.)"""
-    return (message["delivery_configuration_id"] if throttled else message["delivery_id"]).encode()
+    replica that sends it: a pinned configuration's id (PINNED_SQL), so one replica sends all its
+    deliveries; otherwise none, so the producer spreads them over every partition and replica
+    and one busy configuration is not held to one process's core. (A delivery queued spread
+    before its configuration was pinned is put back under the configuration's key by the
+    dispatcher: services/dispatcher/worker.py.)"""
+    return message["delivery_configuration_id"].encode() if pinned else None
 
 
 def iso(moment: datetime) -> str:

@@ -348,6 +348,8 @@ class NoticeClaim(Base):
         ForeignKey("delivery_configurations.id", ondelete="CASCADE"), primary_key=True)
     event_type: Mapped[str] = mapped_column(String, primary_key=True)
     sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # What replicas counted (exhausted deliveries) when another had sent the period's notice.
+    pending: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
 
 class BulkAction(Base):

@@ -25,7 +25,7 @@ class Route:
     start: float
     end: float | None
     matches: Callable[[dict], bool] | None
-    throttled: bool = False  # its configuration has a throttle: its deliveries share one key (delivery_key)
+    pinned: bool = False  # one dispatcher replica sends its configuration's deliveries (shared/messages.py)
 
     def accepts(self, event_type: str, occurred: float, document: dict) -> bool:
         if self.event_types is not None and event_type not in self.event_types:
@@ -36,7 +36,7 @@ class Route:
 
 
 def route_from_row(row) -> Route:
-    """`row` has the subscription's columns plus its configuration's `mode` (and `throttled`,
+    """`row` has the subscription's columns plus its configuration's `mode` (and `pinned`,
     where the caller publishes deliveries)."""
     return Route(
         subscription_id=row["id"],
@@ -48,7 +48,7 @@ def route_from_row(row) -> Route:
         start=_timestamp(row["start_at"]),
         end=_timestamp(row["end_at"]) if row["end_at"] else None,
         matches=compile_pattern(row["matching_criteria"]) if row["matching_criteria"] else None,
-        throttled=bool(row.get("throttled")),
+        pinned=bool(row.get("pinned")),
     )
 
 

@@ -41,6 +41,12 @@ TEST_SERVICE_ENV = {
 _session_stack: Stack | None = None
 
 
+def session_stack() -> Stack:
+    """The session's stack, for helpers called without fixtures (once `stack` has started it)."""
+    assert _session_stack is not None, "the session's stack is not started"
+    return _session_stack
+
+
 @pytest.fixture(scope="session")
 def stack():
     global _session_stack

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
 from aiokafka.partitioner import murmur2
 
-from tests.conftest import eventually
+from shared.db import asyncpg_dsn
+from tests.conftest import eventually, session_stack
 
 
 async def publish(source, tenant, count: int = 1, topic: str = "SCG-Message", event_type: str = "message.sent",
@@ -56,18 +58,37 @@ async def attempts_of(tenant, event_id: str) -> list[dict]:
     return (await tenant.client.get(f"/v1/events/{event_id}/attempts")).json()
 
 
+# The company's deliveries stored up to the sentinel's that are on Kafka and not yet concluded by
+# a dispatcher (queued with no due time: not parked, not held).
+IN_FLIGHT_UP_TO = """
+SELECT count(*) FROM deliveries
+WHERE company_id = $1 AND status = 'queued' AND next_attempt_at IS NULL
+  AND created_at <= (SELECT max(created_at) FROM deliveries WHERE company_id = $1 AND event_id = $2)
+"""
+
+
 async def sentinel(source, tenant, receiver, path: str, **fields) -> str:
     """Publish one more event for `tenant` and wait until it arrives at `path`, to end a negative
     check ("nothing else arrived") with an event instead of silence. It takes the way of the
-    events before it: the same company is the same events partition, which the matcher takes in
-    order; the same configuration is the same deliveries partition. So once it has arrived,
-    the matcher has decided every event published before it."""
+    events before it on the events topic (the same company is the same partition, which the
+    matcher takes in order), so once it has arrived the matcher has decided every event published
+    before it. Deliveries are spread over partitions and dispatcher replicas, so it then also
+    waits until none of the company's deliveries stored before its own is still in flight: each
+    of those has been sent, or parked, held or given up on."""
     [event_id] = await publish(source, tenant, **fields)
 
     async def arrived():
         return any(request.json()["id"] == event_id for request in receiver.requests[path])
 
     await eventually(arrived)
+    connection = await asyncpg.connect(asyncpg_dsn(session_stack().env["EM_DATABASE_URL"]))
+    try:
+        async def none_in_flight():
+            return await connection.fetchval(IN_FLIGHT_UP_TO, tenant.id, event_id) == 0
+
+        await eventually(none_in_flight)
+    finally:
+        await connection.close()
     return event_id
 
 

@@ -122,7 +122,8 @@ class RecordingHealth(Health):
 async def test_replicas_send_a_configuration_one_exhausted_notice_a_period(stack, tenant, other_tenant, receiver,
                                                                            monkeypatch):
     """Every replica sends a configuration's deliveries (shared/messages.py delivery_key), so
-    each meets its exhausted deliveries: the period's notice is one for them all."""
+    each meets its exhausted deliveries: the period's notice is one for them all, and counts
+    what every replica met since the last."""
     from services.dispatcher import health
     from shared.db import create_pool
     from shared.settings import Settings
@@ -135,24 +136,32 @@ async def test_replicas_send_a_configuration_one_exhausted_notice_a_period(stack
         other = (await realtime_configuration(other_tenant, receiver.url(unique_path())))["id"]
         first, second = RecordingHealth(pool, settings), RecordingHealth(pool, settings)
         await first.exhausted(failing, tenant.id, delivery_id="d1")
-        await second.exhausted(failing, tenant.id, delivery_id="d2")
+        await second.exhausted(failing, tenant.id, delivery_id="d2")  # counted for the next notice
         await second.exhausted(other, other_tenant.id, delivery_id="d3")  # another company's: its own period
         await second.token_refused(failing, tenant.id, "invalid_client")  # another notice: its own period
         await second.token_refused(failing, tenant.id, "invalid_client")
-        assert [(event, configuration) for event, configuration, _ in first.sent] == \
-            [("delivery.exhausted", failing)]
+        assert [(event, configuration, details.get("exhausted_since_last_notice"))
+                for event, configuration, details in first.sent] == [("delivery.exhausted", failing, 1)]
         assert [(event, configuration) for event, configuration, _ in second.sent] == \
             [("delivery.exhausted", other), ("oauth.token_refused", failing)]
 
-        # Once the period is over, the next notice counts what this replica met since its last.
+        # Once the period is over, the next notice counts what both replicas met since the last.
         monkeypatch.setattr(health, "EXHAUSTED_EVERY_SECONDS", 0.2)
+        calls = 0
 
-        async def second_announced():
-            await second.exhausted(failing, tenant.id, delivery_id="d4")
-            return [details for event, configuration, details in second.sent
-                    if (event, configuration) == ("delivery.exhausted", failing)]
+        async def first_announced_again():
+            nonlocal calls
+            calls += 1
+            await first.exhausted(failing, tenant.id, delivery_id=f"d{3 + calls}")
+            return first.sent[1:]
 
-        [details] = await eventually(second_announced, interval=0.1)
-        assert details["exhausted_since_last_notice"] >= 2 and details["delivery_id"] == "d4"
+        [(_, _, details)] = await eventually(first_announced_again, interval=0.1)
+        assert details["exhausted_since_last_notice"] == calls + 1  # the second replica's d2
+
+        # A configuration deleted meanwhile: nobody to tell, and no error for the delivery.
+        assert (await tenant.client.delete(f"/v1/delivery-configurations/{failing}")).status_code == 204
+        gone = RecordingHealth(pool, settings)
+        await gone.exhausted(failing, tenant.id, delivery_id="d-last")
+        assert gone.sent == []
     finally:
         await pool.close()

@@ -133,15 +133,18 @@ async def test_poison_delivery_messages_are_set_aside_while_others_flow(settings
     await subscribe(tenant, configuration["id"])
     await settle()
     topic = Topics.of(settings).deliveries
-    key = configuration["id"].encode()
     poisons = [b"{truncated", b"[]", None, orjson.dumps({"v": 1, "delivery_id": "dlv_x", "company_id": tenant.id,
                                             "delivery_configuration_id": configuration["id"], "attempt": "two",
                                             "succeeded_endpoints": [], "event": {"id": "e"}})]
-    for poison in poisons:
-        await producer.send_and_wait(topic, poison, key=key)
+    # On every partition: the next delivery may land on any of them (shared/messages.py delivery_key).
+    partitions = sorted(await producer.partitions_for(topic))
+    for partition in partitions:
+        for poison in poisons:
+            await producer.send_and_wait(topic, poison, key=configuration["id"].encode(), partition=partition)
     [after] = await publish(source, tenant)
     assert (await receiver.wait_for(path, 1))[0].json()["id"] == after
-    letters = await eventually(lambda: _at_least(_from_source(admin, kafka_source(topic), poisons), len(poisons)))
+    letters = await eventually(lambda: _at_least(_from_source(admin, kafka_source(topic), poisons),
+                                                 len(poisons) * len(partitions)))
     assert {letter["service"] for letter in letters} == {"dispatcher"}
 
 

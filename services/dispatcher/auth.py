@@ -3,7 +3,9 @@ authlib (the client authenticated by `client_secret_basic` or `client_secret_pos
 `audience` / `resource` when configured). An API key and mutual TLS need no work per request:
 services/dispatcher/configs.py turns them into a header and an SSL context once.
 Tokens are cached per delivery configuration until shortly before they expire, and
-one lock per configuration makes concurrent deliveries share a single token request."""
+one lock per configuration makes concurrent deliveries share a single token request (per
+replica: a configuration whose refresh token rotates is sent by one replica only,
+shared/messages.py PINNED_SQL)."""
 
 from __future__ import annotations
 

@@ -43,6 +43,11 @@ class DeliveryConfiguration:
     def signing_secret(self) -> str | None:
         return self.secrets.get("signing_secret")
 
+    @property
+    def pinned(self) -> bool:
+        """One replica sends its deliveries: shared/messages.py PINNED_SQL, on this copy."""
+        return isinstance(self.throttle, dict) or self.authentication.get("grant_type") == "refresh_token"
+
 
 log = logging.getLogger(__name__)
 

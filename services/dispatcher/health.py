@@ -100,12 +100,23 @@ WHERE delivery_configuration_id = $1 AND endpoint_id = $2 AND EXISTS (SELECT 1 F
 RETURNING (SELECT company_id FROM disabled)
 """
 
-# The period's notice, claimed for one replica: every replica sends a configuration's deliveries.
+# The period's notice, claimed for one replica (every replica sends a configuration's
+# deliveries): claimed, and what the others counted meanwhile; or not, and `$4` (what this
+# replica counted) is left in `pending` for the next notice. All sub-statements see the row as it
+# was; the lock taken first makes concurrent claims of one notice wait for each other.
 CLAIM_NOTICE = """
-INSERT INTO notice_claims AS n (delivery_configuration_id, event_type, sent_at) VALUES ($1, $2, now())
-ON CONFLICT (delivery_configuration_id, event_type) DO UPDATE SET sent_at = now()
-WHERE n.sent_at <= now() - make_interval(secs => $3)
-RETURNING true
+WITH before AS (
+    SELECT sent_at, pending FROM notice_claims WHERE delivery_configuration_id = $1 AND event_type = $2 FOR UPDATE
+), claimed AS (
+    SELECT NOT EXISTS (SELECT FROM before WHERE sent_at > now() - make_interval(secs => $3)) AS claimed
+), written AS (
+    INSERT INTO notice_claims AS n (delivery_configuration_id, event_type, sent_at, pending)
+    SELECT $1, $2, now(), CASE WHEN claimed THEN 0 ELSE $4 END FROM claimed
+    ON CONFLICT (delivery_configuration_id, event_type) DO UPDATE SET
+        sent_at = CASE WHEN (SELECT claimed FROM claimed) THEN now() ELSE n.sent_at END,
+        pending = CASE WHEN (SELECT claimed FROM claimed) THEN 0 ELSE n.pending + $4 END
+)
+SELECT claimed, coalesce((SELECT pending FROM before), 0) AS others FROM claimed
 """
 
 ANNOUNCED = """
@@ -245,28 +256,37 @@ class Health:
 
     async def token_refused(self, configuration_id: str, company_id: str, error: str) -> None:
         """Told at most once an hour per configuration: every delivery meets it."""
-        if await self._claimed(OperationalEvent.OAUTH_TOKEN_REFUSED, configuration_id, TOKEN_REFUSED_EVERY_SECONDS):
-            await self.notify(OperationalEvent.OAUTH_TOKEN_REFUSED, company_id, configuration_id, error=error)
+        event_type = OperationalEvent.OAUTH_TOKEN_REFUSED
+        if self._due(event_type, configuration_id, TOKEN_REFUSED_EVERY_SECONDS):
+            if await self._claim(event_type, configuration_id, TOKEN_REFUSED_EVERY_SECONDS, 0) is not None:
+                await self.notify(event_type, company_id, configuration_id, error=error)
 
     async def exhausted(self, configuration_id: str, company_id: str, **details) -> None:
         """At most once a minute per configuration, with how many deliveries used up their
-        retries since this replica's last notice."""
+        retries since the last notice, on any replica."""
         key = (OperationalEvent.DELIVERY_EXHAUSTED, configuration_id)
         self._unannounced[key] = self._unannounced.get(key, 0) + 1
-        if await self._claimed(*key, EXHAUSTED_EVERY_SECONDS):
+        if not self._due(*key, EXHAUSTED_EVERY_SECONDS):
+            return
+        counted = self._unannounced.pop(key)
+        others = await self._claim(*key, EXHAUSTED_EVERY_SECONDS, counted)
+        if others is not None:
             await self.notify(OperationalEvent.DELIVERY_EXHAUSTED, company_id, configuration_id,
-                              exhausted_since_last_notice=self._unannounced.pop(key), **details)
+                              exhausted_since_last_notice=counted + others, **details)
 
-    async def _claimed(self, event_type: OperationalEvent, configuration_id: str, every: float) -> bool:
-        """Whether this replica sends the period's notice: its own period is over (so it asks the
-        database at most once a period), and no replica has claimed the notice within `every`."""
-        if not self._due(event_type, configuration_id, every):
-            return False
+    async def _claim(self, event_type: OperationalEvent, configuration_id: str, every: float,
+                     counted: int) -> int | None:
+        """Once this replica's own period is over (so it asks at most once a period): what other
+        replicas counted since the last notice, when no replica has sent one within `every` and
+        this one sends it now; None when another has (then `counted` waits for the next)."""
         try:
-            return bool(await self.pool.fetchval(CLAIM_NOTICE, configuration_id, str(event_type), every))
+            row = await self.pool.fetchrow(CLAIM_NOTICE, configuration_id, str(event_type), every, counted)
+        except asyncpg.ForeignKeyViolationError:
+            return None  # the configuration is gone: nobody to tell
         except Exception as exc:  # a notice must never fail or repeat the delivery: sent unclaimed
             log.warning("could not claim the %s notice of %s: %s", event_type, configuration_id, exc)
-            return True
+            return 0
+        return row["others"] if row["claimed"] else None
 
     def _due(self, event_type: OperationalEvent, configuration_id: str, every: float) -> bool:
         now = time.monotonic()

@@ -13,17 +13,17 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
 
 from shared.deadletter import is_unavailable, set_aside
-from shared.messages import delivered_document, delivery_key, delivery_message, encode, iso
+from shared.messages import PINNED_SQL, delivered_document, delivery_key, delivery_message, encode, iso
 from shared.statuses import DeliveryStatus
 
 log = logging.getLogger(__name__)
 
 REQUEUED = Counter("em_dispatcher_requeued_total", "Due deliveries put back on Kafka")
 
-DUE = """
+DUE = f"""
 SELECT d.id, d.company_id, d.event_id, d.subscription_id, d.delivery_configuration_id, d.attempt_count,
        d.succeeded_endpoints, e.topic, e.event_type, e.subject, e.occurred_at, e.data, e.trace_parent,
-       jsonb_typeof(c.throttle) = 'object' AS throttled
+       {PINNED_SQL} AS pinned
 FROM deliveries d JOIN events e ON e.company_id = d.company_id AND e.id = d.event_id
 LEFT JOIN delivery_configurations c ON c.id = d.delivery_configuration_id
 WHERE d.next_attempt_at <= now()
@@ -67,7 +67,7 @@ async def _send(producer: AIOKafkaProducer, topic: str, row) -> None:
                                delivered_document(event, row["company_id"], row["subscription_id"]),
                                attempt=row["attempt_count"], succeeded_endpoints=list(row["succeeded_endpoints"]),
                                traceparent=row["trace_parent"])  # a retry stays in the event's trace
-    await (await producer.send(topic, encode(message), key=delivery_key(message, bool(row["throttled"]))))
+    await (await producer.send(topic, encode(message), key=delivery_key(message, bool(row["pinned"]))))
 
 
 async def poll_forever(pool, producer, topic: str, every: float) -> None:

@@ -2,8 +2,8 @@
 
 1. `before_sending` (services/dispatcher/decision.py): the configuration and the endpoints still
    to do, or an outcome at once (configuration deleted or inactive, nothing left to send);
-2. `_wait_ahead`: park the delivery in the database when too much waits ahead of it in its
-   throttle bucket or endpoint lane, or when it came under the wrong key for its throttle;
+2. `_bucket_and_wait`: park the delivery in the database when too much waits ahead of it in
+   its throttle bucket or endpoint lane, or when it came under the wrong key for its configuration;
 3. `_send_to_all` -> `_send_to_endpoint` for each endpoint (circuit breaker, URL check,
    credentials, throttle, lane, HTTP);
 4. `decide` (decision.py): delivered, retry later, or give up;
@@ -71,7 +71,7 @@ THROTTLE_BACKLOG_SECONDS = 2.0
 # short enough that a slow host's backlog does not hold offsets and memory for minutes.
 LANE_BACKLOG_SECONDS = 30.0
 USER_AGENT = "EventManager/1.0 (+webhooks)"
-# How long a delivery queued under the wrong key for its throttled configuration waits in the
+# How long a delivery queued under the wrong key for its pinned configuration waits in the
 # database before the poller queues it again (the least a park lasts).
 REKEY_SECONDS = 1.0
 
@@ -189,8 +189,7 @@ class Dispatcher:
         if outcome is not None:
             await self._settle(message, [], outcome)
             return
-        bucket = await self._bucket(configuration)
-        wait = self._wait_ahead(configuration, endpoints, bucket, key)
+        bucket, wait = await self._bucket_and_wait(configuration, endpoints, key)
         if wait:
             await self._park(message, wait)
             return
@@ -232,15 +231,21 @@ class Dispatcher:
             attempt.policy = explain(attempt, timeout=timeout, method=method, schedule=schedule, retry_on=retry_on,
                                      attempt_number=attempts_made, outcome=outcome)
 
+    async def _bucket_and_wait(self, configuration: DeliveryConfiguration, endpoints: list[dict],
+                               key: bytes | None) -> tuple[ThrottleBucket | None, float]:
+        """The configuration's throttle bucket, and seconds to park this delivery for (0: send it now)."""
+        if configuration.pinned and key != configuration.id.encode():
+            # Queued spread (shared/messages.py delivery_key) before the configuration was
+            # pinned, so other replicas may be sending its like, each with its own throttle
+            # bucket or refresh token. From the database the poller queues it under the
+            # configuration's key, to the one replica that sends them all.
+            return None, REKEY_SECONDS
+        bucket = await self._bucket(configuration)
+        return bucket, self._wait_ahead(configuration, endpoints, bucket)
+
     def _wait_ahead(self, configuration: DeliveryConfiguration, endpoints: list[dict],
-                    bucket: ThrottleBucket | None, key: bytes | None) -> float:
+                    bucket: ThrottleBucket | None) -> float:
         """Seconds to park this delivery for, or 0 to send it now."""
-        if bucket is not None and key != configuration.id.encode():
-            # Queued under its own key (shared/messages.py delivery_key) before the configuration
-            # was throttled, so other replicas may be sending its like: sent here, the limit would
-            # hold per replica only. From the database the poller queues it under the
-            # configuration's key, to the one replica that owns the bucket.
-            return REKEY_SECONDS
         if bucket is not None and bucket.waiting >= max(bucket.rate * THROTTLE_BACKLOG_SECONDS, 1):
             # Come back when the queue ahead is half drained, so the bucket never runs dry.
             return bucket.waiting / bucket.rate / 2

@@ -7,15 +7,16 @@ import orjson
 
 from services.matcher.index import SubscriptionIndex
 from shared.deadletter import SetAsideOnce
+from shared.messages import PINNED_SQL
 from shared.routes import Route, route_from_row
 
 # Each version (id, updated_at) of an unusable subscription is reported once, not at every reload.
 _set_aside_once = SetAsideOnce()
 
 # Only subscriptions that can receive anything: active, with an active configuration.
-ROUTES_SQL = """
+ROUTES_SQL = f"""
 SELECT s.id, s.company_id, s.topic, s.event_types, s.delivery_configuration_id, s.matching_criteria,
-       s.start_at, s.end_at, s.updated_at, c.mode, jsonb_typeof(c.throttle) = 'object' AS throttled
+       s.start_at, s.end_at, s.updated_at, c.mode, {PINNED_SQL} AS pinned
 FROM subscriptions s JOIN delivery_configurations c ON c.id = s.delivery_configuration_id
 WHERE s.active AND c.active
 """

@@ -80,7 +80,7 @@ class BatchPlan:
     events: list[EventRow] = field(default_factory=list)
     deliveries: list[DeliveryRow] = field(default_factory=list)
     # The Kafka message of each realtime delivery, with its key, by the event it belongs to.
-    outgoing: dict[EventKey, list[tuple[bytes, dict]]] = field(default_factory=dict)
+    outgoing: dict[EventKey, list[tuple[bytes | None, dict]]] = field(default_factory=dict)
     scheduled_count: int = 0
 
     @property
@@ -117,7 +117,7 @@ def plan_batch(index: SubscriptionIndex, events: list[dict]) -> BatchPlan:
                                                delivered_document(event, company_id, route.subscription_id),
                                                traceparent=trace_parent)
                     plan.outgoing.setdefault((company_id, event["id"]), []).append(
-                        (delivery_key(message, route.throttled), message))
+                        (delivery_key(message, route.pinned), message))
                 else:
                     plan.scheduled_count += 1
     return plan

@@ -25,7 +25,7 @@ from services.matcher.plan import BatchPlan, EventKey, Incoming, plan_batch, rea
 from shared.db import columns
 from shared.deadletter import isolate_failures, kafka_source, retry_while_unavailable, set_aside
 from shared.kafka import Topics, send_all
-from shared.messages import delivered_document, delivery_key, delivery_message, encode
+from shared.messages import PINNED_SQL, delivered_document, delivery_key, delivery_message, encode
 from shared.statuses import DeliveryStatus
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ ON CONFLICT DO NOTHING
 
 UNFINISHED_FANOUT = f"""
 SELECT d.id, d.company_id, d.event_id, d.subscription_id, d.delivery_configuration_id, e.trace_parent,
-       jsonb_typeof(c.throttle) = 'object' AS throttled
+       {PINNED_SQL} AS pinned
 FROM events e JOIN deliveries d ON d.company_id = e.company_id AND d.event_id = e.id
 LEFT JOIN delivery_configurations c ON c.id = d.delivery_configuration_id
 WHERE NOT e.fanned_out AND (e.company_id, e.id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
@@ -135,7 +135,7 @@ class Matcher:
         await set_aside(self.pool, service="matcher", source=kafka_source(self.topics.events), reason=reason,
                         payload=raw, company_id=company_id, key=key)
 
-    def _republished(self, rows, events: list[dict]) -> list[tuple[bytes, dict]]:
+    def _republished(self, rows, events: list[dict]) -> list[tuple[bytes | None, dict]]:
         by_id = {event["id"]: event for event in events}
         republished = []
         for row in rows:
@@ -145,6 +145,6 @@ class Matcher:
                 row["id"], row["delivery_configuration_id"], row["company_id"],
                 delivered_document(by_id[row["event_id"]], row["company_id"], row["subscription_id"]),
                 traceparent=row["trace_parent"])  # the one stored when it was first matched
-            republished.append((delivery_key(message, bool(row["throttled"])), message))
+            republished.append((delivery_key(message, bool(row["pinned"])), message))
         return republished
 
