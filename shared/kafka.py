@@ -101,7 +101,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
-async def send_all(producer: AIOKafkaProducer, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+async def send_all(producer: AIOKafkaProducer, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
     """Publish (key, value) records and wait until the broker has them all: each on the
     partition `producer.send` would choose (keyed_partitioner), in order within a partition,
     refused the same way when too large. Records are appended to batches of our own instead

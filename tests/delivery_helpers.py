@@ -59,10 +59,10 @@ async def attempts_of(tenant, event_id: str) -> list[dict]:
 
 
 # The company's deliveries stored up to the sentinel's that are on Kafka and not yet concluded by
-# a dispatcher (queued with no due time: not parked, not held).
+# a dispatcher (queued or put back for a retry, with no due time: not parked, not held).
 IN_FLIGHT_UP_TO = """
 SELECT count(*) FROM deliveries
-WHERE company_id = $1 AND status = 'queued' AND next_attempt_at IS NULL
+WHERE company_id = $1 AND status IN ('queued', 'pending_retry') AND next_attempt_at IS NULL
   AND created_at <= (SELECT max(created_at) FROM deliveries WHERE company_id = $1 AND event_id = $2)
 """
 

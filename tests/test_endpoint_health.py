@@ -165,3 +165,26 @@ async def test_replicas_send_a_configuration_one_exhausted_notice_a_period(stack
         assert gone.sent == []
     finally:
         await pool.close()
+
+
+async def test_replicas_claiming_a_configurations_first_notice_at_once_send_one(stack, tenant, receiver):
+    """The first claim has no row to wait on yet: made first, it serializes the claims too."""
+    import asyncio
+
+    from shared.db import create_pool
+    from shared.settings import Settings
+    from tests.conftest import realtime_configuration, unique_path
+
+    settings = Settings(database_url=stack.env["EM_DATABASE_URL"], kafka_bootstrap=stack.env["EM_KAFKA_BOOTSTRAP"])
+    pool = await create_pool(settings.database_url, size=8)
+    try:
+        configuration = (await realtime_configuration(tenant, receiver.url(unique_path())))["id"]
+        replicas = [RecordingHealth(pool, settings) for _ in range(8)]
+        await asyncio.gather(*(replica.exhausted(configuration, tenant.id, delivery_id=f"d{n}")
+                               for n, replica in enumerate(replicas)))
+        [(_, _, details)] = [notice for replica in replicas for notice in replica.sent]
+        pending = await pool.fetchval("SELECT pending FROM notice_claims WHERE delivery_configuration_id = $1",
+                                      configuration)
+        assert details["exhausted_since_last_notice"] + pending == 8  # told now, or kept for the next
+    finally:
+        await pool.close()

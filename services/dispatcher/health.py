@@ -100,23 +100,21 @@ WHERE delivery_configuration_id = $1 AND endpoint_id = $2 AND EXISTS (SELECT 1 F
 RETURNING (SELECT company_id FROM disabled)
 """
 
-# The period's notice, claimed for one replica (every replica sends a configuration's
-# deliveries): claimed, and what the others counted meanwhile; or not, and `$4` (what this
-# replica counted) is left in `pending` for the next notice. All sub-statements see the row as it
-# was; the lock taken first makes concurrent claims of one notice wait for each other.
-CLAIM_NOTICE = """
-WITH before AS (
-    SELECT sent_at, pending FROM notice_claims WHERE delivery_configuration_id = $1 AND event_type = $2 FOR UPDATE
-), claimed AS (
-    SELECT NOT EXISTS (SELECT FROM before WHERE sent_at > now() - make_interval(secs => $3)) AS claimed
-), written AS (
-    INSERT INTO notice_claims AS n (delivery_configuration_id, event_type, sent_at, pending)
-    SELECT $1, $2, now(), CASE WHEN claimed THEN 0 ELSE $4 END FROM claimed
-    ON CONFLICT (delivery_configuration_id, event_type) DO UPDATE SET
-        sent_at = CASE WHEN (SELECT claimed FROM claimed) THEN now() ELSE n.sent_at END,
-        pending = CASE WHEN (SELECT claimed FROM claimed) THEN 0 ELSE n.pending + $4 END
-)
-SELECT claimed, coalesce((SELECT pending FROM before), 0) AS others FROM claimed
+# The period's notice, claimed for one replica: every replica sends a configuration's
+# deliveries. The row is made first, so concurrent claims (even the first one) wait on its lock.
+ENSURE_NOTICE_ROW = """
+INSERT INTO notice_claims (delivery_configuration_id, event_type, sent_at, pending)
+VALUES ($1, $2, '-infinity', 0) ON CONFLICT DO NOTHING
+"""
+LOCK_NOTICE_ROW = """
+SELECT sent_at > now() - make_interval(secs => $3) AS recent, pending FROM notice_claims
+WHERE delivery_configuration_id = $1 AND event_type = $2 FOR UPDATE
+"""
+KEEP_FOR_NEXT_NOTICE = """
+UPDATE notice_claims SET pending = pending + $3 WHERE delivery_configuration_id = $1 AND event_type = $2
+"""
+NOTICE_SENT = """
+UPDATE notice_claims SET sent_at = now(), pending = 0 WHERE delivery_configuration_id = $1 AND event_type = $2
 """
 
 ANNOUNCED = """
@@ -279,14 +277,21 @@ class Health:
         """Once this replica's own period is over (so it asks at most once a period): what other
         replicas counted since the last notice, when no replica has sent one within `every` and
         this one sends it now; None when another has (then `counted` waits for the next)."""
+        key = (configuration_id, str(event_type))
         try:
-            row = await self.pool.fetchrow(CLAIM_NOTICE, configuration_id, str(event_type), every, counted)
+            async with self.pool.acquire() as connection, connection.transaction():
+                await connection.execute(ENSURE_NOTICE_ROW, *key)
+                row = await connection.fetchrow(LOCK_NOTICE_ROW, *key, every)
+                if row["recent"]:
+                    await connection.execute(KEEP_FOR_NEXT_NOTICE, *key, counted)
+                    return None
+                await connection.execute(NOTICE_SENT, *key)
+                return row["pending"]
         except asyncpg.ForeignKeyViolationError:
             return None  # the configuration is gone: nobody to tell
         except Exception as exc:  # a notice must never fail or repeat the delivery: sent unclaimed
             log.warning("could not claim the %s notice of %s: %s", event_type, configuration_id, exc)
             return 0
-        return row["others"] if row["claimed"] else None
 
     def _due(self, event_type: OperationalEvent, configuration_id: str, every: float) -> bool:
         now = time.monotonic()
