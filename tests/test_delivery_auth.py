@@ -80,6 +80,39 @@ async def test_refresh_token_rotation_is_stored_and_a_401_refreshes_once(tenant,
     assert token_server.requests[1]["refresh_token"] != refresh_token
 
 
+async def test_a_refresh_token_rotated_by_another_replica_is_the_one_refreshed_with(stack, tenant, source,
+                                                                                     token_server):
+    """A configuration moves between dispatcher replicas with its partition, and the replica that
+    gets it may hold a copy from before another one rotated the refresh token: it refreshes with
+    the token stored now, not its copy's, which the server refuses once replaced."""
+    from types import SimpleNamespace
+
+    from services.dispatcher.configs import ConfigurationCache
+    from shared.db import create_pool
+
+    path = "/moved-" + uuid.uuid4().hex[:6]
+    configuration = await oauth_configuration(tenant, token_server, path, grant_type="refresh_token",
+                                              refresh_token=token_server.issue_refresh_token("em-client"))
+    [first] = await publish(source, tenant)
+    await wait_for_status(tenant, first, "delivered")
+    [held] = [value for value, stored in token_server.refresh_tokens.items() if not stored.revoked]
+
+    # Another replica refreshes meanwhile: the token the dispatcher holds is replaced, and stored.
+    token_server.refresh_tokens[held].revoked = True
+    replacement = token_server.issue_refresh_token("em-client")
+    pool = await create_pool(stack.env["EM_DATABASE_URL"], size=1)
+    try:
+        other_replica = ConfigurationCache(pool, stack.env["EM_SECRET_KEY"])
+        await other_replica.store_refresh_token(SimpleNamespace(id=configuration["id"], secrets={}), replacement)
+    finally:
+        await pool.close()
+
+    token_server.revoke_access_tokens()  # the next delivery's 401 makes the dispatcher refresh
+    [second] = await publish(source, tenant)
+    await wait_for_status(tenant, second, "delivered")
+    assert token_server.requests[-1]["refresh_token"] == replacement
+
+
 async def test_expired_refresh_token_fails_with_a_clear_error(tenant, source, token_server):
     path = "/exp-" + uuid.uuid4().hex[:6]
     expired = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()

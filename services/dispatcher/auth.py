@@ -97,6 +97,8 @@ class Credentials:
         settings = configuration.authentication
         grant = settings["grant_type"]
         _check_grant_usable(self.guard, settings)
+        if grant == "refresh_token":
+            await self.configurations.read_refresh_token(configuration)
         self.token_requests += 1
         client = AsyncOAuth2Client(
             client_id=settings["client_id"],

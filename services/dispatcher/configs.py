@@ -150,6 +150,16 @@ class ConfigurationCache:
             self._confirmed_at.pop(key, None)
         return stale
 
+    async def read_refresh_token(self, configuration: DeliveryConfiguration) -> None:
+        """Before a refresh, the refresh token as stored now: another replica may have rotated it
+        since this copy was loaded (a configuration moves between replicas with its partition),
+        and the token it replaced is refused, or revokes the new one at servers that watch reuse."""
+        stored = await self.pool.fetchval("SELECT secrets_encrypted FROM delivery_configurations WHERE id = $1",
+                                          configuration.id)
+        token = decrypt_json(self.secret_key, stored).get("refresh_token") if stored else None
+        if token:
+            configuration.secrets["refresh_token"] = token
+
     async def store_refresh_token(self, configuration: DeliveryConfiguration, refresh_token: str) -> None:
         """The token server rotated the refresh token: keep the new one, or the next refresh fails."""
         configuration.secrets["refresh_token"] = refresh_token
