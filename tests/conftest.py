@@ -8,6 +8,7 @@ import asyncio
 import os
 import tempfile
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,6 +219,28 @@ async def end_offsets(stack: Stack, topic: str) -> dict[int, int]:
         return {tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items()}
     finally:
         await consumer.stop()
+
+
+@asynccontextmanager
+async def second_dispatcher_replica(stack: Stack):
+    """A second dispatcher replica in the session's stack, as its port, once the consumer group has
+    given it partitions; stopped and forgotten afterwards."""
+    replica = await asyncio.to_thread(stack.start_replica, "dispatcher", 2)
+    port = stack.ports[replica.name]
+    try:
+        await asyncio.to_thread(stack.wait_until_ready, replica.name)
+
+        async def has_partitions():
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                return 'em_consumer_lag{group="em-dispatcher"' in (await client.get("/metrics")).text
+
+        await eventually(has_partitions, timeout=30)
+        yield port
+    finally:
+        try:
+            await asyncio.to_thread(replica.stop)
+        finally:
+            del stack.services[replica.name], stack.ports[replica.name]
 
 
 async def eventually(check, timeout: float = 20, interval: float = 0.2):

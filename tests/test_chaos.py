@@ -10,7 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import eventually, realtime_configuration, settle, subscribe, unique_path
+from tests.conftest import eventually, realtime_configuration, second_dispatcher_replica, settle, subscribe, unique_path
 
 pytestmark = pytest.mark.chaos
 
@@ -61,22 +61,10 @@ async def test_killing_matcher_and_dispatcher_loses_nothing(stack, tenant, sourc
 
 @pytest.mark.timeout(300)
 async def test_throttle_holds_with_two_dispatcher_replicas(stack, tenant, source, receiver):
-    from services.devstack import ServiceProcess, free_port, wait_for_ready
     from tests.delivery_helpers import publish
     from tests.test_delivery_throttle import most_in_any_window
 
-    port = free_port()
-    second = ServiceProcess("dispatcher", {**stack.env, "EM_DISPATCHER_PORT": str(port)},
-                            stack.data_dir / "logs" / "dispatcher-2.log")
-    second.start()
-    try:
-        await asyncio.to_thread(wait_for_ready, port, second)
-
-        async def second_has_partitions():  # the group has rebalanced across both replicas
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-                return 'em_consumer_lag{group="em-dispatcher"' in (await client.get("/metrics")).text
-
-        await eventually(second_has_partitions, timeout=30)
+    async with second_dispatcher_replica(stack) as port:
         paths = [unique_path("two") for _ in range(4)]
         for path in paths:
             configuration = await realtime_configuration(tenant, receiver.url(path),
@@ -89,8 +77,6 @@ async def test_throttle_holds_with_two_dispatcher_replicas(stack, tenant, source
         for path in paths:
             requests = await receiver.wait_for(path, 15, timeout=60)
             assert most_in_any_window([r.at for r in requests], 1.0) <= 5, path
-    finally:
-        second.stop()
 
 
 @pytest.mark.timeout(300)

@@ -19,9 +19,9 @@ from shared.ids import new_id
 from shared.messages import delivered_document, delivery_message, encode
 from tests.conftest import (
     end_offsets,
-    eventually,
     make_tenant,
     realtime_configuration,
+    second_dispatcher_replica,
     settle,
     subscribe,
     topics,
@@ -32,22 +32,8 @@ from tests.delivery_helpers import deliveries_of, publish, wait_for_status
 
 @pytest.fixture
 async def second_dispatcher(stack):
-    """A second dispatcher replica in the session's stack, once the group has given it partitions."""
-    replica = await asyncio.to_thread(stack.start_replica, "dispatcher", 2)
-    port = stack.ports[replica.name]
-    try:
-        await asyncio.to_thread(stack.wait_until_ready, replica.name)
-
-        async def has_partitions():
-            return 'em_consumer_lag{group="em-dispatcher"' in await _metrics(port)
-
-        await eventually(has_partitions, timeout=30)
+    async with second_dispatcher_replica(stack) as port:
         yield port
-    finally:
-        try:
-            await asyncio.to_thread(replica.stop)
-        finally:
-            del stack.services[replica.name], stack.ports[replica.name]
 
 
 async def _metrics(port: int) -> str:

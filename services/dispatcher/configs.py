@@ -154,9 +154,8 @@ class ConfigurationCache:
         """Before a refresh, the refresh token as stored now: another replica may have rotated it
         since this copy was loaded (a configuration moves between replicas with its partition),
         and the token it replaced is refused, or revokes the new one at servers that watch reuse."""
-        stored = await self.pool.fetchval("SELECT secrets_encrypted FROM delivery_configurations WHERE id = $1",
-                                          configuration.id)
-        token = decrypt_json(self.secret_key, stored).get("refresh_token") if stored else None
+        async with self.pool.acquire() as connection:
+            token = (await self._stored_secrets(connection, configuration.id)).get("refresh_token")
         if token:
             configuration.secrets["refresh_token"] = token
 
@@ -166,11 +165,16 @@ class ConfigurationCache:
         # Written into what is stored now, not our cached copy: a signing secret rotated (or any
         # secret changed) since this copy was loaded must not be undone.
         async with self.pool.acquire() as connection, connection.transaction():
-            stored = await connection.fetchval(
-                "SELECT secrets_encrypted FROM delivery_configurations WHERE id = $1 FOR UPDATE", configuration.id)
-            secrets = {**decrypt_json(self.secret_key, stored), "refresh_token": refresh_token}
+            secrets = {**await self._stored_secrets(connection, configuration.id, lock=True),
+                       "refresh_token": refresh_token}
             await connection.execute("UPDATE delivery_configurations SET secrets_encrypted = $2 WHERE id = $1",
                                      configuration.id, encrypt_json(self.secret_key, secrets))
+
+    async def _stored_secrets(self, connection, configuration_id: str, lock: bool = False) -> dict:
+        """The configuration's secrets as stored now ({} when it is gone)."""
+        stored = await connection.fetchval("SELECT secrets_encrypted FROM delivery_configurations WHERE id = $1"
+                                           + (" FOR UPDATE" if lock else ""), configuration_id)
+        return decrypt_json(self.secret_key, stored) if stored else {}
 
 
 def _extra_headers(authentication: dict, secrets: dict) -> dict | None:
